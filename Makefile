@@ -1,0 +1,44 @@
+# ztwizard: `make run` opens the wizard on the example site, `make test`
+# installs what the tests need and runs them all.
+
+GO      ?= go
+SCRATCH ?= $(CURDIR)/.scratch
+FUZZTIME ?= 20s
+
+.PHONY: run test check deps build fuzz bench clean
+
+## run: the wizard on the embedded example site, state in a scratch folder
+run:
+	$(GO) run ./cmd/ztwizard wizard --example --state $(SCRATCH)/state
+
+## build: the ztwizard binary in ./bin
+build:
+	$(GO) build -o bin/ztwizard ./cmd/ztwizard
+
+## deps: Debian packages (openssl, ssh-keygen, sshd) and Go modules
+deps:
+	./scripts/deps.sh
+
+## test: everything, real-component tests included, then a short fuzz run
+test: deps
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(MAKE) fuzz
+
+## check: the fast inner loop: gofmt, vet, unit tests
+check:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) test -short ./...
+
+## fuzz: the site loader under the fuzzer for FUZZTIME
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./steps/
+
+## bench: benchmarks and side-by-side comparisons (see BENCHMARKS.md)
+bench: deps
+	./bench/run.sh
+
+clean:
+	rm -rf bin $(SCRATCH)

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Installs the Debian packages ztwizard's tests need, skipping those already
+# present, and fetches the Go modules. Safe to run again.
+set -eu
+
+PACKAGES="openssl openssh-client openssh-server"
+
+missing=""
+for p in $PACKAGES; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+if [ -n "$missing" ]; then
+	echo "deps: installing$missing"
+	SUDO=""
+	if [ "$(id -u)" -ne 0 ]; then
+		SUDO="sudo"
+	fi
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
+go mod download
