@@ -1,0 +1,447 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// errAny marks a table case that must fail without a particular sentinel.
+var errAny = errors.New("any error")
+
+func checkErr(t *testing.T, err, want error) {
+	t.Helper()
+	switch {
+	case want == nil && err != nil:
+		t.Fatalf("unexpected error: %v", err)
+	case want != nil && err == nil:
+		t.Fatalf("no error, want %v", want)
+	case want != nil && want != errAny && !errors.Is(err, want):
+		t.Fatalf("err = %v, want %v", err, want)
+	}
+}
+
+func mode(t *testing.T, path string) fs.FileMode {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
+}
+
+func openStore(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestOpen(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, tmp string) string // returns the dir to open
+		wantErr error
+	}{
+		{"creates missing parents", func(t *testing.T, tmp string) string {
+			return filepath.Join(tmp, "a", "b", "state")
+		}, nil},
+		{"fixes 0755", func(t *testing.T, tmp string) string {
+			dir := filepath.Join(tmp, "state")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, nil},
+		{"fixes setgid 2770", func(t *testing.T, tmp string) string {
+			dir := filepath.Join(tmp, "state")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(dir, 0o770|fs.ModeSetgid); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, nil},
+		{"symlink to a folder", func(t *testing.T, tmp string) string {
+			real := filepath.Join(tmp, "real")
+			if err := os.Mkdir(real, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(real, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			link := filepath.Join(tmp, "state")
+			if err := os.Symlink(real, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, ErrSymlink},
+		{"dangling symlink", func(t *testing.T, tmp string) string {
+			link := filepath.Join(tmp, "state")
+			if err := os.Symlink(filepath.Join(tmp, "missing"), link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, ErrSymlink},
+		{"regular file", func(t *testing.T, tmp string) string {
+			file := filepath.Join(tmp, "state")
+			if err := os.WriteFile(file, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return file
+		}, errAny},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tmp := t.TempDir()
+			dir := tt.setup(t, tmp)
+			s, err := Open(dir)
+			checkErr(t, err, tt.wantErr)
+			if err != nil {
+				if tt.name == "symlink to a folder" {
+					if m := mode(t, filepath.Join(tmp, "real")); m.Perm() != 0o755 {
+						t.Errorf("symlink target mode changed to %v", m)
+					}
+				}
+				return
+			}
+			if s.Dir() != dir {
+				t.Errorf("Dir() = %q, want %q", s.Dir(), dir)
+			}
+			if m := mode(t, dir); m != fs.ModeDir|0o700 {
+				t.Errorf("mode = %v, want drwx------", m)
+			}
+		})
+	}
+}
+
+func TestOpenRelative(t *testing.T) {
+	t.Chdir(t.TempDir())
+	s, err := Open("state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(s.Dir()) || filepath.Base(s.Dir()) != "state" {
+		t.Errorf("Dir() = %q, want an absolute path ending in state", s.Dir())
+	}
+	if got, want := s.Path("ca/root.key"), filepath.Join(s.Dir(), "ca", "root.key"); got != want {
+		t.Errorf("Path = %q, want %q", got, want)
+	}
+}
+
+func TestRefusedPaths(t *testing.T) {
+	s := openStore(t)
+	outside := t.TempDir()
+	target := filepath.Join(outside, "target")
+	if err := os.WriteFile(target, []byte("outside"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, s.Path("sub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, s.Path("key")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(s.Path("real"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, s.Path("real/sub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Path("file"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		rel     string
+		wantErr error
+	}{
+		{"../x", ErrInvalidPath},
+		{"/abs", ErrInvalidPath},
+		{"", ErrInvalidPath},
+		{".", ErrInvalidPath},
+		{"a/../b", ErrInvalidPath},
+		{"a//b", ErrInvalidPath},
+		{"./a", ErrInvalidPath},
+		{"a/", ErrInvalidPath},
+		{"sub/target", ErrSymlink},
+		{"sub/new/x", ErrSymlink},
+		{"real/sub/target", ErrSymlink},
+		{"key", ErrSymlink},
+		{"file/x", syscall.ENOTDIR},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rel, func(t *testing.T) {
+			checkErr(t, s.WriteFile(tt.rel, []byte("attacker"), 0o600), tt.wantErr)
+			_, err := s.ReadFile(tt.rel)
+			checkErr(t, err, tt.wantErr)
+			_, err = s.Exists(tt.rel)
+			checkErr(t, err, tt.wantErr)
+			if tt.rel != "key" { // removing a symlink itself follows nothing
+				checkErr(t, s.Remove(tt.rel), tt.wantErr)
+			}
+		})
+	}
+
+	for _, rel := range []string{"lock", "audit.log"} {
+		checkErr(t, s.WriteFile(rel, nil, 0o600), ErrInvalidPath)
+		checkErr(t, s.Remove(rel), ErrInvalidPath)
+	}
+
+	des, err := os.ReadDir(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(des) != 1 {
+		t.Errorf("outside folder holds %d entries, want only target", len(des))
+	}
+	if b, _ := os.ReadFile(target); string(b) != "outside" {
+		t.Errorf("symlink target content = %q, want untouched", b)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	tests := []struct {
+		name  string
+		umask int
+		rel   string
+		perm  fs.FileMode
+	}{
+		{"key at top, umask 0", 0, "wg.key", 0o600},
+		{"key in new folder, umask 0", 0, "ca/root.key", 0o600},
+		{"certificate in new folders, umask 077", 0o077, "certs/x509/alice.pem", 0o644},
+		{"key in new folders, umask 0277", 0o277, "ssh/user_ca", 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t)
+			old := syscall.Umask(tt.umask)
+			err := s.WriteFile(tt.rel, []byte("secret"), tt.perm)
+			syscall.Umask(old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m := mode(t, s.Path(tt.rel)); m != tt.perm {
+				t.Errorf("file mode = %v, want %v", m, tt.perm)
+			}
+			for dir := filepath.Dir(tt.rel); dir != "."; dir = filepath.Dir(dir) {
+				if m := mode(t, s.Path(dir)); m != fs.ModeDir|0o700 {
+					t.Errorf("folder %s mode = %v, want drwx------", dir, m)
+				}
+			}
+			got, err := s.ReadFile(tt.rel)
+			if err != nil || string(got) != "secret" {
+				t.Fatalf("ReadFile = %q, %v", got, err)
+			}
+			if ok, err := s.Exists(tt.rel); !ok || err != nil {
+				t.Fatalf("Exists = %v, %v, want true", ok, err)
+			}
+			if err := s.WriteFile(tt.rel, []byte("rotated"), tt.perm); err != nil {
+				t.Fatal(err)
+			}
+			if got, _ := s.ReadFile(tt.rel); string(got) != "rotated" {
+				t.Errorf("after overwrite ReadFile = %q", got)
+			}
+			if err := s.Remove(tt.rel); err != nil {
+				t.Fatal(err)
+			}
+			if ok, err := s.Exists(tt.rel); ok || err != nil {
+				t.Errorf("after Remove Exists = %v, %v, want false", ok, err)
+			}
+		})
+	}
+}
+
+func TestMissing(t *testing.T) {
+	s := openStore(t)
+	for _, rel := range []string{"missing", "missing/dir/file"} {
+		if _, err := s.ReadFile(rel); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("ReadFile(%q): err = %v, want os.ErrNotExist", rel, err)
+		}
+		if ok, err := s.Exists(rel); ok || err != nil {
+			t.Errorf("Exists(%q) = %v, %v, want false", rel, ok, err)
+		}
+		if err := s.Remove(rel); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("Remove(%q): err = %v, want os.ErrNotExist", rel, err)
+		}
+	}
+	if _, err := os.Lstat(s.Path("missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("reading created a folder: %v", err)
+	}
+}
+
+func TestAudit(t *testing.T) {
+	s := openStore(t)
+	if events, err := s.AuditLog(); err != nil || len(events) != 0 {
+		t.Fatalf("empty AuditLog = %v, %v", events, err)
+	}
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	want := []Event{
+		{Time: t0, Action: "create", Kind: "x509-ca", Name: "site"},
+		{Time: t0.Add(time.Second), Action: "issue", Kind: "x509-client", Name: "alice",
+			Serial: "0a1b2c", NotAfter: t0.AddDate(0, 0, 90), Detail: "line\nbreak \"quoted\""},
+		{Time: t0.Add(2 * time.Second), Action: "revoke", Kind: "x509-client", Name: "alice", Serial: "0a1b2c"},
+	}
+	var prev []byte
+	for i, ev := range want {
+		old := syscall.Umask(0o277) // the log's mode must not depend on the umask
+		err := s.Audit(ev)
+		syscall.Umask(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cur, err := os.ReadFile(s.Path("audit.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.HasPrefix(cur, prev) || len(cur) <= len(prev) {
+			t.Fatalf("after event %d the log does not extend the previous content", i)
+		}
+		added := cur[len(prev):]
+		if bytes.Count(added, []byte("\n")) != 1 || added[len(added)-1] != '\n' {
+			t.Errorf("event %d added %q, want one line", i, added)
+		}
+		if ev.NotAfter.IsZero() && bytes.Contains(added, []byte("valid_until")) {
+			t.Errorf("event %d has a zero valid_until: %s", i, added)
+		}
+		prev = cur
+		if m := mode(t, s.Path("audit.log")); m != 0o600 {
+			t.Errorf("audit.log mode = %v, want 0600", m)
+		}
+	}
+	got, err := s.AuditLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("AuditLog =\n%+v\nwant\n%+v", got, want)
+	}
+
+	before := time.Now()
+	if err := s.Audit(Event{Action: "apply", Kind: "wireguard", Name: "mesh"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err = s.AuditLog()
+	if err != nil || len(got) != 4 {
+		t.Fatalf("AuditLog = %v, %v, want 4 events", got, err)
+	}
+	if got[3].Time.Before(before.Add(-time.Second)) {
+		t.Errorf("zero Time was set to %v, want about now", got[3].Time)
+	}
+}
+
+func TestAuditRefusesSymlink(t *testing.T) {
+	s := openStore(t)
+	target := filepath.Join(t.TempDir(), "target")
+	if err := os.Symlink(target, s.Path("audit.log")); err != nil {
+		t.Fatal(err)
+	}
+	checkErr(t, s.Audit(Event{Action: "create", Kind: "x509-ca", Name: "site"}), ErrSymlink)
+	if _, err := os.Lstat(target); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("symlink target was created: %v", err)
+	}
+	_, err := s.AuditLog()
+	checkErr(t, err, ErrSymlink)
+}
+
+func TestIndex(t *testing.T) {
+	s := openStore(t)
+	ix, err := s.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ix.Records) != 0 || ix.NextSSHSerial != 1 || ix.CRLNumber != 0 || ix.KRLVersion != 0 {
+		t.Fatalf("empty index = %+v", ix)
+	}
+
+	t1 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	t2 := t1.AddDate(0, 1, 0)
+	ix.Records = []Record{
+		{Kind: "x509-client", Name: "alice", Serial: "ff01", Subject: "CN=alice", NotBefore: t2, NotAfter: t2.AddDate(0, 0, 90), File: "certs/alice-ff01.pem"},
+		{Kind: "ssh-user", Name: "alice", Serial: "1", Principals: []string{"alice", "admin"}, NotBefore: t1, NotAfter: t1.Add(16 * time.Hour)},
+		{Kind: "x509-client", Name: "alice", Serial: "0a1b", Subject: "CN=alice", NotBefore: t1, NotAfter: t1.AddDate(0, 0, 90)},
+	}
+	ix.NextSSHSerial = 2
+	ix.CRLNumber = 7
+	ix.KRLVersion = 3
+	if err := s.SaveIndex(ix); err != nil {
+		t.Fatal(err)
+	}
+	if m := mode(t, s.Path("index.json")); m != 0o600 {
+		t.Errorf("index.json mode = %v, want 0600", m)
+	}
+	got, err := s.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, ix) {
+		t.Errorf("Index =\n%+v\nwant\n%+v", got, ix)
+	}
+
+	found := got.Find("x509-client", "alice")
+	if len(found) != 2 || found[0].Serial != "0a1b" || found[1].Serial != "ff01" {
+		t.Errorf("Find = %+v, want 0a1b then ff01", found)
+	}
+	if found := got.Find("x509-client", "bob"); len(found) != 0 {
+		t.Errorf("Find(bob) = %+v, want none", found)
+	}
+
+	r, ok := got.BySerial("ff01")
+	if !ok || r.Name != "alice" || r.Kind != "x509-client" {
+		t.Fatalf("BySerial = %+v, %v", r, ok)
+	}
+	revoked := t2.Add(time.Hour)
+	r.RevokedAt = &revoked
+	if err := s.SaveIndex(got); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := again.BySerial("ff01"); r.RevokedAt == nil || !r.RevokedAt.Equal(revoked) {
+		t.Errorf("revocation not saved: %+v", r)
+	}
+	if _, ok := again.BySerial("nope"); ok {
+		t.Error("BySerial found a serial that was never issued")
+	}
+}
+
+func TestIndexFile(t *testing.T) {
+	s := openStore(t)
+	if err := s.SaveIndex(&Index{NextSSHSerial: 1}); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(s.Path("index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	if recs, ok := m["records"].([]any); !ok || len(recs) != 0 {
+		t.Errorf("records = %v, want an empty list", m["records"])
+	}
+
+	if err := os.WriteFile(s.Path("index.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Index(); err == nil || !strings.Contains(err.Error(), "index.json") {
+		t.Errorf("corrupt index: err = %v, want an error naming index.json", err)
+	}
+}
