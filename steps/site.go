@@ -1,0 +1,250 @@
+package steps
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the site-file format this ztwizard reads and writes.
+const Version = 1
+
+// Site is the declarative description of a site: everything ztwizard needs
+// to secure its nodes. It is what site.yaml holds and what the wizard fills.
+// Scalars that need parsing (durations, addresses, networks) are kept as the
+// text the admin wrote, so every error can quote it; Validate parses them.
+type Site struct {
+	Version   int        `yaml:"version"`
+	Site      string     `yaml:"site"`
+	CA        CA         `yaml:"ca"`
+	SSH       SSH        `yaml:"ssh"`
+	WireGuard WireGuard  `yaml:"wireguard"`
+	Nodes     []Node     `yaml:"nodes"`
+	Services  []Service  `yaml:"services,omitempty"`
+	Databases []Database `yaml:"databases,omitempty"`
+	Clients   []Client   `yaml:"clients,omitempty"`
+	Firewall  Firewall   `yaml:"firewall"`
+}
+
+// CA describes the site's private X.509 certificate authority.
+type CA struct {
+	Subject      Subject  `yaml:"subject"`
+	Key          string   `yaml:"key,omitempty"`
+	Validity     Duration `yaml:"validity,omitempty"`
+	CertValidity Duration `yaml:"cert_validity,omitempty"`
+	CRLValidity  Duration `yaml:"crl_validity,omitempty"`
+}
+
+// Subject is the distinguished name of the CA.
+type Subject struct {
+	CommonName   string `yaml:"common_name"`
+	Organization string `yaml:"organization,omitempty"`
+	Country      string `yaml:"country,omitempty"`
+}
+
+// SSH describes SSH certificates and who may reach sshd.
+type SSH struct {
+	CertValidity Duration  `yaml:"cert_validity,omitempty"`
+	AdminCIDRs   []string  `yaml:"admin_cidrs,omitempty,flow"`
+	Users        []SSHUser `yaml:"users,omitempty"`
+}
+
+// SSHUser is a person allowed to log in, and the local accounts
+// (principals) their certificates name.
+type SSHUser struct {
+	Name       string   `yaml:"name"`
+	Principals []string `yaml:"principals,flow"`
+}
+
+// WireGuard describes the mesh network.
+type WireGuard struct {
+	Network    string `yaml:"network"`
+	ListenPort int    `yaml:"listen_port,omitempty"`
+}
+
+// Node is one host of the mesh.
+type Node struct {
+	Name      string   `yaml:"name"`
+	Endpoint  string   `yaml:"endpoint,omitempty"`
+	Address   string   `yaml:"address,omitempty"`
+	Peers     []string `yaml:"peers,omitempty,flow"`
+	Keepalive int      `yaml:"keepalive,omitempty"`
+}
+
+// Service is an HTTP service reachable only with a client certificate,
+// behind nginx on its node.
+type Service struct {
+	Name       string   `yaml:"name"`
+	Node       string   `yaml:"node"`
+	ServerName string   `yaml:"server_name"`
+	Listen     int      `yaml:"listen,omitempty"`
+	Upstream   string   `yaml:"upstream"`
+	Allow      []string `yaml:"allow,omitempty,flow"`
+}
+
+// Database is a database server bound to its node's mesh address and
+// reachable only from its client nodes.
+type Database struct {
+	Name    string   `yaml:"name"`
+	Node    string   `yaml:"node"`
+	Engine  string   `yaml:"engine"`
+	Port    int      `yaml:"port,omitempty"`
+	Clients []string `yaml:"clients,omitempty,flow"`
+}
+
+// Client is an mTLS client identity (a certificate with CN = Name).
+type Client struct {
+	Name         string `yaml:"name"`
+	Organization string `yaml:"organization,omitempty"`
+}
+
+// Firewall holds the host firewall's site-wide settings.
+type Firewall struct {
+	PublicTCP []int  `yaml:"public_tcp,omitempty,flow"`
+	ICMPRate  string `yaml:"icmp_rate,omitempty"`
+}
+
+// Database engines ztwizard knows how to bind to the mesh.
+const (
+	EngineMariaDB    = "mariadb"
+	EnginePostgreSQL = "postgresql"
+)
+
+// Defaults used when the site leaves a field out.
+const (
+	DefaultCAKey           = "ecdsa-p256"
+	DefaultCAValidity      = Duration("87600h")
+	DefaultCertValidity    = Duration("2160h")
+	DefaultCRLValidity     = Duration("168h")
+	DefaultSSHCertValidity = Duration("4h")
+	DefaultListenPort      = 51820
+	DefaultHTTPSPort       = 443
+	DefaultICMPRate        = "10/second"
+)
+
+// DefaultPort is the port an engine listens on when the site gives none.
+func DefaultPort(engine string) int {
+	switch engine {
+	case EngineMariaDB:
+		return 3306
+	case EnginePostgreSQL:
+		return 5432
+	}
+	return 0
+}
+
+// SetDefaults fills every field the admin may leave out. It never
+// overwrites a value that is set, so it is safe to call more than once.
+func (s *Site) SetDefaults() {
+	if s.CA.Key == "" {
+		s.CA.Key = DefaultCAKey
+	}
+	if s.CA.Subject.CommonName == "" && s.Site != "" {
+		s.CA.Subject.CommonName = s.Site + " Root CA"
+	}
+	if s.CA.Validity == "" {
+		s.CA.Validity = DefaultCAValidity
+	}
+	if s.CA.CertValidity == "" {
+		s.CA.CertValidity = DefaultCertValidity
+	}
+	if s.CA.CRLValidity == "" {
+		s.CA.CRLValidity = DefaultCRLValidity
+	}
+	if s.SSH.CertValidity == "" {
+		s.SSH.CertValidity = DefaultSSHCertValidity
+	}
+	if s.WireGuard.ListenPort == 0 {
+		s.WireGuard.ListenPort = DefaultListenPort
+	}
+	for i := range s.Services {
+		if s.Services[i].Listen == 0 {
+			s.Services[i].Listen = DefaultHTTPSPort
+		}
+	}
+	for i := range s.Databases {
+		if s.Databases[i].Port == 0 {
+			s.Databases[i].Port = DefaultPort(s.Databases[i].Engine)
+		}
+	}
+	for i := range s.Clients {
+		if s.Clients[i].Organization == "" {
+			s.Clients[i].Organization = s.CA.Subject.Organization
+		}
+	}
+	if s.Firewall.ICMPRate == "" {
+		s.Firewall.ICMPRate = DefaultICMPRate
+	}
+}
+
+// Node returns the node with that name.
+func (s *Site) Node(name string) (*Node, bool) {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == name {
+			return &s.Nodes[i], true
+		}
+	}
+	return nil, false
+}
+
+// Client returns the client identity with that name.
+func (s *Site) Client(name string) (*Client, bool) {
+	for i := range s.Clients {
+		if s.Clients[i].Name == name {
+			return &s.Clients[i], true
+		}
+	}
+	return nil, false
+}
+
+// Service returns the mTLS service with that name.
+func (s *Site) Service(name string) (*Service, bool) {
+	for i := range s.Services {
+		if s.Services[i].Name == name {
+			return &s.Services[i], true
+		}
+	}
+	return nil, false
+}
+
+// User returns the SSH user with that name.
+func (s *Site) User(name string) (*SSHUser, bool) {
+	for i := range s.SSH.Users {
+		if s.SSH.Users[i].Name == name {
+			return &s.SSH.Users[i], true
+		}
+	}
+	return nil, false
+}
+
+// Duration is a length of time as written in the site file: a Go duration
+// ("4h", "2160h", "90m") or a whole number of days ("90d").
+type Duration string
+
+// Parse returns the duration, or an error that quotes the text.
+func (d Duration) Parse() (time.Duration, error) {
+	s := strings.TrimSpace(string(d))
+	if s == "" {
+		return 0, fmt.Errorf("missing duration")
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseInt(days, 10, 32)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a duration (use e.g. 90d, 2160h, 4h)", string(d))
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration (use e.g. 90d, 2160h, 4h)", string(d))
+	}
+	return v, nil
+}
+
+// D returns the parsed duration, or zero when it does not parse. Use it only
+// on a validated site.
+func (d Duration) D() time.Duration {
+	v, _ := d.Parse()
+	return v
+}

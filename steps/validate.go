@@ -1,0 +1,549 @@
+package steps
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"ztwizard/steps/pki"
+	"ztwizard/steps/sshca"
+)
+
+// SSHPort is the port sshd listens on; it is reserved on every node.
+const SSHPort = 22
+
+var (
+	nameRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	labelRE   = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+	countryRE = regexp.MustCompile(`^[A-Z]{2}$`)
+	rateRE    = regexp.MustCompile(`^([0-9]+)/(second|minute|hour|day)$`)
+)
+
+// ValidName checks a name of a site, node, service, database or client:
+// lower-case letters, digits and inner hyphens, at most 63 characters, so it
+// is safe in file names, certificate names and unit names.
+func ValidName(s string) error {
+	if s == "" {
+		return errors.New("missing name")
+	}
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("%q is not a valid name (lower-case letters, digits and inner hyphens, at most 63)", s)
+	}
+	return nil
+}
+
+// ValidPrincipal checks an SSH principal: a local account name.
+func ValidPrincipal(s string) error { return sshca.ValidPrincipal(s) }
+
+// ValidUserName checks the name of an SSH user entry; it follows the rules
+// of account names, since it goes into certificate key ids.
+func ValidUserName(s string) error {
+	if s == "" {
+		return errors.New("missing name")
+	}
+	if sshca.ValidPrincipal(s) != nil {
+		return fmt.Errorf("%q is not a valid user name (lower-case letter or _ first, then lower-case letters, digits, _ or -, at most 32)", s)
+	}
+	return nil
+}
+
+// ValidDNSName checks a fully qualified or single-label DNS host name.
+func ValidDNSName(s string) error {
+	if s == "" {
+		return errors.New("missing DNS name")
+	}
+	name := strings.TrimSuffix(s, ".")
+	if len(name) > 253 {
+		return fmt.Errorf("%q is longer than 253 characters", s)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if !labelRE.MatchString(label) {
+			return fmt.Errorf("%q is not a valid DNS name", s)
+		}
+	}
+	return nil
+}
+
+// ValidPort checks a TCP or UDP port number.
+func ValidPort(p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("port %d is out of range 1-65535", p)
+	}
+	return nil
+}
+
+// ValidPrefix parses a network in CIDR form and insists it has no host bits.
+func ValidPrefix(s string) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(strings.TrimSpace(s))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR form (e.g. 10.100.0.0/24)", s)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %q?)", s, p.Masked().String())
+	}
+	return p, nil
+}
+
+// ValidEndpoint checks a WireGuard endpoint: host:port, the host an IP
+// address or a DNS name.
+func ValidEndpoint(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q has a bad port (1-65535)", s)
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if ValidDNSName(host) != nil {
+		return fmt.Errorf("%q: host %q is neither an IP address nor a DNS name", s, host)
+	}
+	return nil
+}
+
+// ValidRate checks a rate limit such as "10/second".
+func ValidRate(s string) error {
+	m := rateRE.FindStringSubmatch(s)
+	if m == nil {
+		return fmt.Errorf("%q is not a rate (e.g. 10/second, 600/minute)", s)
+	}
+	if n, _ := strconv.Atoi(m[1]); n < 1 {
+		return fmt.Errorf("%q must allow at least 1", s)
+	}
+	return nil
+}
+
+// ValidUpstream checks a service's upstream URL: http or https with a host.
+func ValidUpstream(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http:// or https:// URL with a host", s)
+	}
+	if u.Port() != "" {
+		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q has a bad port (1-65535)", s)
+		}
+	}
+	return nil
+}
+
+// positive parses a duration that must be greater than zero.
+func positive(d Duration) (time.Duration, error) {
+	v, err := d.Parse()
+	if err != nil {
+		return 0, err
+	}
+	if v <= 0 {
+		return 0, fmt.Errorf("%q must be positive", string(d))
+	}
+	return v, nil
+}
+
+// Validate reports every problem with the site at once, each with its field
+// path and value. It does not change s: defaults are applied to a copy.
+// The result is nil or Errors.
+func (s *Site) Validate() error {
+	site := s.Clone()
+	site.SetDefaults()
+	c := &errs{}
+	site.checkHeader(c)
+	site.checkCA(c)
+	site.checkSSH(c)
+	site.checkMesh(c)
+	site.checkServices(c)
+	site.checkDatabases(c)
+	site.checkClients(c)
+	site.checkFirewall(c)
+	site.checkPorts(c)
+	return c.err()
+}
+
+func (s *Site) checkHeader(c *errs) {
+	switch {
+	case s.Version == 0:
+		c.add("version", "missing (this ztwizard reads version %d)", Version)
+	case s.Version != Version:
+		c.add("version", "%d is not supported (this ztwizard reads version %d)", s.Version, Version)
+	}
+	if err := ValidName(s.Site); err != nil {
+		c.add("site", "%v", err)
+	}
+}
+
+func (s *Site) checkCA(c *errs) {
+	if strings.TrimSpace(s.CA.Subject.CommonName) == "" {
+		c.add("ca.subject.common_name", "missing")
+	}
+	if s.CA.Subject.Country != "" && !countryRE.MatchString(s.CA.Subject.Country) {
+		c.add("ca.subject.country", "%q is not a two-letter country code (e.g. \"NO\")", s.CA.Subject.Country)
+	}
+	if _, err := pki.ParseKeyType(s.CA.Key); err != nil {
+		var names []string
+		for _, k := range pki.KeyTypes() {
+			names = append(names, string(k))
+		}
+		c.add("ca.key", "unknown key type %q (one of %s)%s", s.CA.Key, strings.Join(names, ", "), Suggest(s.CA.Key, names))
+	}
+	caV, errCA := positive(s.CA.Validity)
+	if errCA != nil {
+		c.add("ca.validity", "%v", errCA)
+	}
+	if v, err := positive(s.CA.CertValidity); err != nil {
+		c.add("ca.cert_validity", "%v", err)
+	} else if errCA == nil && v > caV {
+		c.add("ca.cert_validity", "%q is longer than the CA's own validity %q", string(s.CA.CertValidity), string(s.CA.Validity))
+	}
+	if v, err := positive(s.CA.CRLValidity); err != nil {
+		c.add("ca.crl_validity", "%v", err)
+	} else if v < 2*time.Hour {
+		c.add("ca.crl_validity", "%q is too short to refresh before it lapses (at least 2h)", string(s.CA.CRLValidity))
+	} else if errCA == nil && v > caV {
+		c.add("ca.crl_validity", "%q is longer than the CA's own validity %q", string(s.CA.CRLValidity), string(s.CA.Validity))
+	}
+}
+
+func (s *Site) checkSSH(c *errs) {
+	if _, err := positive(s.SSH.CertValidity); err != nil {
+		c.add("ssh.cert_validity", "%v", err)
+	}
+	seenCIDR := map[netip.Prefix]int{}
+	for i, cidr := range s.SSH.AdminCIDRs {
+		path := fmt.Sprintf("ssh.admin_cidrs[%d]", i)
+		p, err := ValidPrefix(cidr)
+		if err != nil {
+			c.add(path, "%v", err)
+			continue
+		}
+		if j, dup := seenCIDR[p]; dup {
+			c.add(path, "%q repeats ssh.admin_cidrs[%d]", cidr, j)
+		}
+		seenCIDR[p] = i
+	}
+	seen := map[string]int{}
+	for i, u := range s.SSH.Users {
+		path := fmt.Sprintf("ssh.users[%d]", i)
+		if err := ValidUserName(u.Name); err != nil {
+			c.add(path+".name", "%v", err)
+		} else if j, dup := seen[u.Name]; dup {
+			c.add(path+".name", "%q repeats ssh.users[%d]", u.Name, j)
+		} else {
+			seen[u.Name] = i
+		}
+		if len(u.Principals) == 0 {
+			c.add(path+".principals", "empty: name at least one account this user may log in as")
+		}
+		seenP := map[string]bool{}
+		for j, p := range u.Principals {
+			pp := fmt.Sprintf("%s.principals[%d]", path, j)
+			if err := ValidPrincipal(p); err != nil {
+				c.add(pp, "%v", err)
+			} else if seenP[p] {
+				c.add(pp, "%q is listed twice", p)
+			}
+			seenP[p] = true
+		}
+	}
+}
+
+func (s *Site) checkMesh(c *errs) {
+	network, netErr := ValidPrefix(s.WireGuard.Network)
+	switch {
+	case s.WireGuard.Network == "":
+		c.add("wireguard.network", "missing (e.g. 10.100.0.0/24)")
+	case netErr != nil:
+		c.add("wireguard.network", "%v", netErr)
+	case network.Bits() > network.Addr().BitLen()-2:
+		c.add("wireguard.network", "%q is too small for a mesh", s.WireGuard.Network)
+		netErr = errors.New("too small")
+	}
+	if err := ValidPort(s.WireGuard.ListenPort); err != nil {
+		c.add("wireguard.listen_port", "%v", err)
+	}
+	if len(s.Nodes) == 0 {
+		c.add("nodes", "empty: a site needs at least one node")
+	}
+	names := s.nodeNames()
+	seen := map[string]int{}
+	addrs := map[netip.Addr]int{}
+	addrBad := false
+	for i, n := range s.Nodes {
+		path := fmt.Sprintf("nodes[%d]", i)
+		if err := ValidName(n.Name); err != nil {
+			c.add(path+".name", "%v", err)
+		} else if j, dup := seen[n.Name]; dup {
+			c.add(path+".name", "%q repeats nodes[%d]", n.Name, j)
+		} else {
+			seen[n.Name] = i
+		}
+		if n.Endpoint != "" {
+			if err := ValidEndpoint(n.Endpoint); err != nil {
+				c.add(path+".endpoint", "%v", err)
+			}
+		}
+		if n.Address != "" {
+			a, err := netip.ParseAddr(n.Address)
+			switch {
+			case err != nil:
+				c.add(path+".address", "%q is not an IP address", n.Address)
+				addrBad = true
+			case netErr == nil && !network.Contains(a):
+				c.add(path+".address", "%s is outside wireguard.network %s", n.Address, network)
+				addrBad = true
+			case netErr == nil && !usable(network, a):
+				c.add(path+".address", "%s is the network's own or broadcast address", n.Address)
+				addrBad = true
+			default:
+				if j, dup := addrs[a]; dup {
+					c.add(path+".address", "%s is already nodes[%d]'s address", n.Address, j)
+				}
+				addrs[a] = i
+			}
+		}
+		if n.Keepalive < 0 || n.Keepalive > 65535 {
+			c.add(path+".keepalive", "%d is out of range 0-65535 seconds", n.Keepalive)
+		}
+		seenPeer := map[string]bool{}
+		for j, p := range n.Peers {
+			pp := fmt.Sprintf("%s.peers[%d]", path, j)
+			other, ok := s.Node(p)
+			switch {
+			case !ok:
+				c.add(pp, "unknown node %q%s", p, Suggest(p, names))
+			case p == n.Name:
+				c.add(pp, "%q is the node itself", p)
+			case seenPeer[p]:
+				c.add(pp, "%q is listed twice", p)
+			case n.Endpoint == "" && other.Endpoint == "":
+				c.add(pp, "neither %q nor %q has an endpoint, so they can never reach each other", n.Name, p)
+			}
+			seenPeer[p] = true
+		}
+	}
+	if netErr == nil && !addrBad && len(s.Nodes) > 0 {
+		if _, err := s.Addresses(nil); err != nil {
+			c.add("wireguard.network", "%v", err)
+		}
+	}
+}
+
+func (s *Site) checkServices(c *errs) {
+	nodes := s.nodeNames()
+	clients := s.clientNames()
+	seen := map[string]int{}
+	type vhost struct {
+		node, name string
+		port       int
+	}
+	vhosts := map[vhost]int{}
+	for i, sv := range s.Services {
+		path := fmt.Sprintf("services[%d]", i)
+		if err := ValidName(sv.Name); err != nil {
+			c.add(path+".name", "%v", err)
+		} else if j, dup := seen[sv.Name]; dup {
+			c.add(path+".name", "%q repeats services[%d]", sv.Name, j)
+		} else {
+			seen[sv.Name] = i
+		}
+		if _, ok := s.Node(sv.Node); !ok {
+			c.add(path+".node", "unknown node %q%s", sv.Node, Suggest(sv.Node, nodes))
+		}
+		if err := ValidDNSName(sv.ServerName); err != nil {
+			c.add(path+".server_name", "%v", err)
+		}
+		if err := ValidPort(sv.Listen); err != nil {
+			c.add(path+".listen", "%v", err)
+		}
+		if err := ValidUpstream(sv.Upstream); err != nil {
+			c.add(path+".upstream", "%v", err)
+		}
+		k := vhost{sv.Node, strings.ToLower(sv.ServerName), sv.Listen}
+		if j, dup := vhosts[k]; dup {
+			c.add(path+".server_name", "%q on port %d is already services[%d] on node %q", sv.ServerName, sv.Listen, j, sv.Node)
+		}
+		vhosts[k] = i
+		if len(sv.Allow) == 0 {
+			c.add(path+".allow", "empty: name the client identities that may use %q", sv.Name)
+		}
+		for j, a := range sv.Allow {
+			if _, ok := s.Client(a); !ok {
+				c.add(fmt.Sprintf("%s.allow[%d]", path, j), "unknown client %q%s", a, Suggest(a, clients))
+			}
+		}
+	}
+}
+
+func (s *Site) checkDatabases(c *errs) {
+	nodes := s.nodeNames()
+	seen := map[string]int{}
+	for i, db := range s.Databases {
+		path := fmt.Sprintf("databases[%d]", i)
+		if err := ValidName(db.Name); err != nil {
+			c.add(path+".name", "%v", err)
+		} else if j, dup := seen[db.Name]; dup {
+			c.add(path+".name", "%q repeats databases[%d]", db.Name, j)
+		} else {
+			seen[db.Name] = i
+		}
+		_, nodeOK := s.Node(db.Node)
+		if !nodeOK {
+			c.add(path+".node", "unknown node %q%s", db.Node, Suggest(db.Node, nodes))
+		}
+		if db.Engine != EngineMariaDB && db.Engine != EnginePostgreSQL {
+			c.add(path+".engine", "unknown engine %q (one of %s, %s)%s", db.Engine, EngineMariaDB, EnginePostgreSQL,
+				Suggest(db.Engine, []string{EngineMariaDB, EnginePostgreSQL}))
+		}
+		if err := ValidPort(db.Port); err != nil {
+			c.add(path+".port", "%v", err)
+		}
+		if len(db.Clients) == 0 {
+			c.add(path+".clients", "empty: name the nodes that may connect to %q", db.Name)
+		}
+		seenC := map[string]bool{}
+		for j, cl := range db.Clients {
+			cp := fmt.Sprintf("%s.clients[%d]", path, j)
+			switch {
+			case !slices.Contains(nodes, cl):
+				c.add(cp, "unknown node %q%s", cl, Suggest(cl, nodes))
+			case cl == db.Node:
+				c.add(cp, "%q is the database's own node", cl)
+			case seenC[cl]:
+				c.add(cp, "%q is listed twice", cl)
+			case nodeOK && !s.Linked(db.Node, cl):
+				c.add(cp, "node %q is not a WireGuard peer of %q, so it cannot reach the database (add it to peers)", cl, db.Node)
+			}
+			seenC[cl] = true
+		}
+	}
+}
+
+func (s *Site) checkClients(c *errs) {
+	seen := map[string]int{}
+	for i, cl := range s.Clients {
+		path := fmt.Sprintf("clients[%d]", i)
+		if err := ValidName(cl.Name); err != nil {
+			c.add(path+".name", "%v", err)
+		} else if j, dup := seen[cl.Name]; dup {
+			c.add(path+".name", "%q repeats clients[%d]", cl.Name, j)
+		} else {
+			seen[cl.Name] = i
+		}
+	}
+}
+
+func (s *Site) checkFirewall(c *errs) {
+	seen := map[int]int{}
+	for i, p := range s.Firewall.PublicTCP {
+		path := fmt.Sprintf("firewall.public_tcp[%d]", i)
+		if err := ValidPort(p); err != nil {
+			c.add(path, "%v", err)
+			continue
+		}
+		if j, dup := seen[p]; dup {
+			c.add(path, "port %d repeats firewall.public_tcp[%d]", p, j)
+		}
+		seen[p] = i
+		if p == SSHPort {
+			c.add(path, "port 22 would open SSH to everyone; list the admin networks in ssh.admin_cidrs instead")
+		}
+		for _, db := range s.Databases {
+			if db.Port == p {
+				c.add(path, "port %d is database %q's port; databases are reachable only over the mesh", p, db.Name)
+			}
+		}
+	}
+	if err := ValidRate(s.Firewall.ICMPRate); err != nil {
+		c.add("firewall.icmp_rate", "%v", err)
+	}
+}
+
+// checkPorts finds two listeners on one TCP port of one node. Services may
+// share a port (nginx tells them apart by server name); nothing may take
+// sshd's port or a database's.
+func (s *Site) checkPorts(c *errs) {
+	type key struct {
+		node string
+		port int
+	}
+	owner := map[key]string{}
+	for _, n := range s.Nodes {
+		owner[key{n.Name, SSHPort}] = "sshd"
+	}
+	for i, db := range s.Databases {
+		k := key{db.Node, db.Port}
+		if o, taken := owner[k]; taken {
+			c.add(fmt.Sprintf("databases[%d].port", i), "port %d on node %q is already used by %s", db.Port, db.Node, o)
+			continue
+		}
+		owner[k] = fmt.Sprintf("database %q", db.Name)
+	}
+	for i, sv := range s.Services {
+		k := key{sv.Node, sv.Listen}
+		if o, taken := owner[k]; taken && !strings.HasPrefix(o, "service") {
+			c.add(fmt.Sprintf("services[%d].listen", i), "port %d on node %q is already used by %s", sv.Listen, sv.Node, o)
+			continue
+		}
+		owner[k] = fmt.Sprintf("service %q", sv.Name)
+	}
+}
+
+// Linked tells whether nodes a and b are WireGuard peers: either names the
+// other in its peers list.
+func (s *Site) Linked(a, b string) bool {
+	na, okA := s.Node(a)
+	nb, okB := s.Node(b)
+	if !okA || !okB || a == b {
+		return false
+	}
+	return slices.Contains(na.Peers, b) || slices.Contains(nb.Peers, a)
+}
+
+func (s *Site) nodeNames() []string {
+	out := make([]string, len(s.Nodes))
+	for i, n := range s.Nodes {
+		out[i] = n.Name
+	}
+	return out
+}
+
+func (s *Site) clientNames() []string {
+	out := make([]string, len(s.Clients))
+	for i, c := range s.Clients {
+		out[i] = c.Name
+	}
+	return out
+}
+
+// Clone returns a deep copy of the site.
+func (s *Site) Clone() *Site {
+	c := *s
+	c.SSH.AdminCIDRs = slices.Clone(s.SSH.AdminCIDRs)
+	c.SSH.Users = slices.Clone(s.SSH.Users)
+	for i := range c.SSH.Users {
+		c.SSH.Users[i].Principals = slices.Clone(c.SSH.Users[i].Principals)
+	}
+	c.Nodes = slices.Clone(s.Nodes)
+	for i := range c.Nodes {
+		c.Nodes[i].Peers = slices.Clone(c.Nodes[i].Peers)
+	}
+	c.Services = slices.Clone(s.Services)
+	for i := range c.Services {
+		c.Services[i].Allow = slices.Clone(c.Services[i].Allow)
+	}
+	c.Databases = slices.Clone(s.Databases)
+	for i := range c.Databases {
+		c.Databases[i].Clients = slices.Clone(c.Databases[i].Clients)
+	}
+	c.Clients = slices.Clone(s.Clients)
+	c.Firewall.PublicTCP = slices.Clone(s.Firewall.PublicTCP)
+	return &c
+}
