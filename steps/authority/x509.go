@@ -1,0 +1,428 @@
+package authority
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"ztwizard/steps"
+	"ztwizard/steps/pki"
+	"ztwizard/steps/state"
+)
+
+// CA loads the site's X.509 CA, creating it on first use. created tells
+// whether it was made now.
+func (a *Authority) CA() (ca *pki.CA, created bool, err error) {
+	ok, err := a.exists(CACertFile)
+	if err != nil {
+		return nil, false, err
+	}
+	if ok {
+		ca, err := a.loadCA()
+		return ca, false, err
+	}
+	ca, err = a.createCA()
+	return ca, err == nil, err
+}
+
+func (a *Authority) loadCA() (*pki.CA, error) {
+	certPEM, err := a.readFile(CACertFile)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := pki.DecodeCertPEM(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", CACertFile, err)
+	}
+	keyPEM, err := a.readFile(CAKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.DecodeKeyPEM(keyPEM, a.Passphrase)
+	if err != nil {
+		return nil, keyError("the CA key "+a.Store.Path(CAKeyFile), err)
+	}
+	if err := a.encryptIfPlain(CAKeyFile, keyPEM, func() ([]byte, error) { return pki.EncodeKeyPEM(key, a.Passphrase) }); err != nil {
+		return nil, err
+	}
+	return &pki.CA{Cert: cert, Key: key}, nil
+}
+
+// encryptIfPlain re-writes a plain private key encrypted when a passphrase
+// is given, so giving one protects a store made without it.
+func (a *Authority) encryptIfPlain(rel string, current []byte, encode func() ([]byte, error)) error {
+	if len(a.Passphrase) == 0 || isEncrypted(current) {
+		return nil
+	}
+	data, err := encode()
+	if err != nil {
+		return fmt.Errorf("authority: encrypt %s: %w", rel, err)
+	}
+	if err := a.write(rel, data, privateMode); err != nil {
+		return err
+	}
+	return a.audit("encrypt", KindPassphrase, rel, "", time.Time{}, "private key now encrypted with the passphrase")
+}
+
+func (a *Authority) createCA() (*pki.CA, error) {
+	site := a.Site
+	kt, err := pki.ParseKeyType(site.CA.Key)
+	if err != nil {
+		return nil, badInput("ca.key: %v", err)
+	}
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return nil, fmt.Errorf("authority: CA key: %w", err)
+	}
+	serial, err := pki.RandomSerial(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("authority: CA serial: %w", err)
+	}
+	subj := pki.Subject{CommonName: site.CA.Subject.CommonName, Organization: site.CA.Subject.Organization, Country: site.CA.Subject.Country}
+	ca, err := pki.NewRoot(subj, key, site.CA.Validity.D(), a.now(), serial)
+	if err != nil {
+		return nil, fmt.Errorf("authority: create CA: %w", err)
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key, a.Passphrase)
+	if err != nil {
+		return nil, fmt.Errorf("authority: CA key: %w", err)
+	}
+	// The key goes first: a certificate without its key would be useless,
+	// and its presence is what marks the CA as made.
+	if err := a.write(CAKeyFile, keyPEM, privateMode); err != nil {
+		return nil, err
+	}
+	if err := a.write(CACertFile, pki.EncodeCertPEM(ca.Cert), publicMode); err != nil {
+		return nil, err
+	}
+	if err := a.record(state.Record{Kind: KindCA, Name: site.Site, Serial: hexSerial(ca.Cert.SerialNumber),
+		Subject: ca.Cert.Subject.String(), NotBefore: ca.Cert.NotBefore, NotAfter: ca.Cert.NotAfter, File: CACertFile}); err != nil {
+		return nil, err
+	}
+	if err := a.audit("create", KindCA, ca.Cert.Subject.CommonName, hexSerial(ca.Cert.SerialNumber), ca.Cert.NotAfter, "key "+string(kt)); err != nil {
+		return nil, err
+	}
+	if _, err := a.publishCRL(ca); err != nil {
+		return nil, err
+	}
+	return ca, nil
+}
+
+// Issued is a certificate ztwizard has just issued, with its private key.
+type Issued struct {
+	Record   state.Record
+	Cert     *x509.Certificate
+	Key      crypto.Signer
+	CertFile string // in the store
+	KeyFile  string // in the store
+}
+
+// Issue issues a certificate for a name of the site: a client identity
+// (client certificate, CN = name, O from the site) or a service (server
+// certificate for its server_name). keyType "" uses the CA's key type.
+func (a *Authority) Issue(name string, keyType string) (*Issued, error) {
+	site := a.Site
+	kind, err := CheckIssue(site, name, keyType)
+	if err != nil {
+		return nil, err
+	}
+	if keyType == "" {
+		keyType = site.CA.Key
+	}
+	kt, err := pki.ParseKeyType(keyType)
+	if err != nil {
+		return nil, badInput("--key: %v", err)
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
+	}
+	serial, err := pki.RandomSerial(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("authority: serial for %s: %w", name, err)
+	}
+	now, validity := a.now(), site.CA.CertValidity.D()
+	var cert *x509.Certificate
+	if kind == KindClient {
+		c, _ := site.Client(name)
+		cert, err = ca.IssueClient(key.Public(), c.Name, c.Organization, validity, now, serial)
+	} else {
+		s, _ := site.Service(name)
+		cert, err = ca.IssueServer(key.Public(), s.ServerName, []string{s.ServerName}, nil, validity, now, serial)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authority: issue %s: %w", name, err)
+	}
+	return a.keep(kind, name, cert, key)
+}
+
+// IssueServerFor issues a server certificate for an arbitrary host name and
+// addresses, for services that are not in the site (tests, the mesh).
+func (a *Authority) IssueServerFor(name string, dnsNames []string, ips []netip.Addr) (*Issued, error) {
+	kt, err := pki.ParseKeyType(a.Site.CA.Key)
+	if err != nil {
+		return nil, badInput("ca.key: %v", err)
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	key, err := pki.GenerateKey(kt)
+	if err != nil {
+		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
+	}
+	serial, err := pki.RandomSerial(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("authority: serial for %s: %w", name, err)
+	}
+	cert, err := ca.IssueServer(key.Public(), name, dnsNames, ips, a.Site.CA.CertValidity.D(), a.now(), serial)
+	if err != nil {
+		return nil, fmt.Errorf("authority: issue %s: %w", name, err)
+	}
+	return a.keep(KindServer, name, cert, key)
+}
+
+// keep stores a new certificate and its key, and records it.
+func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.Signer) (*Issued, error) {
+	dir := path.Join(x509Dir, strings.TrimPrefix(kind, "x509-"), name)
+	serial := hexSerial(cert.SerialNumber)
+	keyPEM, err := pki.EncodeKeyPEM(key, nil)
+	if err != nil {
+		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
+	}
+	certFile, keyFile := path.Join(dir, serial+".pem"), path.Join(dir, serial+"-key.pem")
+	if err := a.write(keyFile, keyPEM, privateMode); err != nil {
+		return nil, err
+	}
+	if err := a.write(certFile, pki.EncodeCertPEM(cert), publicMode); err != nil {
+		return nil, err
+	}
+	rec := state.Record{Kind: kind, Name: name, Serial: serial, Subject: cert.Subject.String(),
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, File: certFile}
+	if err := a.record(rec); err != nil {
+		return nil, err
+	}
+	if err := a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()); err != nil {
+		return nil, err
+	}
+	return &Issued{Record: rec, Cert: cert, Key: key, CertFile: certFile, KeyFile: keyFile}, nil
+}
+
+// Current returns the newest unrevoked, unexpired certificate of a name and
+// its key, or nil when there is none.
+func (a *Authority) Current(kind, name string) (*Issued, error) {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	recs := ix.Find(kind, name)
+	now := a.now()
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.RevokedAt != nil || !now.Before(r.NotAfter) {
+			continue
+		}
+		certPEM, err := a.readFile(r.File)
+		if err != nil {
+			return nil, err
+		}
+		cert, err := pki.DecodeCertPEM(certPEM)
+		if err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", r.File, err)
+		}
+		keyFile := r.File[:len(r.File)-len(".pem")] + "-key.pem"
+		keyPEM, err := a.readFile(keyFile)
+		if err != nil {
+			return nil, err
+		}
+		key, err := pki.DecodeKeyPEM(keyPEM, nil)
+		if err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", keyFile, err)
+		}
+		return &Issued{Record: r, Cert: cert, Key: key, CertFile: r.File, KeyFile: keyFile}, nil
+	}
+	return nil, nil
+}
+
+// Revoke revokes certificates, selected by serial (hex, as `ca list`
+// shows) or, when serial is "", every unrevoked certificate of name. It
+// publishes a new CRL and returns the revoked records.
+func (a *Authority) Revoke(name, serial string) ([]state.Record, error) {
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	now := a.now()
+	var done []state.Record
+	var names []string
+	for i := range ix.Records {
+		r := &ix.Records[i]
+		if r.Kind != KindClient && r.Kind != KindServer {
+			continue
+		}
+		names = append(names, r.Name)
+		if r.RevokedAt != nil {
+			continue
+		}
+		if (serial != "" && r.Serial == normSerial(serial)) || (serial == "" && r.Name == name) {
+			r.RevokedAt = &now
+			done = append(done, *r)
+		}
+	}
+	if len(done) == 0 {
+		if serial != "" {
+			return nil, badInput("no unrevoked certificate with serial %s (see `ztwizard ca list`)", serial)
+		}
+		return nil, badInput("no unrevoked certificate for %q%s (see `ztwizard ca list`)", name, steps.Suggest(name, names))
+	}
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	for _, r := range done {
+		if err := a.audit("revoke", r.Kind, r.Name, r.Serial, r.NotAfter, ""); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := a.publishCRL(ca); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// CRL signs and stores a fresh revocation list, returning it as PEM.
+func (a *Authority) CRL() ([]byte, error) {
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	return a.publishCRL(ca)
+}
+
+func (a *Authority) publishCRL(ca *pki.CA) ([]byte, error) {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	var revoked []pki.Revoked
+	for _, r := range ix.Records {
+		if r.RevokedAt == nil || (r.Kind != KindClient && r.Kind != KindServer) {
+			continue
+		}
+		n, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return nil, fmt.Errorf("authority: index: bad serial %q", r.Serial)
+		}
+		revoked = append(revoked, pki.Revoked{Serial: n, At: *r.RevokedAt})
+	}
+	ix.CRLNumber++
+	now := a.now()
+	der, err := ca.CRL(revoked, new(big.Int).SetUint64(ix.CRLNumber), now, a.Site.CA.CRLValidity.D())
+	if err != nil {
+		return nil, fmt.Errorf("authority: sign CRL: %w", err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return nil, fmt.Errorf("authority: sign CRL: %w", err)
+	}
+	pemCRL := pki.EncodeCRLPEM(der)
+	if err := a.write(CRLFile, pemCRL, publicMode); err != nil {
+		return nil, err
+	}
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := a.audit("publish", KindCRL, ca.Cert.Subject.CommonName, fmt.Sprint(ix.CRLNumber), crl.NextUpdate,
+		fmt.Sprintf("%d revoked", len(revoked))); err != nil {
+		return nil, err
+	}
+	return pemCRL, nil
+}
+
+// CRLNextUpdate reads the stored CRL's nextUpdate, or zero when there is none.
+func (a *Authority) CRLNextUpdate() (time.Time, error) {
+	ok, err := a.exists(CRLFile)
+	if err != nil || !ok {
+		return time.Time{}, err
+	}
+	data, err := a.readFile(CRLFile)
+	if err != nil {
+		return time.Time{}, err
+	}
+	der, err := pemBody(data, "X509 CRL")
+	if err != nil {
+		return time.Time{}, fmt.Errorf("authority: %s: %w", CRLFile, err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("authority: %s: %w", CRLFile, err)
+	}
+	return crl.NextUpdate, nil
+}
+
+// CRLDue tells whether the CRL should be re-signed now: it is missing, or
+// its nextUpdate is within a day or a quarter of its validity.
+func (a *Authority) CRLDue() (bool, error) {
+	next, err := a.CRLNextUpdate()
+	if err != nil {
+		return false, err
+	}
+	margin := max(renewCRLBefore/6, min(renewCRLBefore, a.Site.CA.CRLValidity.D()/4))
+	return next.IsZero() || !a.now().Add(margin).Before(next), nil
+}
+
+// List returns every record in the index, oldest first.
+func (a *Authority) List() ([]state.Record, error) {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	return slices.Clone(ix.Records), nil
+}
+
+func (a *Authority) record(r state.Record) error {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	ix.Records = append(ix.Records, r)
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	return nil
+}
+
+func hexSerial(n *big.Int) string { return n.Text(16) }
+
+// normSerial accepts a serial as openssl prints it (upper case, colons).
+func normSerial(s string) string {
+	out := make([]rune, 0, len(s))
+	for _, r := range s {
+		switch {
+		case r == ':':
+		case r >= 'A' && r <= 'F':
+			out = append(out, r+('a'-'A'))
+		default:
+			out = append(out, r)
+		}
+	}
+	n, ok := new(big.Int).SetString(string(out), 16)
+	if !ok {
+		return string(out)
+	}
+	return n.Text(16)
+}
