@@ -1,0 +1,10 @@
+#!/bin/sh
+# Runs every benchmark that BENCHMARKS.md reports, each as its own command.
+set -eu
+cd "$(dirname "$0")/.."
+./bench/pki_compare.sh
+echo
+./bench/ssh_compare.sh
+echo
+echo "\$ go test -run '^\$' -bench . -benchmem ./steps/"
+go test -run '^$' -bench . -benchmem ./steps/

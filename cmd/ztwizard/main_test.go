@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"ztwizard/steps"
+	"ztwizard/steps/state"
+)
+
+var bin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ztwizard-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bin = filepath.Join(dir, "ztwizard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// ztw runs the real binary in dir.
+func ztw(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TZ=UTC", "ZTWIZARD_STATE=")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{code, out.String(), errb.String()}
+}
+
+// workdir is a folder with the example site.yaml, and the state folder
+// path (not created).
+func workdir(t *testing.T) (dir, stateDir string) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "site.yaml"), steps.ExampleYAML, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir, filepath.Join(dir, "state")
+}
+
+func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
+	dir, st := workdir(t)
+	os.WriteFile(filepath.Join(dir, "unreadable.pub"), []byte("ssh-ed25519 AAAA"), 0o000)
+	os.WriteFile(filepath.Join(dir, "garbage.pub"), []byte("not a key\n"), 0o644)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"missing site", []string{"validate", "-c", "nope.yaml"}, "-c nope.yaml: cannot open: no such file or directory"},
+		{"bad flag", []string{"ca", "issue", "--nmae", "x"}, "unknown flag: --nmae"},
+		{"stray argument", []string{"validate", "extra"}, `takes no arguments, got "extra"`},
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"unknown client", []string{"ca", "issue", "--name", "service-worker-1"}, `unknown client or service "service-worker-1" (did you mean "service-worker-01"?)`},
+		{"missing name", []string{"ca", "issue"}, "--name is required"},
+		{"bad key type", []string{"ca", "issue", "--name", "api", "--key", "dsa"}, `--key: pki: unknown key type "dsa"`},
+		{"unknown user", []string{"ssh", "sign", "--user", "alcie", "--key", "garbage.pub"}, "not an SSH public key"},
+		{"unknown user, good key", []string{"ssh", "sign", "--user", "alcie", "--key", "../good.pub"}, `unknown SSH user "alcie" (did you mean "alice"?)`},
+		{"missing key", []string{"ssh", "sign", "--user", "alice", "--key", "missing.pub"}, "--key missing.pub: cannot open: no such file or directory"},
+		{"unreadable key", []string{"ssh", "sign", "--user", "alice", "--key", "unreadable.pub"}, "--key unreadable.pub: cannot open: permission denied"},
+		{"comma principal", []string{"ssh", "sign", "--user", "alice", "--key", "../good.pub", "--principals", "root,a b"}, `--principals: principal "a b"`},
+		{"both user and host", []string{"ssh", "sign", "--user", "alice", "--host", "db", "--key", "../good.pub"}, "exactly one of --user or --host"},
+		{"bad validity", []string{"ssh", "sign", "--user", "alice", "--key", "../good.pub", "--validity", "forever"}, `invalid argument "forever"`},
+		{"missing passphrase file", []string{"ca", "init", "--passphrase-file", "nope"}, "--passphrase-file nope: cannot open: no such file or directory"},
+		{"bad site", []string{"ca", "init", "-c", "bad.yaml"}, `bad.yaml:3: version: 7 is not supported`},
+		{"list without state", []string{"ca", "list"}, "no state at"},
+		{"revoke nothing", []string{"ca", "revoke"}, "exactly one of --name or --serial"},
+	}
+	good := filepath.Join(filepath.Dir(dir), "good.pub")
+	genKey(t, strings.TrimSuffix(good, ".pub"))
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), bytes.Replace(steps.ExampleYAML, []byte("version: 1"), []byte("version: 7"), 1), 0o644)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if os.Geteuid() == 0 && tt.name == "unreadable key" {
+				// root reads any file: make it a folder instead.
+				os.Remove(filepath.Join(dir, "unreadable.pub"))
+				os.Mkdir(filepath.Join(dir, "unreadable.pub"), 0o000)
+				tt.want = "--key unreadable.pub: cannot read: is a directory"
+			}
+			r := ztw(t, dir, append(tt.args, "--state", st)...)
+			if r.code != 2 {
+				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Fatalf("stderr %q lacks %q", r.stderr, tt.want)
+			}
+			if tt.name != "bad site" && strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+				t.Fatalf("want a one-line reason, got:\n%s", r.stderr)
+			}
+			if _, err := os.Stat(st); !os.IsNotExist(err) {
+				t.Fatalf("bad input created the state folder")
+			}
+		})
+	}
+}
+
+func genKey(t *testing.T, path string) {
+	t.Helper()
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	dir, _ := workdir(t)
+	r := ztw(t, dir, "validate")
+	if r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod" is valid`) || !strings.Contains(r.stdout, "web                  mesh 10.100.0.2") {
+		t.Fatalf("validate: %+v", r)
+	}
+	bad := filepath.Join("..", "..", "testdata", "bad", "many-problems.yaml")
+	abs, _ := filepath.Abs(bad)
+	r = ztw(t, dir, "validate", "-c", abs)
+	if r.code != 2 || !strings.Contains(r.stderr, `many-problems.yaml:19: nodes[1].peers[0]: unknown node "wbe" (did you mean "web"?)`) ||
+		!strings.Contains(r.stderr, "3 problem(s)") {
+		t.Fatalf("validate bad: %+v", r)
+	}
+}
+
+func TestIssueBundleOpensInOpenSSL(t *testing.T) {
+	dir, st := workdir(t)
+	out := filepath.Join(dir, "bundle")
+	r := ztw(t, dir, "--state", st, "ca", "issue", "--name", "service-worker-01", "--out", out)
+	if r.code != 0 {
+		t.Fatalf("issue: %+v", r)
+	}
+	for name, want := range map[string]os.FileMode{
+		"service-worker-01.crt": 0o644, "service-worker-01.key": 0o600, "ca.pem": 0o644,
+		"service-worker-01.p12": 0o600, "service-worker-01.p12.pass": 0o600,
+	} {
+		fi, err := os.Stat(filepath.Join(out, name))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v mode %v, want %o", name, err, fi, want)
+		}
+	}
+	p12 := exec.Command("openssl", "pkcs12", "-in", filepath.Join(out, "service-worker-01.p12"),
+		"-passin", "file:"+filepath.Join(out, "service-worker-01.p12.pass"), "-nodes")
+	text, err := p12.CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkcs12: %v\n%s", err, text)
+	}
+	for _, want := range []string{"CN=service-worker-01", "CN=Internal Root CA", "PRIVATE KEY"} {
+		if !strings.Contains(strings.ReplaceAll(string(text), " = ", "="), want) {
+			t.Errorf("pkcs12 lacks %q", want)
+		}
+	}
+	v, err := exec.Command("openssl", "verify", "-CAfile", filepath.Join(out, "ca.pem"), filepath.Join(out, "service-worker-01.crt")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl verify: %v\n%s", err, v)
+	}
+	r = ztw(t, dir, "--state", st, "ca", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, "x509-client  service-worker-01") {
+		t.Fatalf("list: %+v", r)
+	}
+	r = ztw(t, dir, "--state", st, "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "x509-ca") || !strings.Contains(r.stdout, "crl") || strings.Contains(r.stdout, "WARN") {
+		t.Fatalf("status: %+v", r)
+	}
+}
+
+func TestSSHSignWritesCertBesideKey(t *testing.T) {
+	dir, st := workdir(t)
+	key := filepath.Join(dir, "id_ed25519")
+	genKey(t, key)
+	r := ztw(t, dir, "--state", st, "ssh", "sign", "--user", "alice", "--key", key+".pub", "--validity", "2h")
+	if r.code != 0 {
+		t.Fatalf("sign: %+v", r)
+	}
+	out, err := exec.Command("ssh-keygen", "-L", "-f", key+"-cert.pub").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen -L: %v\n%s", err, out)
+	}
+	for _, want := range []string{"alice@oslo-prod#1", "root", "devops"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("certificate lacks %q:\n%s", want, out)
+		}
+	}
+	r = ztw(t, dir, "--state", st, "ssh", "revoke", "--cert", key+"-cert.pub")
+	if r.code != 0 || !strings.Contains(r.stdout, "revoked ssh-user alice serial 1") {
+		t.Fatalf("revoke: %+v", r)
+	}
+	q, err := exec.Command("ssh-keygen", "-Q", "-f", filepath.Join(st, "ssh", "revoked.krl"), key+"-cert.pub").CombinedOutput()
+	if err == nil || !strings.Contains(string(q), "REVOKED") {
+		t.Fatalf("KRL does not revoke: %v %s", err, q)
+	}
+}
+
+func TestPassphrase(t *testing.T) {
+	dir, st := workdir(t)
+	os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600)
+	os.WriteFile(filepath.Join(dir, "wrong"), []byte("guess\n"), 0o600)
+	if r := ztw(t, dir, "--state", st, "--passphrase-file", "pass", "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	for args, want := range map[string]string{
+		"":      "is encrypted: give its passphrase with --passphrase-file",
+		"wrong": "wrong passphrase",
+	} {
+		cmd := []string{"--state", st, "ca", "issue", "--name", "api"}
+		if args != "" {
+			cmd = append(cmd, "--passphrase-file", args)
+		}
+		r := ztw(t, dir, cmd...)
+		if r.code != 2 || !strings.Contains(r.stderr, want) {
+			t.Errorf("passphrase %q: %+v, want exit 2 and %q", args, r, want)
+		}
+	}
+	if r := ztw(t, dir, "--state", st, "--passphrase-file", "pass", "ca", "issue", "--name", "api"); r.code != 0 {
+		t.Fatalf("issue with passphrase: %+v", r)
+	}
+}
+
+// TestConcurrentProcesses races real ztwizard processes for one store:
+// they take turns, and every certificate lands in the index and the log.
+func TestConcurrentProcesses(t *testing.T) {
+	dir, st := workdir(t)
+	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	results := make([]result, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := filepath.Join(dir, fmt.Sprintf("k%d", i))
+			genKey(t, key)
+			if i%2 == 0 {
+				results[i] = ztw(t, dir, "--state", st, "ca", "issue", "--name", "service-worker-01")
+			} else {
+				results[i] = ztw(t, dir, "--state", st, "ssh", "sign", "--user", "alice", "--key", key+".pub")
+			}
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("process %d: %+v", i, r)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(st, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ix state.Index
+	if err := json.Unmarshal(data, &ix); err != nil {
+		t.Fatalf("index corrupted: %v", err)
+	}
+	serials := map[string]bool{}
+	for _, r := range ix.Records {
+		if serials[r.Kind+r.Serial] {
+			t.Fatalf("serial %s issued twice", r.Serial)
+		}
+		serials[r.Kind+r.Serial] = true
+	}
+	if len(ix.Records) != 1+n || ix.NextSSHSerial != n/2+1 {
+		t.Fatalf("index has %d records, next ssh serial %d; want %d and %d", len(ix.Records), ix.NextSSHSerial, 1+n, n/2+1)
+	}
+}
+
+func TestLockedStoreFailsClearly(t *testing.T) {
+	dir, st := workdir(t)
+	store, err := state.Open(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := store.TryLock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	start := time.Now()
+	r := ztw(t, dir, "--state", st, "--lock-wait", "300ms", "ca", "init")
+	if r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("is in use by another ztwizard (pid %d)", os.Getpid())) {
+		t.Fatalf("locked store: %+v", r)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("waited %v for a 300ms lock wait", d)
+	}
+}
+
+func TestWizardPlainWithoutTerminal(t *testing.T) {
+	dir, _ := workdir(t)
+	r := ztw(t, dir, "wizard", "--example", "--state", filepath.Join(dir, "scratch"))
+	if r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod"`) || !strings.Contains(r.stdout, "the site is valid.") {
+		t.Fatalf("wizard: %+v", r)
+	}
+}
+
+func TestHelpHasExamples(t *testing.T) {
+	for _, args := range [][]string{{"validate"}, {"ca", "issue"}, {"ca", "revoke"}, {"ca", "crl"}, {"ca", "list"},
+		{"ssh", "sign"}, {"ssh", "revoke"}, {"status"}} {
+		r := ztw(t, t.TempDir(), append(args, "--help")...)
+		if r.code != 0 || !strings.Contains(strings.ToLower(r.stdout), "example") || !strings.Contains(r.stdout, "ztwizard "+strings.Join(args, " ")) {
+			t.Errorf("%v --help: exit %d\n%s", args, r.code, r.stdout)
+		}
+	}
+}
