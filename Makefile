@@ -34,7 +34,7 @@ check:
 
 ## fuzz: the site loader under the fuzzer for FUZZTIME
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./steps/
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./steps/
 
 ## bench: benchmarks and side-by-side comparisons (see BENCHMARKS.md)
 bench: deps

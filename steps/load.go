@@ -131,7 +131,12 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		for i, item := range n.Content {
-			w.walk(item, t.Elem(), fmt.Sprintf("%s[%d]", path, i))
+			sub := fmt.Sprintf("%s[%d]", path, i)
+			if item.Kind == yaml.ScalarNode && item.Tag == "!!null" {
+				w.fail(item, sub, "empty list item")
+				continue
+			}
+			w.walk(item, t.Elem(), sub)
 		}
 	case reflect.Int:
 		if n.Kind != yaml.ScalarNode {

@@ -137,6 +137,7 @@ func DefaultPort(engine string) int {
 // SetDefaults fills every field the admin may leave out. It never
 // overwrites a value that is set, so it is safe to call more than once.
 func (s *Site) SetDefaults() {
+	s.normalize()
 	if s.CA.Key == "" {
 		s.CA.Key = DefaultCAKey
 	}
@@ -247,4 +248,35 @@ func (d Duration) Parse() (time.Duration, error) {
 func (d Duration) D() time.Duration {
 	v, _ := d.Parse()
 	return v
+}
+
+// normalize makes every empty list nil, so a site reads back the same after
+// a write (an empty list is not written).
+func (s *Site) normalize() {
+	s.SSH.AdminCIDRs = nilIfEmpty(s.SSH.AdminCIDRs)
+	s.SSH.Users = nilIfEmpty(s.SSH.Users)
+	for i := range s.SSH.Users {
+		s.SSH.Users[i].Principals = nilIfEmpty(s.SSH.Users[i].Principals)
+	}
+	s.Nodes = nilIfEmpty(s.Nodes)
+	for i := range s.Nodes {
+		s.Nodes[i].Peers = nilIfEmpty(s.Nodes[i].Peers)
+	}
+	s.Services = nilIfEmpty(s.Services)
+	for i := range s.Services {
+		s.Services[i].Allow = nilIfEmpty(s.Services[i].Allow)
+	}
+	s.Databases = nilIfEmpty(s.Databases)
+	for i := range s.Databases {
+		s.Databases[i].Clients = nilIfEmpty(s.Databases[i].Clients)
+	}
+	s.Clients = nilIfEmpty(s.Clients)
+	s.Firewall.PublicTCP = nilIfEmpty(s.Firewall.PublicTCP)
+}
+
+func nilIfEmpty[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
 }
