@@ -3,7 +3,7 @@
 # present, and fetches the Go modules. Safe to run again.
 set -eu
 
-PACKAGES="openssl openssh-client openssh-server"
+PACKAGES="openssl openssh-client openssh-server wireguard-tools"
 
 missing=""
 for p in $PACKAGES; do

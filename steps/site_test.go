@@ -61,6 +61,7 @@ func TestValidateRules(t *testing.T) {
 		{"version unsupported", func(s *Site) { s.Version = 2 }, `version: 2 is not supported (this ztwizard reads version 1)`},
 		{"site name missing", func(s *Site) { s.Site = "" }, `site: missing name`},
 		{"site name unsafe", func(s *Site) { s.Site = "../etc" }, `site: "../etc" is not a valid name (lower-case letters, digits and inner hyphens, at most 63)`},
+		{"ca common name", func(s *Site) { s.Site = ""; s.CA.Subject.CommonName = "" }, `ca.subject.common_name: missing`},
 		{"ca country", func(s *Site) { s.CA.Subject.Country = "Norway" }, `ca.subject.country: "Norway" is not a two-letter country code (e.g. "NO")`},
 		{"ca key", func(s *Site) { s.CA.Key = "rsa-1024" }, `ca.key: unknown key type "rsa-1024" (one of ecdsa-p256, ecdsa-p384, ed25519, rsa-3072, rsa-4096)`},
 		{"ca validity bad", func(s *Site) { s.CA.Validity = "ten years" }, `ca.validity: "ten years" is not a duration (use e.g. 90d, 2160h, 4h)`},

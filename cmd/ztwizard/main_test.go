@@ -327,3 +327,24 @@ func TestHelpHasExamples(t *testing.T) {
 		}
 	}
 }
+
+func TestSSHCALines(t *testing.T) {
+	dir, st := workdir(t)
+	r := ztw(t, dir, "--state", st, "ssh", "ca")
+	if r.code != 0 {
+		t.Fatalf("ssh ca: %+v", r)
+	}
+	pub, err := os.ReadFile(filepath.Join(st, "ssh", "host_ca.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(string(pub))
+	want := "@cert-authority * " + fields[0] + " " + fields[1]
+	if !strings.Contains(r.stdout, want) {
+		t.Fatalf("output lacks %q:\n%s", want, r.stdout)
+	}
+	userPub, _ := os.ReadFile(filepath.Join(st, "ssh", "user_ca.pub"))
+	if !strings.Contains(r.stdout, string(userPub)) {
+		t.Fatalf("output lacks the user CA key:\n%s", r.stdout)
+	}
+}

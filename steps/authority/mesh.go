@@ -1,0 +1,93 @@
+package authority
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+)
+
+// MeshFile records every node's mesh address once given, so that a node
+// keeps its address however the site's node list is reordered.
+const MeshFile = "wireguard/addresses.json"
+
+// MeshAddresses allocates the nodes' mesh addresses from the site and the
+// record of earlier allocations, and updates the record.
+func (a *Authority) MeshAddresses() (map[string]netip.Addr, error) {
+	prev := map[string]netip.Addr{}
+	data, err := a.Store.ReadFile(MeshFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("authority: %w", err)
+	default:
+		if err := json.Unmarshal(data, &prev); err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", MeshFile, err)
+		}
+	}
+	addrs, err := a.Site.Addresses(prev)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	// Keep the addresses of nodes no longer in the site: a node that
+	// comes back gets its old address if it is still free.
+	merged := make(map[string]netip.Addr, len(prev)+len(addrs))
+	for n, ad := range prev {
+		merged[n] = ad
+	}
+	for n, ad := range addrs {
+		merged[n] = ad
+	}
+	out, err := json.MarshalIndent(merged, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", MeshFile, err)
+	}
+	if string(out) != string(data) {
+		if err := a.write(MeshFile, append(out, '\n'), privateMode); err != nil {
+			return nil, err
+		}
+	}
+	return addrs, nil
+}
+
+// WireGuardKey loads a node's WireGuard private key, making it on first
+// use. The key file holds the key in base64 as `wg genkey` writes it (0600);
+// the public key sits beside it.
+func (a *Authority) WireGuardKey(node string) (wgtypes.Key, error) {
+	if err := CheckNode(a.Site, node); err != nil {
+		return wgtypes.Key{}, err
+	}
+	rel := path.Join("wireguard", node+".key")
+	data, err := a.Store.ReadFile(rel)
+	if err == nil {
+		k, err := wgtypes.ParseKey(strings.TrimSpace(string(data)))
+		if err != nil {
+			return wgtypes.Key{}, fmt.Errorf("authority: %s: %w", rel, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return wgtypes.Key{}, fmt.Errorf("authority: %w", err)
+	}
+	k, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("authority: wireguard key for %s: %w", node, err)
+	}
+	if err := a.write(rel, []byte(k.String()+"\n"), privateMode); err != nil {
+		return wgtypes.Key{}, err
+	}
+	pub := k.PublicKey()
+	if err := a.write(path.Join("wireguard", node+".pub"), []byte(pub.String()+"\n"), publicMode); err != nil {
+		return wgtypes.Key{}, err
+	}
+	if err := a.audit("create", "wireguard", node, "", time.Time{}, "public key "+pub.String()); err != nil {
+		return wgtypes.Key{}, err
+	}
+	return k, nil
+}
