@@ -539,9 +539,7 @@ new CRL. nginx reads the CRL on reload.`,
 			if err != nil {
 				return err
 			}
-			for _, r := range done {
-				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s %s serial %s\n", r.Kind, r.Name, r.Serial)
-			}
+			printRevoked(cmd.OutOrStdout(), done)
 			next, err := s.auth.CRLNextUpdate()
 			if err != nil {
 				return err
@@ -770,9 +768,7 @@ reads through RevokedKeys.`,
 			if err != nil {
 				return err
 			}
-			for _, r := range done {
-				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s %s serial %s\n", r.Kind, r.Name, r.Serial)
-			}
+			printRevoked(cmd.OutOrStdout(), done)
 			fmt.Fprintf(cmd.OutOrStdout(), "KRL %s\n", s.auth.Store.Path(authority.KRLFile))
 			return nil
 		},
@@ -858,6 +854,13 @@ within a day of its nextUpdate.`,
 			}
 			return nil
 		},
+	}
+}
+
+// printRevoked lists what a revoke command revoked.
+func printRevoked(w io.Writer, done []state.Record) {
+	for _, r := range done {
+		fmt.Fprintf(w, "revoked %s %s serial %s\n", r.Kind, r.Name, r.Serial)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"math/big"
-	"net/netip"
 	"path"
 	"slices"
 	"strings"
@@ -140,17 +139,9 @@ func (a *Authority) Issue(name string, keyType string) (*Issued, error) {
 	if err != nil {
 		return nil, badInput("--key: %v", err)
 	}
-	ca, _, err := a.CA()
+	ca, key, serial, err := a.prepare(kt)
 	if err != nil {
-		return nil, err
-	}
-	key, err := pki.GenerateKey(kt)
-	if err != nil {
-		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
-	}
-	serial, err := pki.RandomSerial(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("authority: serial for %s: %w", name, err)
+		return nil, fmt.Errorf("authority: issue %s: %w", name, err)
 	}
 	now, validity := a.now(), site.CA.CertValidity.D()
 	var cert *x509.Certificate
@@ -167,30 +158,21 @@ func (a *Authority) Issue(name string, keyType string) (*Issued, error) {
 	return a.keep(kind, name, cert, key)
 }
 
-// IssueServerFor issues a server certificate for an arbitrary host name and
-// addresses, for services that are not in the site (tests, the mesh).
-func (a *Authority) IssueServerFor(name string, dnsNames []string, ips []netip.Addr) (*Issued, error) {
-	kt, err := pki.ParseKeyType(a.Site.CA.Key)
-	if err != nil {
-		return nil, badInput("ca.key: %v", err)
-	}
+// prepare loads the CA and makes a key and a serial for a new leaf.
+func (a *Authority) prepare(kt pki.KeyType) (*pki.CA, crypto.Signer, *big.Int, error) {
 	ca, _, err := a.CA()
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	key, err := pki.GenerateKey(kt)
 	if err != nil {
-		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("key: %w", err)
 	}
 	serial, err := pki.RandomSerial(rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("authority: serial for %s: %w", name, err)
+		return nil, nil, nil, fmt.Errorf("serial: %w", err)
 	}
-	cert, err := ca.IssueServer(key.Public(), name, dnsNames, ips, a.Site.CA.CertValidity.D(), a.now(), serial)
-	if err != nil {
-		return nil, fmt.Errorf("authority: issue %s: %w", name, err)
-	}
-	return a.keep(KindServer, name, cert, key)
+	return ca, key, serial, nil
 }
 
 // keep stores a new certificate and its key, and records it.
