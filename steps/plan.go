@@ -1,0 +1,68 @@
+package steps
+
+import (
+	"io/fs"
+	"net/netip"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/steps/nft"
+)
+
+// File is one file a node needs, where it lands on the node.
+type File struct {
+	Path    string      // absolute path on the node
+	Mode    fs.FileMode // permission bits
+	Owner   string      // user name; "" means root
+	Group   string      // group name; "" means root
+	Content []byte
+}
+
+// Unit is a systemd unit the plan installs or depends on.
+type Unit struct {
+	Name   string // "nginx.service", "ztwizard-crl.timer"
+	Enable bool   // enable it so it starts at boot
+	Reload bool   // reload (or restart) it when its files change
+}
+
+// Interface is the node's WireGuard interface.
+type Interface struct {
+	Name      string         // the link name
+	Addresses []netip.Prefix // the node's mesh address, as a /32 (or /128) of the mesh
+	Config    wgtypes.Config // key, listen port and peers, with ReplacePeers
+}
+
+// KeyPair is a PEM certificate and its PEM private key.
+type KeyPair struct {
+	Cert []byte
+	Key  []byte
+}
+
+// Secrets is what a plan needs from the state store. A missing private
+// part (no WireGuardKey, no server key) is left for the node to make on
+// first boot, as golden images need.
+type Secrets struct {
+	CACert        []byte                 // the X.509 CA certificate, PEM
+	CRL           []byte                 // the current CRL, PEM
+	Servers       map[string]KeyPair     // service name -> its server certificate and key
+	SSHUserCA     []byte                 // the SSH user CA public key line
+	SSHHostCA     []byte                 // the SSH host CA public key line
+	KRL           []byte                 // the OpenSSH KRL
+	HostCert      []byte                 // this node's SSH host certificate line, if signed
+	WireGuardKey  *wgtypes.Key           // this node's WireGuard private key, if known
+	WireGuardPubs map[string]wgtypes.Key // every node's WireGuard public key
+	PresharedKeys map[string]wgtypes.Key // per link, keyed by LinkKey(a, b); optional
+	Addresses     map[string]netip.Addr  // every node's mesh address
+}
+
+// Plan is everything one node needs, as plain data: its files, firewall,
+// WireGuard interface and units. Building it is pure; targets (the live
+// host, an image, an export folder) only consume it.
+type Plan struct {
+	Site      string
+	Node      string
+	Files     []File // sorted by path
+	Firewall  *nft.Table
+	WireGuard Interface
+	Units     []Unit
+}
