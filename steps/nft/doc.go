@@ -1,6 +1,9 @@
-// Package nft is the typed model of ztwizard's nftables table (inet
-// ztwizard), rendered two ways: as nft text and as netlink messages.
+// Package nft is the typed model of ztwizard's one nftables table, inet
+// ztwizard: named sets (plain, interval and concatenated), base chains with
+// hooks, priorities and policies, and rules made of typed matches.
+//
+// A Table renders two ways that give the same kernel state: as nft text
+// (Text, and Script for `nft -f`) and as one google/nftables netlink batch
+// (Apply). Text is what `nft list table inet ztwizard` prints for the table.
+// Neither path touches any other table.
 package nft
-
-// Table is the inet ztwizard table.
-type Table struct{}
