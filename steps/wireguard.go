@@ -2,7 +2,16 @@ package steps
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/templates"
 )
 
 // Addresses gives every node its mesh address: the one the site names, else
@@ -66,4 +75,166 @@ func usable(network netip.Prefix, a netip.Addr) bool {
 		return v&hostMask != hostMask
 	}
 	return true
+}
+
+// LinkKey is the key of the WireGuard link between nodes a and b, the same
+// whichever way round they are given. Secrets.PresharedKeys uses it.
+func LinkKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + "/" + b
+}
+
+// Links returns the nodes node is a WireGuard peer of: those it lists and
+// those that list it, sorted, without duplicates and never itself. A node
+// that is not in the site has no links.
+func (s *Site) Links(node string) []string {
+	if _, ok := s.Node(node); !ok {
+		return nil
+	}
+	var out []string
+	for _, n := range s.Nodes {
+		if s.Linked(node, n.Name) {
+			out = append(out, n.Name)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// wgQuickPeer is one [Peer] section of a wg-quick file.
+type wgQuickPeer struct {
+	Name         string
+	PublicKey    string
+	PresharedKey string // "" when the link has none
+	AllowedIPs   string
+	Endpoint     string // as the site writes it; "" when the peer has none
+	Keepalive    int    // seconds; 0 for none
+}
+
+// wgQuickData is what templates/wg-quick.tmpl renders.
+type wgQuickData struct {
+	Site       string
+	Node       string
+	Address    string
+	ListenPort int
+	KeyPath    string
+	Peers      []wgQuickPeer
+}
+
+// WireGuardFor builds node's WireGuard interface and the files that go with
+// it: the wg-quick file WireGuardConfDir/WireGuardName.conf, which names
+// the private key by path and never holds it, and, when sec has this node's
+// private key, the key file at WireGuardKeyPath. Both are written 0600.
+//
+// The interface has the node's mesh address with the mesh's prefix length
+// and one peer per link (see Links), sorted by name. Addresses are the
+// site's, else those in sec.Addresses, else allocated, as Addresses does. A peer's endpoint goes
+// into the wgctrl configuration only when its host is an IP address: a DNS
+// name is left for whoever applies the plan to resolve, as building a plan
+// makes no lookups. The wg-quick file keeps the endpoint as the site writes
+// it. Persistent keepalive is this node's own setting.
+func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, error) {
+	if sec == nil {
+		sec = &Secrets{}
+	}
+	self, ok := site.Node(node)
+	if !ok {
+		return Interface{}, nil, fmt.Errorf("wireguard: no node %q in the site", node)
+	}
+	network, err := ValidPrefix(site.WireGuard.Network)
+	if err != nil {
+		return Interface{}, nil, fmt.Errorf("wireguard: wireguard.network: %w", err)
+	}
+	addrs, err := site.Addresses(sec.Addresses)
+	if err != nil {
+		return Interface{}, nil, fmt.Errorf("wireguard: %w", err)
+	}
+	own := netip.PrefixFrom(addrs[node], network.Bits())
+	port := site.WireGuard.ListenPort
+	if port == 0 {
+		port = DefaultListenPort
+	}
+	var keepalive *time.Duration
+	if self.Keepalive > 0 {
+		d := time.Duration(self.Keepalive) * time.Second
+		keepalive = &d
+	}
+
+	cfg := wgtypes.Config{ListenPort: &port, ReplacePeers: true}
+	if sec.WireGuardKey != nil {
+		k := *sec.WireGuardKey
+		cfg.PrivateKey = &k
+	}
+	data := wgQuickData{
+		Site:       site.Site,
+		Node:       node,
+		Address:    own.String(),
+		ListenPort: port,
+		KeyPath:    WireGuardKeyPath,
+	}
+	for _, name := range site.Links(node) {
+		peer, _ := site.Node(name)
+		if err := ValidName(name); err != nil {
+			return Interface{}, nil, fmt.Errorf("wireguard: node %q: peer: %w", node, err)
+		}
+		pub, ok := sec.WireGuardPubs[name]
+		if !ok {
+			return Interface{}, nil, fmt.Errorf("wireguard: node %q: no WireGuard public key for its peer %q", node, name)
+		}
+		a := addrs[name]
+		allowed := netip.PrefixFrom(a, a.BitLen())
+		pc := wgtypes.PeerConfig{
+			PublicKey:                   pub,
+			PersistentKeepaliveInterval: keepalive,
+			ReplaceAllowedIPs:           true,
+			AllowedIPs:                  []net.IPNet{{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}},
+		}
+		qp := wgQuickPeer{
+			Name:       name,
+			PublicKey:  pub.String(),
+			AllowedIPs: allowed.String(),
+			Endpoint:   peer.Endpoint,
+			Keepalive:  self.Keepalive,
+		}
+		if psk, ok := sec.PresharedKeys[LinkKey(node, name)]; ok {
+			pc.PresharedKey = &psk
+			qp.PresharedKey = psk.String()
+		}
+		if peer.Endpoint != "" {
+			if err := ValidEndpoint(peer.Endpoint); err != nil {
+				return Interface{}, nil, fmt.Errorf("wireguard: node %q: endpoint of peer %q: %w", node, name, err)
+			}
+			if ap, err := netip.ParseAddrPort(peer.Endpoint); err == nil {
+				pc.Endpoint = net.UDPAddrFromAddrPort(ap)
+			}
+		}
+		cfg.Peers = append(cfg.Peers, pc)
+		data.Peers = append(data.Peers, qp)
+	}
+
+	conf, err := templates.Render("wg-quick.tmpl", data)
+	if err != nil {
+		return Interface{}, nil, fmt.Errorf("wireguard: node %q: %w", node, err)
+	}
+	files := []File{{
+		Path:    path.Join(WireGuardConfDir, WireGuardName+".conf"),
+		Mode:    0o600,
+		Content: conf,
+	}}
+	if sec.WireGuardKey != nil {
+		files = append(files, File{
+			Path:    WireGuardKeyPath,
+			Mode:    0o600,
+			Content: []byte(sec.WireGuardKey.String() + "\n"),
+		})
+	}
+	slices.SortFunc(files, func(a, b File) int { return strings.Compare(a.Path, b.Path) })
+	iface := Interface{
+		Name:      WireGuardName,
+		Addresses: []netip.Prefix{own},
+		Config:    cfg,
+	}
+	return iface, files, nil
 }
