@@ -88,8 +88,11 @@ func (c *errs) err() error {
 func Suggest(s string, candidates []string) string {
 	best, bestD := "", 3
 	for _, c := range candidates {
-		d := editDistance(s, c)
-		if d < bestD && d < len(c) {
+		limit := 2
+		if len(c) < 6 {
+			limit = 1
+		}
+		if d := editDistance(s, c); d <= limit && d < bestD {
 			best, bestD = c, d
 		}
 	}

@@ -128,9 +128,22 @@ func TestValidateRules(t *testing.T) {
 			s.Services = append(s.Services, sv)
 		}, `services[1].server_name: "api.internal.example.com" on port 443 is already services[0] on node "web"`},
 		{"listen range", func(s *Site) { s.Services[0].Listen = 70000 }, `services[0].listen: port 70000 is out of range 1-65535`},
+		{"upstream injection", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:8080; }" }, `services[0].upstream: "http://127.0.0.1:8080; }" contains ";", which an upstream URL may not`},
+		{"upstream semicolon", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:8080/;return" }, `services[0].upstream: "http://127.0.0.1:8080/;return" contains ";", which an upstream URL may not`},
+		{"upstream quote", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1/\"x" }, `services[0].upstream: "http://127.0.0.1/\"x" contains "\"", which an upstream URL may not`},
+		{"organization newline", func(s *Site) { s.Clients[0].Organization = "MyOrg\nCN=admin" }, `clients[0].organization: "MyOrg\nCN=admin" contains a control character`},
+		{"ca organization long", func(s *Site) { s.CA.Subject.Organization = strings.Repeat("o", 65) }, `ca.subject.organization: "` + strings.Repeat("o", 65) + `" is longer than 64 characters`},
+		{"ca common name control", func(s *Site) { s.CA.Subject.CommonName = "Root\x00CA" }, `ca.subject.common_name: "Root\x00CA" contains a control character`},
+		{"server name braces", func(s *Site) { s.Services[0].ServerName = "api.example.com;}" }, `services[0].server_name: "api.example.com;}" is not a valid DNS name`},
+		{"name with dots", func(s *Site) { s.Clients[0].Name = "../x"; s.Services[0].Allow = []string{"../x"} }, `clients[0].name: "../x" is not a valid name (lower-case letters, digits and inner hyphens, at most 63)`},
+		{"two mariadb on a node", func(s *Site) {
+			s.Databases = append(s.Databases, Database{Name: "second", Node: "db", Engine: "mariadb", Port: 3307, Clients: []string{"web"}})
+		}, `databases[1].node: node "db" already has a mariadb server (databases[0]); one server per engine per node`},
 		{"upstream", func(s *Site) { s.Services[0].Upstream = "127.0.0.1:8080" }, `services[0].upstream: "127.0.0.1:8080" is not an http:// or https:// URL with a host`},
 		{"allow empty", func(s *Site) { s.Services[0].Allow = nil }, `services[0].allow: empty: name the client identities that may use "api"`},
 		{"allow unknown", func(s *Site) { s.Services[0].Allow = []string{"service-worker-1"} }, `services[0].allow[0]: unknown client "service-worker-1" (did you mean "service-worker-01"?)`},
+		{"allow twice", func(s *Site) { s.Services[0].Allow = []string{"service-worker-01", "service-worker-01"} }, `services[0].allow[1]: "service-worker-01" is listed twice`},
+		{"service port closed", func(s *Site) { s.Firewall.PublicTCP = []int{80} }, `services[0].listen: port 443 is not in firewall.public_tcp, so no client could reach "api" (add it there)`},
 		{"service on ssh port", func(s *Site) { s.Services[0].Listen = 22 }, `services[0].listen: port 22 on node "web" is already used by sshd`},
 		{"database name", func(s *Site) { s.Databases[0].Name = "" }, `databases[0].name: missing name`},
 		{"database node", func(s *Site) { s.Databases[0].Node = "dbb" }, `databases[0].node: unknown node "dbb" (did you mean "db"?)`},

@@ -123,8 +123,15 @@ func ValidRate(s string) error {
 	return nil
 }
 
-// ValidUpstream checks a service's upstream URL: http or https with a host.
+// ValidUpstream checks a service's upstream URL: http or https with a host,
+// and none of the characters that could end an nginx directive or string
+// (";", "{", "}", quotes, back-slash, white space).
 func ValidUpstream(s string) error {
+	if i := strings.IndexFunc(s, func(r rune) bool {
+		return r <= ' ' || r >= 0x7f || strings.ContainsRune(";{}\"'\\`$<>|^", r)
+	}); i >= 0 {
+		return fmt.Errorf("%q contains %q, which an upstream URL may not", s, s[i:i+1])
+	}
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL with a host", s)
@@ -132,6 +139,21 @@ func ValidUpstream(s string) error {
 	if u.Port() != "" {
 		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("%q has a bad port (1-65535)", s)
+		}
+	}
+	return nil
+}
+
+// ValidText checks free text that goes into certificates (a subject's
+// organization or common name): printable, no control characters, at most
+// 64 characters (the X.520 upper bound).
+func ValidText(s string) error {
+	if len(s) > 64 {
+		return fmt.Errorf("%q is longer than 64 characters", s)
+	}
+	for _, r := range s {
+		if r < ' ' || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return fmt.Errorf("%q contains a control character", s)
 		}
 	}
 	return nil
@@ -183,6 +205,11 @@ func (s *Site) checkHeader(c *errs) {
 func (s *Site) checkCA(c *errs) {
 	if strings.TrimSpace(s.CA.Subject.CommonName) == "" {
 		c.add("ca.subject.common_name", "missing")
+	} else if err := ValidText(s.CA.Subject.CommonName); err != nil {
+		c.add("ca.subject.common_name", "%v", err)
+	}
+	if err := ValidText(s.CA.Subject.Organization); err != nil {
+		c.add("ca.subject.organization", "%v", err)
 	}
 	if s.CA.Subject.Country != "" && !countryRE.MatchString(s.CA.Subject.Country) {
 		c.add("ca.subject.country", "%q is not a two-letter country code (e.g. \"NO\")", s.CA.Subject.Country)
@@ -366,6 +393,9 @@ func (s *Site) checkServices(c *errs) {
 		if err := ValidUpstream(sv.Upstream); err != nil {
 			c.add(path+".upstream", "%v", err)
 		}
+		if ValidPort(sv.Listen) == nil && !slices.Contains(s.Firewall.PublicTCP, sv.Listen) {
+			c.add(path+".listen", "port %d is not in firewall.public_tcp, so no client could reach %q (add it there)", sv.Listen, sv.Name)
+		}
 		k := vhost{sv.Node, strings.ToLower(sv.ServerName), sv.Listen}
 		if j, dup := vhosts[k]; dup {
 			c.add(path+".server_name", "%q on port %d is already services[%d] on node %q", sv.ServerName, sv.Listen, j, sv.Node)
@@ -374,10 +404,15 @@ func (s *Site) checkServices(c *errs) {
 		if len(sv.Allow) == 0 {
 			c.add(path+".allow", "empty: name the client identities that may use %q", sv.Name)
 		}
+		seenA := map[string]bool{}
 		for j, a := range sv.Allow {
+			ap := fmt.Sprintf("%s.allow[%d]", path, j)
 			if _, ok := s.Client(a); !ok {
-				c.add(fmt.Sprintf("%s.allow[%d]", path, j), "unknown client %q%s", a, Suggest(a, clients))
+				c.add(ap, "unknown client %q%s", a, Suggest(a, clients))
+			} else if seenA[a] {
+				c.add(ap, "%q is listed twice", a)
 			}
+			seenA[a] = true
 		}
 	}
 }
@@ -385,6 +420,7 @@ func (s *Site) checkServices(c *errs) {
 func (s *Site) checkDatabases(c *errs) {
 	nodes := s.nodeNames()
 	seen := map[string]int{}
+	servers := map[[2]string]int{}
 	for i, db := range s.Databases {
 		path := fmt.Sprintf("databases[%d]", i)
 		if err := ValidName(db.Name); err != nil {
@@ -404,6 +440,11 @@ func (s *Site) checkDatabases(c *errs) {
 		}
 		if err := ValidPort(db.Port); err != nil {
 			c.add(path+".port", "%v", err)
+		}
+		if j, dup := servers[[2]string{db.Node, db.Engine}]; dup && nodeOK {
+			c.add(path+".node", "node %q already has a %s server (databases[%d]); one server per engine per node", db.Node, db.Engine, j)
+		} else {
+			servers[[2]string{db.Node, db.Engine}] = i
 		}
 		if len(db.Clients) == 0 {
 			c.add(path+".clients", "empty: name the nodes that may connect to %q", db.Name)
@@ -436,6 +477,9 @@ func (s *Site) checkClients(c *errs) {
 			c.add(path+".name", "%q repeats clients[%d]", cl.Name, j)
 		} else {
 			seen[cl.Name] = i
+		}
+		if err := ValidText(cl.Organization); err != nil {
+			c.add(path+".organization", "%v", err)
 		}
 	}
 }

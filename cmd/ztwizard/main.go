@@ -30,6 +30,7 @@ import (
 	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/authority"
+	"ztwizard/steps/host"
 	"ztwizard/steps/pki"
 	"ztwizard/steps/sshca"
 	"ztwizard/steps/state"
@@ -139,7 +140,7 @@ Run it without arguments on a terminal for the interactive wizard.`,
 	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "file whose first line encrypts the CA private keys at rest")
 	pf.StringVarP(&g.site, "config", "c", "site.yaml", "the site file")
 	pf.DurationVar(&g.lockWait, "lock-wait", 30*time.Second, "how long to wait for another ztwizard to release the state folder")
-	root.AddCommand(wizardCmd(g), validateCmd(g), caCmd(g), sshCmd(g), statusCmd(g))
+	root.AddCommand(wizardCmd(g), validateCmd(g), renderCmd(g), caCmd(g), sshCmd(g), statusCmd(g))
 	return root
 }
 
@@ -340,6 +341,66 @@ func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) e
 		s.unlock = unlock
 	}
 	return s, nil
+}
+
+func renderCmd(g *globals) *cobra.Command {
+	var node, out string
+	cmd := &cobra.Command{
+		Use:   "render",
+		Short: "Write a node's files into a folder, as they would land under /",
+		Long: `Builds the node's plan and writes its files under --out as they would land
+under / (etc/nginx/conf.d/..., etc/ssh/sshd_config.d/..., etc/wireguard/...),
+plus nftables.nft (the firewall, for nft -f) and the node's wg-quick file at
+the top. Certificates and keys come from the state folder, made there when
+missing. Nothing outside --out and the state folder is touched. The folder
+holds private keys: it is made 0700.`,
+		Example: `  ztwizard render -c site.yaml --node web --out ./web
+  nft -c -f ./web/nftables.nft`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if node == "" || out == "" {
+				return usagef("--node and --out are required")
+			}
+			if abs, err := filepath.Abs(out); err != nil || abs == "/" {
+				return usagef("--out %s: render writes into a folder; to change this host use apply", out)
+			}
+			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return authority.CheckNode(site, node) })
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			sec, err := s.auth.Secrets(node)
+			if err != nil {
+				return err
+			}
+			plan, err := steps.BuildPlan(s.site, node, sec, g.now())
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o700); err != nil {
+				return fmt.Errorf("render: %w", err)
+			}
+			if err := os.Chmod(out, 0o700); err != nil {
+				return fmt.Errorf("render: %w", err)
+			}
+			extra := []steps.File{{Path: "/nftables.nft", Mode: 0o644, Content: []byte(plan.Firewall.Script())}}
+			for _, f := range plan.Files {
+				if f.Path == filepath.Join(steps.WireGuardConfDir, plan.WireGuard.Name+".conf") {
+					extra = append(extra, steps.File{Path: "/" + plan.WireGuard.Name + ".conf", Mode: f.Mode, Content: f.Content})
+				}
+			}
+			written, err := host.WriteFiles(out, append(extra, plan.Files...))
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rendered node %s into %s: %d files (%d changed), %d firewall rules, %d WireGuard peers\n",
+				node, out, len(plan.Files)+len(extra), len(written), plan.Firewall.RuleCount(), len(plan.WireGuard.Config.Peers))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node to render")
+	cmd.Flags().StringVar(&out, "out", "", "the folder to write into (made 0700)")
+	return cmd
 }
 
 func caCmd(g *globals) *cobra.Command {
@@ -555,11 +616,12 @@ new CRL. nginx reads the CRL on reload.`,
 
 func caCRLCmd(g *globals) *cobra.Command {
 	var out string
+	var ifDue bool
 	cmd := &cobra.Command{
 		Use:   "crl",
 		Short: "Sign a fresh CRL (a timer does this well before nextUpdate)",
 		Example: `  ztwizard ca crl
-  ztwizard ca crl --out /etc/nginx/ztwizard/crl.pem`,
+  ztwizard ca crl --if-due --out /etc/ztwizard/crl.pem`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := open(cmd.Context(), g, true, nil)
@@ -567,7 +629,18 @@ func caCRLCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
-			crl, err := s.auth.CRL()
+			due := true
+			if ifDue {
+				if due, err = s.auth.CRLDue(); err != nil {
+					return err
+				}
+			}
+			var crl []byte
+			if due {
+				crl, err = s.auth.CRL()
+			} else {
+				crl, err = s.auth.Store.ReadFile(authority.CRLFile)
+			}
 			if err != nil {
 				return err
 			}
@@ -582,11 +655,16 @@ func caCRLCmd(g *globals) *cobra.Command {
 				}
 				path = out
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "CRL %s, next update %s\n", path, next.Format(time.RFC3339))
+			verb := "signed"
+			if !due {
+				verb = "not due, kept"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "CRL %s: %s, next update %s\n", verb, path, next.Format(time.RFC3339))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL (PEM) to this file")
+	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a day (or a quarter of its validity) of nextUpdate")
 	return cmd
 }
 

@@ -348,3 +348,51 @@ func TestSSHCALines(t *testing.T) {
 		t.Fatalf("output lacks the user CA key:\n%s", r.stdout)
 	}
 }
+
+func TestRender(t *testing.T) {
+	dir, st := workdir(t)
+	out := filepath.Join(dir, "db")
+	r := ztw(t, dir, "--state", st, "render", "--node", "db", "--out", out)
+	if r.code != 0 || !strings.Contains(r.stdout, "rendered node db") {
+		t.Fatalf("render: %+v", r)
+	}
+	for path, want := range map[string]os.FileMode{
+		".": 0o700, "nftables.nft": 0o644, "zt0.conf": 0o600,
+		"etc/wireguard/zt0.conf": 0o600, "etc/ztwizard/wireguard/private.key": 0o600,
+		"etc/mysql/mariadb.conf.d/90-ztwizard.cnf": 0o644, "etc/ssh/sshd_config.d/50-ztwizard.conf": 0o644,
+		"etc/systemd/system/ztwizard-firewall.service": 0o644,
+	} {
+		fi, err := os.Stat(filepath.Join(out, path))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, mode %v, want %o", path, err, fi, want)
+		}
+	}
+	cnf, _ := os.ReadFile(filepath.Join(out, "etc/mysql/mariadb.conf.d/90-ztwizard.cnf"))
+	if !strings.Contains(string(cnf), "bind-address = 10.100.0.1") {
+		t.Errorf("mariadb not bound to the mesh address:\n%s", cnf)
+	}
+	if o, err := exec.Command("nft", "-c", "-f", filepath.Join(out, "nftables.nft")).CombinedOutput(); err != nil {
+		t.Fatalf("nft -c: %v\n%s", err, o)
+	}
+	if _, err := os.Stat(filepath.Join(out, "etc/nginx")); !os.IsNotExist(err) {
+		t.Errorf("db has no services but got nginx files")
+	}
+	again := ztw(t, dir, "--state", st, "render", "--node", "db", "--out", out)
+	if again.code != 0 || !strings.Contains(again.stdout, "(0 changed)") {
+		t.Fatalf("second render changed files: %+v", again)
+	}
+	web := ztw(t, dir, "--state", st, "render", "--node", "web", "--out", filepath.Join(dir, "web"))
+	if web.code != 0 {
+		t.Fatalf("render web: %+v", web)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "web/etc/ztwizard/tls/api.key")); err != nil {
+		t.Errorf("web lacks its server key: %v", err)
+	}
+	bad := ztw(t, dir, "--state", st, "render", "--node", "dbb", "--out", filepath.Join(dir, "nope"))
+	if bad.code != 2 || !strings.Contains(bad.stderr, `unknown node "dbb"`) {
+		t.Fatalf("bad node: %+v", bad)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
+		t.Fatalf("a refused render created its folder")
+	}
+}

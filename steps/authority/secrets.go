@@ -1,0 +1,99 @@
+package authority
+
+import (
+	"fmt"
+	"slices"
+
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/steps"
+	"ztwizard/steps/pki"
+)
+
+// Secrets gathers what a node's plan needs from the store, creating what is
+// missing: the CAs, a current server certificate for each of the node's
+// services (renewed within WarnWithin of its end, or when its server_name
+// changed), a CRL that is not due, the KRL, the WireGuard keys and the mesh
+// addresses.
+func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
+	if err := CheckNode(a.Site, node); err != nil {
+		return nil, err
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	sec := &steps.Secrets{CACert: pki.EncodeCertPEM(ca.Cert), Servers: map[string]steps.KeyPair{}}
+	if due, err := a.CRLDue(); err != nil {
+		return nil, err
+	} else if due {
+		if _, err := a.CRL(); err != nil {
+			return nil, err
+		}
+	}
+	if sec.CRL, err = a.readFile(CRLFile); err != nil {
+		return nil, err
+	}
+	for _, s := range a.Site.Services {
+		if s.Node != node {
+			continue
+		}
+		cur, err := a.Current(KindServer, s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if cur == nil || cur.Cert.NotAfter.Sub(a.now()) < WarnWithin || !slices.Equal(cur.Cert.DNSNames, []string{s.ServerName}) {
+			if cur, err = a.Issue(s.Name, ""); err != nil {
+				return nil, err
+			}
+		}
+		keyPEM, err := pki.EncodeKeyPEM(cur.Key, nil)
+		if err != nil {
+			return nil, fmt.Errorf("authority: key of %s: %w", s.Name, err)
+		}
+		sec.Servers[s.Name] = steps.KeyPair{Cert: pki.EncodeCertPEM(cur.Cert), Key: keyPEM}
+	}
+	if sec.SSHUserCA, err = a.caLine(KindSSHUserCA); err != nil {
+		return nil, err
+	}
+	if sec.SSHHostCA, err = a.caLine(KindSSHHostCA); err != nil {
+		return nil, err
+	}
+	if ok, err := a.exists(KRLFile); err != nil {
+		return nil, err
+	} else if !ok {
+		if _, err := a.KRL(); err != nil {
+			return nil, err
+		}
+	}
+	if sec.KRL, err = a.readFile(KRLFile); err != nil {
+		return nil, err
+	}
+	sec.WireGuardPubs = map[string]wgtypes.Key{}
+	for _, n := range a.Site.Nodes {
+		k, err := a.WireGuardKey(n.Name)
+		if err != nil {
+			return nil, err
+		}
+		sec.WireGuardPubs[n.Name] = k.PublicKey()
+		if n.Name == node {
+			sec.WireGuardKey = &k
+		}
+	}
+	if sec.Addresses, err = a.MeshAddresses(); err != nil {
+		return nil, err
+	}
+	return sec, nil
+}
+
+// caLine returns an SSH CA's public key line, creating the CA if needed.
+func (a *Authority) caLine(kind string) ([]byte, error) {
+	if _, _, err := a.SSHCA(kind); err != nil {
+		return nil, err
+	}
+	rel := SSHUserCAFile + ".pub"
+	if kind == KindSSHHostCA {
+		rel = SSHHostCAFile + ".pub"
+	}
+	return a.readFile(rel)
+}

@@ -1,0 +1,124 @@
+package steps
+
+import (
+	"cmp"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"slices"
+	"time"
+
+	"ztwizard/steps/pki"
+)
+
+// BuildPlan builds a node's plan from a validated site, the secrets from the
+// state store and the clock. It is pure: the same inputs give a
+// byte-identical plan. It refuses secrets that would break the node: a
+// server certificate or CRL already expired at now.
+func BuildPlan(site *Site, node string, sec *Secrets, now time.Time) (*Plan, error) {
+	if _, ok := site.Node(node); !ok {
+		return nil, fmt.Errorf("plan: unknown node %q%s", node, Suggest(node, site.nodeNames()))
+	}
+	if err := checkSecrets(site, node, sec, now); err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	p := &Plan{Site: site.Site, Node: node}
+	siteYAML, err := site.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	p.Files = append(p.Files, File{Path: SiteFilePath, Mode: 0o644, Content: siteYAML})
+
+	nginx, err := NginxFiles(site, node, sec)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	sshFiles, err := SSHFiles(site, node, sec)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	iface, wgFiles, err := WireGuardFor(site, node, sec)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	dbFiles, err := DatabaseFiles(site, node, sec.Addresses)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	unitFiles, units, err := UnitFiles(site, node)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	fw, err := FirewallFor(site, node, sec.Addresses, iface.Name)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	p.Firewall = fw
+	p.WireGuard = iface
+	p.Units = units
+	p.Files = append(p.Files, File{Path: NftablesPath, Mode: 0o644, Content: []byte(fw.Script())})
+	for _, fs := range [][]File{nginx, sshFiles, wgFiles, dbFiles, unitFiles} {
+		p.Files = append(p.Files, fs...)
+	}
+	slices.SortFunc(p.Files, func(a, b File) int { return cmp.Compare(a.Path, b.Path) })
+	for i := 1; i < len(p.Files); i++ {
+		if p.Files[i].Path == p.Files[i-1].Path {
+			return nil, fmt.Errorf("plan: node %q: two files at %s", node, p.Files[i].Path)
+		}
+	}
+	return p, nil
+}
+
+// checkSecrets refuses a plan that would install something already dead:
+// nginx refuses every client once the CRL is past nextUpdate, and an
+// expired CA or server certificate fails every handshake.
+func checkSecrets(site *Site, node string, sec *Secrets, now time.Time) error {
+	if sec == nil {
+		return fmt.Errorf("no secrets")
+	}
+	for _, n := range site.Nodes {
+		if _, ok := sec.Addresses[n.Name]; !ok {
+			return fmt.Errorf("no mesh address for node %q", n.Name)
+		}
+	}
+	hasServices := false
+	for _, s := range site.Services {
+		if s.Node != node {
+			continue
+		}
+		hasServices = true
+		kp, ok := sec.Servers[s.Name]
+		if !ok {
+			continue // NginxFiles names the missing certificate
+		}
+		cert, err := pki.DecodeCertPEM(kp.Cert)
+		if err != nil {
+			return fmt.Errorf("service %q: %w", s.Name, err)
+		}
+		if !now.Before(cert.NotAfter) {
+			return fmt.Errorf("service %q: its certificate expired at %s; issue a new one with `ztwizard ca issue --name %s`", s.Name, cert.NotAfter.Format(time.RFC3339), s.Name)
+		}
+	}
+	if !hasServices {
+		return nil
+	}
+	ca, err := pki.DecodeCertPEM(sec.CACert)
+	if err != nil {
+		return fmt.Errorf("CA certificate: %w", err)
+	}
+	if !now.Before(ca.NotAfter) {
+		return fmt.Errorf("the CA expired at %s", ca.NotAfter.Format(time.RFC3339))
+	}
+	block, _ := pem.Decode(sec.CRL)
+	if block == nil {
+		return fmt.Errorf("no CRL")
+	}
+	crl, err := x509.ParseRevocationList(block.Bytes)
+	if err != nil {
+		return fmt.Errorf("CRL: %w", err)
+	}
+	if !now.Before(crl.NextUpdate) {
+		return fmt.Errorf("the CRL lapsed at %s; sign a new one with `ztwizard ca crl`", crl.NextUpdate.Format(time.RFC3339))
+	}
+	return nil
+}

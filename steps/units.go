@@ -1,0 +1,84 @@
+package steps
+
+import (
+	"fmt"
+	"path"
+	"time"
+)
+
+// BinaryPath is where ztwizard itself lives on a node; its units run it.
+const BinaryPath = "/usr/local/bin/ztwizard"
+
+// Unit names.
+const (
+	FirewallUnit  = "ztwizard-firewall.service"
+	CRLUnit       = "ztwizard-crl.service"
+	CRLTimer      = "ztwizard-crl.timer"
+	WGDeviceUnit  = "ztwizard-wg@.service"
+	FirstBootUnit = "ztwizard-firstboot.service"
+)
+
+// unitView is what the unit templates see.
+type unitView struct {
+	Binary, Site, Nftables, CRL string
+	Every                       string // how often the CRL timer looks
+}
+
+// UnitFiles returns ztwizard's systemd units for the node and the units the
+// plan enables or reloads: the firewall loaded before the network, the CRL
+// timer where nginx serves mTLS, the userspace WireGuard device for kernels
+// without WireGuard, and the first-boot unit images use.
+func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
+	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site)}
+	type spec struct {
+		name, tmpl string
+		enable     bool
+	}
+	want := []spec{
+		{FirewallUnit, "unit-firewall.tmpl", true},
+		{WGDeviceUnit, "unit-wg-device.tmpl", false},
+		{FirstBootUnit, "unit-firstboot.tmpl", false},
+	}
+	hasServices := false
+	for _, s := range site.Services {
+		hasServices = hasServices || s.Node == node
+	}
+	if hasServices {
+		want = append(want, spec{CRLUnit, "unit-crl-service.tmpl", false}, spec{CRLTimer, "unit-crl-timer.tmpl", true})
+	}
+	var files []File
+	var units []Unit
+	for _, w := range want {
+		f, err := renderFile(path.Join(SystemdDir, w.name), 0o644, w.tmpl, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("unit %s: %w", w.name, err)
+		}
+		files = append(files, f)
+		if w.enable {
+			units = append(units, Unit{Name: w.name, Enable: true})
+		}
+	}
+	units = append(units, Unit{Name: "ssh.service", Reload: true})
+	if hasServices {
+		units = append(units, Unit{Name: "nginx.service", Enable: true, Reload: true})
+	}
+	for _, db := range site.Databases {
+		if db.Node != node {
+			continue
+		}
+		name := "mariadb.service"
+		if db.Engine == EnginePostgreSQL {
+			name = "postgresql.service"
+		}
+		units = append(units, Unit{Name: name, Enable: true, Reload: true})
+	}
+	return files, units, nil
+}
+
+// crlCheckEvery is how often the CRL timer checks whether the CRL is due:
+// a twelfth of its validity, between 10 minutes and 6 hours, so the CRL is
+// re-signed well before nextUpdate.
+func crlCheckEvery(site *Site) string {
+	d := min(max(site.CA.CRLValidity.D()/12, 10*time.Minute), 6*time.Hour)
+	return fmt.Sprintf("%dmin", int(d/time.Minute))
+}
