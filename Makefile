@@ -24,6 +24,7 @@ test: deps
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 	$(MAKE) fuzz
 
 ## check: the fast inner loop: gofmt, vet, unit tests
@@ -32,9 +33,10 @@ check:
 	$(GO) vet ./...
 	$(GO) test -short ./...
 
-## fuzz: the site loader under the fuzzer for FUZZTIME
+## fuzz: the site loader, and rendering checked by nginx, sshd and nft, under the fuzzer
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./steps/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./steps/
+	$(GO) test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 5s ./steps/
 
 ## bench: benchmarks and side-by-side comparisons (see BENCHMARKS.md)
 bench: deps

@@ -6,5 +6,8 @@ cd "$(dirname "$0")/.."
 echo
 ./bench/ssh_compare.sh
 echo
-echo "\$ go test -run '^\$' -bench . -benchmem ./steps/"
-go test -run '^$' -bench . -benchmem ./steps/
+echo "\$ go test -run '^\$' -bench 'Parse|BuildPlan|FirewallFor' -benchmem ./steps/"
+go test -run '^$' -bench 'Parse|BuildPlan|FirewallFor' -benchmem ./steps/
+echo
+echo "\$ go test -run '^\$' -bench Apply -benchmem ./steps/"
+go test -run '^$' -bench Apply -benchmem ./steps/

@@ -16,6 +16,32 @@ import (
 // byte-identical plan. It refuses secrets that would break the node: a
 // server certificate or CRL already expired at now.
 func BuildPlan(site *Site, node string, sec *Secrets, now time.Time) (*Plan, error) {
+	b, err := NewBuilder(site)
+	if err != nil {
+		return nil, err
+	}
+	return b.Plan(node, sec, now)
+}
+
+// Builder builds the plans of one site's nodes, doing the work they share
+// (the site file every node carries) once.
+type Builder struct {
+	site     *Site
+	siteYAML []byte
+}
+
+// NewBuilder prepares plans for a validated site.
+func NewBuilder(site *Site) (*Builder, error) {
+	y, err := site.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	return &Builder{site: site, siteYAML: y}, nil
+}
+
+// Plan builds one node's plan; see BuildPlan.
+func (b *Builder) Plan(node string, sec *Secrets, now time.Time) (*Plan, error) {
+	site := b.site
 	if _, ok := site.Node(node); !ok {
 		return nil, fmt.Errorf("plan: unknown node %q%s", node, Suggest(node, site.nodeNames()))
 	}
@@ -23,11 +49,7 @@ func BuildPlan(site *Site, node string, sec *Secrets, now time.Time) (*Plan, err
 		return nil, fmt.Errorf("plan: node %q: %w", node, err)
 	}
 	p := &Plan{Site: site.Site, Node: node}
-	siteYAML, err := site.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("plan: node %q: %w", node, err)
-	}
-	p.Files = append(p.Files, File{Path: SiteFilePath, Mode: 0o644, Content: siteYAML})
+	p.Files = append(p.Files, File{Path: SiteFilePath, Mode: 0o644, Content: b.siteYAML})
 
 	nginx, err := NginxFiles(site, node, sec)
 	if err != nil {

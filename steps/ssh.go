@@ -215,11 +215,13 @@ func sshAccounts(site *Site) ([]sshAccount, error) {
 // repeats.
 func sshHostPatterns(site *Site, sec *Secrets) ([]string, error) {
 	var out []string
+	seen := map[string]bool{}
 	add := func(n, p string) error {
 		if err := sshca.ValidHostPattern(p); err != nil {
 			return fmt.Errorf("known_hosts: node %q: %w", n, err)
 		}
-		if !slices.Contains(out, p) {
+		if !seen[p] {
+			seen[p] = true
 			out = append(out, p)
 		}
 		return nil

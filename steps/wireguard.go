@@ -90,12 +90,22 @@ func LinkKey(a, b string) string {
 // those that list it, sorted, without duplicates and never itself. A node
 // that is not in the site has no links.
 func (s *Site) Links(node string) []string {
-	if _, ok := s.Node(node); !ok {
+	me, ok := s.Node(node)
+	if !ok {
 		return nil
 	}
-	var out []string
+	names := make(map[string]bool, len(s.Nodes))
 	for _, n := range s.Nodes {
-		if s.Linked(node, n.Name) {
+		names[n.Name] = true
+	}
+	var out []string
+	for _, p := range me.Peers {
+		if p != node && names[p] {
+			out = append(out, p)
+		}
+	}
+	for _, n := range s.Nodes {
+		if n.Name != node && slices.Contains(n.Peers, node) {
 			out = append(out, n.Name)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
 	"charm.land/lipgloss/v2"
 
@@ -82,8 +84,7 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height
 	case tea.KeyPressMsg:
-		switch msg.String() {
-		case "q", "ctrl+c", "esc":
+		if key.Matches(msg, quitKey) {
 			return m, tea.Quit
 		}
 	}
@@ -92,7 +93,7 @@ func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 
 var (
 	sidebar = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1).MarginRight(1)
-	help    = lipgloss.NewStyle().Faint(true)
+	quitKey = key.NewBinding(key.WithKeys("q", "esc", "ctrl+c"), key.WithHelp("q", "quit"))
 )
 
 func (m model) View() tea.View {
@@ -102,7 +103,7 @@ func (m model) View() tea.View {
 	}
 	body := lipgloss.JoinHorizontal(lipgloss.Top, sidebar.Render(strings.TrimSuffix(side.String(), "\n")),
 		Summary(m.o.Site, m.o.SiteName, m.o.StateDir))
-	v := tea.NewView(body + "\n" + help.Render("q quit"))
+	v := tea.NewView(body + "\n" + help.New().ShortHelpView([]key.Binding{quitKey}))
 	v.AltScreen = true
 	return v
 }

@@ -1,0 +1,69 @@
+package steps
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUnitsVerify has systemd check every unit a plan installs: it must
+// print nothing at all (no unknown key, no bad value, no missing command).
+func TestUnitsVerify(t *testing.T) {
+	bin, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatalf("systemd-analyze is required (package systemd): %v", err)
+	}
+	site := Example()
+	files, units, err := UnitFiles(site, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != 5 {
+		t.Fatalf("web should get 5 unit files (firewall, wg device, first boot, CRL service and timer), got %d", len(files))
+	}
+	dir := t.TempDir()
+	var paths []string
+	for _, f := range files {
+		// The commands must exist for verify: point ztwizard's at a real
+		// executable, keep nft's (installed with nftables).
+		content := strings.ReplaceAll(string(f.Content), BinaryPath, "/bin/true")
+		p := filepath.Join(dir, filepath.Base(f.Path))
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append([]string{"verify", "--man=no"}, paths...)...).CombinedOutput()
+	if err != nil || len(strings.TrimSpace(string(out))) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	enabled := map[string]bool{}
+	for _, u := range units {
+		enabled[u.Name] = u.Enable
+	}
+	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] {
+		t.Fatalf("web must enable the firewall, the CRL timer and nginx: %+v", units)
+	}
+	dbFiles, _, _ := UnitFiles(site, "db")
+	for _, f := range dbFiles {
+		if strings.Contains(f.Path, "crl") {
+			t.Fatalf("db serves no mTLS but got %s", f.Path)
+		}
+	}
+}
+
+func TestCRLCheckEvery(t *testing.T) {
+	for validity, want := range map[Duration]string{"168h": "360min", "24h": "120min", "2h": "10min"} {
+		s := Example().Clone()
+		s.CA.CRLValidity = validity
+		if got := crlCheckEvery(s); got != want {
+			t.Errorf("crl_validity %s: every %s, want %s", validity, got, want)
+		}
+	}
+}
