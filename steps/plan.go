@@ -28,8 +28,11 @@ type Unit struct {
 // Interface is the node's WireGuard interface.
 type Interface struct {
 	Name      string         // the link name
-	Addresses []netip.Prefix // the node's mesh address, as a /32 (or /128) of the mesh
+	Addresses []netip.Prefix // the node's mesh address, with the mesh network's prefix length
 	Config    wgtypes.Config // key, listen port and peers, with ReplacePeers
+	// Resolve holds the endpoints given as DNS names, by peer: building a
+	// plan looks nothing up, so whoever applies it resolves these.
+	Resolve map[wgtypes.Key]string
 }
 
 // KeyPair is a PEM certificate and its PEM private key.

@@ -184,6 +184,7 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 		ListenPort: port,
 		KeyPath:    WireGuardKeyPath,
 	}
+	endpoints := map[wgtypes.Key]string{}
 	for _, name := range site.Links(node) {
 		peer, _ := site.Node(name)
 		if err := ValidName(name); err != nil {
@@ -218,6 +219,8 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 			}
 			if ap, err := netip.ParseAddrPort(peer.Endpoint); err == nil {
 				pc.Endpoint = net.UDPAddrFromAddrPort(ap)
+			} else {
+				endpoints[pub] = peer.Endpoint
 			}
 		}
 		cfg.Peers = append(cfg.Peers, pc)
@@ -245,6 +248,9 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 		Name:      WireGuardName,
 		Addresses: []netip.Prefix{own},
 		Config:    cfg,
+	}
+	if len(endpoints) > 0 {
+		iface.Resolve = endpoints
 	}
 	return iface, files, nil
 }

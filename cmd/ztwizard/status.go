@@ -3,36 +3,50 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"ztwizard/steps/authority"
+	"ztwizard/steps/host"
 	"ztwizard/steps/state"
 )
 
 func statusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "When the CA, each certificate and the CRL expire",
-		Long: `Lists the CA, every certificate in force and the CRL, soonest to expire
-first. WARN marks a CA or certificate within 30 days of its end and a CRL
-within a day of its nextUpdate.`,
+		Short: "What is applied, and when the CA, each certificate and the CRL expire",
+		Long: `Shows an apply that waits for confirmation (and its deadline), what the last
+apply installed, then the CA, every certificate in force and the CRL, soonest
+to expire first. WARN marks a CA or certificate within 30 days of its end and
+a CRL within a day of its nextUpdate. Needs no site file.`,
 		Example: `  ztwizard status`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := open(cmd.Context(), g, false, nil)
+			dir, err := stateDir(g)
 			if err != nil {
 				return err
 			}
-			list, err := s.auth.Status()
+			if _, err := os.Stat(dir); err != nil {
+				return usagef("no state at %s yet: run `ztwizard ca init` first, or pass --state", dir)
+			}
+			store, err := state.Open(dir)
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if err := printApplied(w, dir); err != nil {
+				return err
+			}
+			list, err := (&authority.Authority{Store: store, Now: g.now}).Status()
+			if err != nil {
+				return err
+			}
 			if len(list) == 0 {
-				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", s.auth.Store.Dir())
+				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", dir)
 				return nil
 			}
 			now := g.now()
@@ -63,6 +77,37 @@ func printRevoked(w io.Writer, done []state.Record) {
 	for _, r := range done {
 		fmt.Fprintf(w, "revoked %s %s serial %s\n", r.Kind, r.Name, r.Serial)
 	}
+}
+
+// printApplied tells of a pending or interrupted apply on this host, and
+// how many files the last one installed.
+func printApplied(w io.Writer, state string) error {
+	jdir, err := journalDir(state, "/")
+	if err != nil {
+		return err
+	}
+	a := host.NewFiles("/", jdir)
+	jr, err := a.Pending()
+	if err != nil {
+		return err
+	}
+	switch {
+	case jr == nil:
+	case jr.Phase == host.PhaseApplied:
+		fmt.Fprintf(w, "PENDING apply of node %s: confirm before %s (%s left) with `ztwizard confirm`, or it rolls back\n",
+			jr.Node, jr.Deadline.Local().Format(time.RFC3339), left(time.Until(jr.Deadline)))
+	default:
+		fmt.Fprintf(w, "INTERRUPTED apply of node %s (pid %d, started %s): run `ztwizard rollback`\n",
+			jr.Node, jr.PID, jr.Started.Local().Format(time.RFC3339))
+	}
+	n, err := a.Installed()
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		fmt.Fprintf(w, "applied: %d files installed on this host\n", n)
+	}
+	return nil
 }
 
 // left formats a remaining time in days or hours.

@@ -1,0 +1,410 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"ztwizard/steps"
+	"ztwizard/steps/authority"
+	"ztwizard/steps/host"
+	"ztwizard/steps/state"
+	"ztwizard/steps/wgdevice"
+)
+
+// applyFlags are what plan and apply share.
+type applyFlags struct {
+	node, root string
+}
+
+func (f *applyFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.node, "node", "", "the node this host is")
+	cmd.Flags().StringVar(&f.root, "root", "/", "apply the files into this folder only: no firewall, WireGuard or services (images use this)")
+}
+
+// journalDir is where an apply to root keeps its journal: one folder for
+// the live host, one per --root folder.
+func journalDir(state, root string) (string, error) {
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return "", usagef("--root %s: %v", root, err)
+	}
+	if abs == "/" {
+		return filepath.Join(state, "apply", "host"), nil
+	}
+	sum := sha256.Sum256([]byte(abs))
+	return filepath.Join(state, "apply", "root-"+hex.EncodeToString(sum[:6])), nil
+}
+
+// prepare loads the site, builds the node's plan from the state store and
+// makes the applier for --root.
+func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Plan, *host.Applier, func(), error) {
+	if f.node == "" {
+		return nil, nil, nil, nil, usagef("--node is required: the node this host is")
+	}
+	live := filepath.Clean(f.root) == "/"
+	if live && os.Geteuid() != 0 {
+		return nil, nil, nil, nil, usagef("applying to this host needs root; use --root DIR to write the files into a folder")
+	}
+	s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return checkNode(site, f.node) })
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	fail := func(err error) (*session, *steps.Plan, *host.Applier, func(), error) {
+		s.close()
+		return nil, nil, nil, nil, err
+	}
+	sec, err := s.auth.Secrets(f.node)
+	if err != nil {
+		return fail(err)
+	}
+	plan, err := steps.BuildPlan(s.site, f.node, sec, g.now())
+	if err != nil {
+		return fail(err)
+	}
+	jdir, err := journalDir(s.auth.Store.Dir(), f.root)
+	if err != nil {
+		return fail(err)
+	}
+	if !live {
+		return s, plan, host.NewFiles(f.root, jdir), func() {}, nil
+	}
+	a, closeFn, err := host.NewLive("/", jdir)
+	if err != nil {
+		return fail(err)
+	}
+	a.StartDevice = startDevice(s.auth.Store.Dir())
+	return s, plan, a, closeFn, nil
+}
+
+func planCmd(g *globals) *cobra.Command {
+	f := &applyFlags{}
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Show what apply would change on this host, as a diff",
+		Long: `Builds the node's plan and compares it with what the host has now: a unified
+diff of every file (private keys named, never shown), of the firewall as nft
+text, and of the WireGuard interface's peers. Changes nothing.`,
+		Example: `  ztwizard plan -c site.yaml --node db
+  ztwizard plan -c site.yaml --node db --root /mnt/image`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, plan, a, closeFn, err := prepare(cmd, g, f)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			defer closeFn()
+			return printDiff(cmd.Context(), cmd.OutOrStdout(), a, plan)
+		},
+	}
+	f.add(cmd)
+	return cmd
+}
+
+func printDiff(ctx context.Context, w io.Writer, a *host.Applier, plan *steps.Plan) error {
+	diff, err := a.Diff(ctx, plan)
+	if err != nil {
+		return err
+	}
+	if diff == "" {
+		fmt.Fprintf(w, "node %s: no changes\n", plan.Node)
+		return nil
+	}
+	fmt.Fprint(w, diff)
+	return nil
+}
+
+func applyCmd(g *globals) *cobra.Command {
+	f := &applyFlags{}
+	var confirm time.Duration
+	var noConfirm, dryRun bool
+	cmd := &cobra.Command{
+		Use:   "apply",
+		Short: "Apply a node's plan to this host, all or nothing, with confirm-or-rollback",
+		Long: `Checks everything first (nginx -t, sshd -t against the new files in a staging
+folder, nft -c on the ruleset) and touches nothing if a check fails. Then
+writes the files atomically (keeping the old versions), replaces the inet
+ztwizard table in one netlink batch, sets up WireGuard (kernel, or ztwizard's
+own userspace device) with wgctrl, reloads nginx and sshd, and enables the
+units so it all survives a reboot. A failed step undoes the ones before it.
+
+With --confirm (the default, 120s, when run from an SSH session) everything
+reverts at the deadline unless ` + "`ztwizard confirm`" + ` is run, ideally from a new
+SSH connection; a watchdog that outlives this process and its session does it.`,
+		Example: `  ztwizard apply -c site.yaml --node db
+  ztwizard apply -c site.yaml --node db --confirm 60s
+  ztwizard apply -c site.yaml --node db --dry-run
+  ztwizard apply -c site.yaml --node db --root ./image-root`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if noConfirm && cmd.Flags().Changed("confirm") {
+				return usagef("give --confirm or --no-confirm, not both")
+			}
+			if confirm < 0 {
+				return usagef("--confirm %s must be positive", confirm)
+			}
+			if !cmd.Flags().Changed("confirm") && os.Getenv("SSH_CONNECTION") == "" && os.Getenv("SSH_CLIENT") == "" {
+				confirm = 0
+			}
+			if noConfirm {
+				confirm = 0
+			}
+			s, plan, a, closeFn, err := prepare(cmd, g, f)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			defer closeFn()
+			w := cmd.OutOrStdout()
+			if dryRun {
+				return printDiff(cmd.Context(), w, a, plan)
+			}
+			a.Window = confirm
+			a.Progress = func(step string) { fmt.Fprintln(w, "  "+step) }
+			if a.Live {
+				dir := s.auth.Store.Dir()
+				a.StartWatchdog = func(j *host.Journal) (string, error) { return startWatchdog(cmd.Context(), dir, j) }
+				a.StopWatchdog = stopWatchdog
+			}
+			fmt.Fprintf(w, "applying node %s to %s\n", plan.Node, f.root)
+			res, err := a.Apply(cmd.Context(), plan)
+			if err != nil {
+				if errors.Is(err, host.ErrPending) {
+					return usageError{err}
+				}
+				return err
+			}
+			if !res.Changed() {
+				fmt.Fprintf(w, "node %s: no changes\n", plan.Node)
+				return nil
+			}
+			fmt.Fprintf(w, "applied: %d files, firewall %v, wireguard %v, reloaded %s\n", len(res.Files),
+				yesNo(res.Firewall), yesNo(res.WireGuard), orNone(res.Reloaded))
+			if !res.Deadline.IsZero() {
+				fmt.Fprintf(w, "confirm before %s with `ztwizard confirm` (from a new SSH connection), or it all rolls back\n",
+					res.Deadline.Local().Format(time.RFC3339))
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().DurationVar(&confirm, "confirm", 120*time.Second, "roll everything back after this long unless `ztwizard confirm` runs (default when run over SSH)")
+	cmd.Flags().BoolVar(&noConfirm, "no-confirm", false, "keep the changes without waiting for confirmation")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (as plan does) and stop")
+	return cmd
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "replaced"
+	}
+	return "unchanged"
+}
+
+func orNone(s []string) string {
+	if len(s) == 0 {
+		return "nothing"
+	}
+	return strings.Join(s, ", ")
+}
+
+// startWatchdog starts what rolls the apply back at its deadline: a
+// transient systemd timer where systemd runs, else a detached process.
+func startWatchdog(ctx context.Context, state string, j *host.Journal) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("watchdog: %w", err)
+	}
+	argv := []string{self, "rollback", "--state", state, "--watchdog", j.ID, "--at", j.Deadline.Format(time.RFC3339Nano)}
+	if host.Systemd() {
+		unit := "ztwizard-rollback-" + j.ID
+		if err := host.SystemdTimer(ctx, unit, time.Until(j.Deadline), argv); err != nil {
+			return "", err
+		}
+		return "unit " + unit, nil
+	}
+	pid, err := host.Detach(argv, filepath.Join(state, "apply", "watchdog.log"))
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("pid %d", pid), nil
+}
+
+// stopWatchdog stops a pending apply's watchdog.
+func stopWatchdog(j *host.Journal) {
+	if unit, ok := strings.CutPrefix(j.Watchdog, "unit "); ok {
+		_ = runQuiet("systemctl", "stop", unit+".timer")
+		return
+	}
+	var pid int
+	if _, err := fmt.Sscanf(j.Watchdog, "pid %d", &pid); err == nil && pid > 0 && pid != os.Getpid() {
+		if p, err := os.FindProcess(pid); err == nil {
+			_ = p.Kill()
+		}
+	}
+}
+
+// startDevice starts the userspace WireGuard device: the unit where
+// systemd runs, else a detached `ztwizard wg device` process.
+func startDevice(state string) func(ctx context.Context, name string) (int, error) {
+	return func(ctx context.Context, name string) (int, error) {
+		pid := 0
+		if host.Systemd() {
+			if err := runQuiet("systemctl", "daemon-reload"); err != nil {
+				return 0, err
+			}
+			if err := runQuiet("systemctl", "start", "ztwizard-wg@"+name+".service"); err != nil {
+				return 0, err
+			}
+		} else {
+			self, err := os.Executable()
+			if err != nil {
+				return 0, fmt.Errorf("wireguard: %w", err)
+			}
+			if pid, err = host.Detach([]string{self, "wg", "device", name}, filepath.Join(state, "apply", "wg-"+name+".log")); err != nil {
+				return 0, err
+			}
+		}
+		if err := wgdevice.Ready(name, 10*time.Second); err != nil {
+			return pid, err
+		}
+		return pid, nil
+	}
+}
+
+func confirmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "confirm",
+		Short: "Keep the pending apply (run it from a new SSH connection)",
+		Long: `Keeps the changes of the pending apply and stops its watchdog. Run it from a
+new SSH connection: if that connection works, the new firewall and sshd
+configuration let you in.`,
+		Example: `  ztwizard confirm`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, unlock, err := journalOnly(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			a.StopWatchdog = stopWatchdog
+			jr, err := a.Confirm()
+			if errors.Is(err, host.ErrNothingPending) {
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "confirmed the apply of node %s\n", jr.Node)
+			return nil
+		},
+	}
+}
+
+func rollbackCmd(g *globals) *cobra.Command {
+	var watchdog, at string
+	cmd := &cobra.Command{
+		Use:   "rollback",
+		Short: "Undo the pending apply now",
+		Long: `Undoes the pending apply at once: files, firewall, WireGuard and reloads, as
+they were. Also finishes an apply that was killed half-way.`,
+		Example: `  ztwizard rollback`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if watchdog != "" {
+				deadline, err := time.Parse(time.RFC3339Nano, at)
+				if err != nil {
+					return usagef("--at %q: %v", at, err)
+				}
+				if err := host.WaitDeadline(cmd.Context(), deadline); err != nil {
+					return err
+				}
+			}
+			a, unlock, err := journalOnly(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer unlock()
+			a.StopWatchdog = stopWatchdog
+			a.Progress = func(step string) { fmt.Fprintln(cmd.OutOrStdout(), "  "+step) }
+			jr, err := a.Rollback(cmd.Context(), watchdog)
+			if errors.Is(err, host.ErrNothingPending) {
+				if watchdog != "" {
+					return nil // confirmed, or rolled back already
+				}
+				return usageError{err}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rolled back the apply of node %s\n", jr.Node)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&watchdog, "watchdog", "", "")
+	cmd.Flags().StringVar(&at, "at", "", "")
+	_ = cmd.Flags().MarkHidden("watchdog")
+	_ = cmd.Flags().MarkHidden("at")
+	return cmd
+}
+
+// journalOnly opens the live host's journal under the state lock: confirm
+// and rollback need no site.
+func journalOnly(ctx context.Context, g *globals) (*host.Applier, func(), error) {
+	dir, err := stateDir(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return nil, nil, usageError{fmt.Errorf("%w (no state at %s)", host.ErrNothingPending, dir)}
+	}
+	s, err := openStore(ctx, g, dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	jdir, _ := journalDir(dir, "/")
+	a, closeFn, err := host.NewLive("/", jdir)
+	if err != nil {
+		s.unlock()
+		return nil, nil, err
+	}
+	return a, func() { closeFn(); s.unlock() }, nil
+}
+
+func checkNode(site *steps.Site, node string) error { return authority.CheckNode(site, node) }
+
+// openStore takes the state lock of dir, for commands that need no site.
+func openStore(ctx context.Context, g *globals, dir string) (*session, error) {
+	store, err := state.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, g.lockWait)
+	defer cancel()
+	unlock, err := store.Lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &session{unlock: unlock}, nil
+}
+
+// runQuiet runs a command, its output part of the error only.
+func runQuiet(name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}

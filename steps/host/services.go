@@ -1,0 +1,254 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"ztwizard/steps"
+)
+
+// stage copies the host's configuration folders (etcDirs, under root) into
+// a temporary root, lays the plan's files over them, and points absolute
+// paths in the copied configuration at the copy, so a daemon can check the
+// new configuration without anything on the host changing.
+func stage(root string, files []steps.File, etcDirs ...string) (string, error) {
+	tmp, err := os.MkdirTemp("", "ztwizard-stage-")
+	if err != nil {
+		return "", fmt.Errorf("stage: %w", err)
+	}
+	for _, d := range etcDirs {
+		if err := copyTree(filepath.Join(root, d), filepath.Join(tmp, d)); err != nil {
+			os.RemoveAll(tmp)
+			return "", err
+		}
+	}
+	for _, f := range files {
+		dst := filepath.Join(tmp, f.Path)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("stage: %w", err)
+		}
+		if err := os.WriteFile(dst, f.Content, f.Mode.Perm()); err != nil {
+			os.RemoveAll(tmp)
+			return "", fmt.Errorf("stage: %w", err)
+		}
+	}
+	// Point the staged configuration at the staged copy.
+	err = filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil || bytes.IndexByte(data, 0) >= 0 {
+			return err
+		}
+		out := data
+		for _, dir := range append(etcDirs, steps.EtcDir) {
+			out = bytes.ReplaceAll(out, []byte(dir+"/"), []byte(tmp+dir+"/"))
+		}
+		if !bytes.Equal(out, data) {
+			return os.WriteFile(p, out, 0o600)
+		}
+		return nil
+	})
+	if err != nil {
+		os.RemoveAll(tmp)
+		return "", fmt.Errorf("stage: %w", err)
+	}
+	return tmp, nil
+}
+
+// copyTree copies a folder, keeping symbolic links as links; a missing
+// folder copies as nothing.
+func copyTree(src, dst string) error {
+	if _, err := os.Lstat(src); os.IsNotExist(err) {
+		return nil
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case info.Mode()&fs.ModeSymlink != 0:
+			link, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(link, target)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(target, data, info.Mode().Perm())
+		}
+		return nil
+	})
+}
+
+// hasFiles tells whether the plan puts anything under dir.
+func hasFiles(files []steps.File, dir string) bool {
+	for _, f := range files {
+		if strings.HasPrefix(f.Path, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// check has nginx and sshd check the new configuration in a staging copy,
+// and nft check the new ruleset, before anything is touched.
+func (a *Applier) check(ctx context.Context, p *steps.Plan, changed map[string]bool) error {
+	touches := func(prefixes ...string) bool {
+		for path := range changed {
+			for _, pre := range prefixes {
+				if strings.HasPrefix(path, pre) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if hasFiles(p.Files, "/etc/nginx") && touches("/etc/nginx/", steps.EtcDir+"/") {
+		dir, err := stage(a.Root, p.Files, "/etc/nginx")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		conf := filepath.Join(dir, "etc/nginx/nginx.conf")
+		if out, err := a.Run.Run(ctx, nil, "nginx", "-t", "-q", "-c", conf); err != nil {
+			return fmt.Errorf("nginx -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
+		}
+	}
+	if touches("/etc/ssh/") {
+		dir, err := stage(a.Root, p.Files, "/etc/ssh")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		if out, err := a.Run.Run(ctx, nil, "sshd", "-t", "-f", filepath.Join(dir, "etc/ssh/sshd_config")); err != nil {
+			return fmt.Errorf("sshd -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
+		}
+	}
+	if p.Firewall != nil {
+		if out, err := a.Run.Run(ctx, []byte(p.Firewall.Script()), "nft", "-c", "-f", "-"); err != nil {
+			return fmt.Errorf("nft -c: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// reloads lists the units to reload for the files that changed.
+func reloads(p *steps.Plan, changed map[string]bool) []string {
+	owners := map[string][]string{
+		"nginx.service":      {"/etc/nginx/", steps.TLSDir + "/", steps.CACertPath, steps.CRLPath},
+		"ssh.service":        {"/etc/ssh/"},
+		"mariadb.service":    {"/etc/mysql/"},
+		"postgresql.service": {"/etc/postgresql/", steps.EtcDir + "/postgresql/"},
+	}
+	var out []string
+	for _, u := range p.Units {
+		if !u.Reload {
+			continue
+		}
+		for path := range changed {
+			if matchesAny(path, owners[u.Name]) {
+				out = append(out, u.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func matchesAny(path string, prefixes []string) bool {
+	for _, pre := range prefixes {
+		if path == pre || strings.HasPrefix(path, pre) {
+			return true
+		}
+	}
+	return false
+}
+
+// systemd tells whether systemd runs this host.
+func systemd() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+// reload reloads a unit: with systemctl where systemd runs, else with the
+// daemon's own signal when it is running (nginx -s reload, SIGHUP to sshd);
+// a daemon that is not running needs nothing.
+func (a *Applier) reload(ctx context.Context, unit string) error {
+	if systemd() {
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "try-reload-or-restart", unit); err != nil {
+			return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	pidFile := map[string]string{"nginx.service": "/run/nginx.pid", "ssh.service": "/run/sshd.pid"}[unit]
+	if pidFile == "" {
+		return nil
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		return nil
+	}
+	pid := strings.TrimSpace(string(data))
+	var out []byte
+	if unit == "nginx.service" {
+		out, err = a.Run.Run(ctx, nil, "nginx", "-s", "reload")
+	} else {
+		out, err = a.Run.Run(ctx, nil, "kill", "-HUP", pid)
+	}
+	if err != nil {
+		return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// enable makes the plan survive a reboot where systemd runs: the units'
+// files are read again and the plan's units enabled.
+func (a *Applier) enable(ctx context.Context, p *steps.Plan, unitsChanged, userspace bool) error {
+	if !systemd() {
+		return nil
+	}
+	units := slices.Clone(p.Units)
+	if p.WireGuard.Name != "" {
+		// The mesh at boot: wg-quick with a kernel WireGuard, else
+		// ztwizard's userspace device, which reads the same file.
+		wg := "wg-quick@" + p.WireGuard.Name + ".service"
+		if _, err := os.Stat("/sys/module/wireguard"); err != nil || userspace {
+			wg = "ztwizard-wg@" + p.WireGuard.Name + ".service"
+		}
+		units = append(units, steps.Unit{Name: wg, Enable: true})
+	}
+	if unitsChanged {
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "daemon-reload"); err != nil {
+			return fmt.Errorf("systemctl daemon-reload: %w: %s", err, strings.TrimSpace(string(out)))
+		}
+	}
+	for _, u := range units {
+		if !u.Enable {
+			continue
+		}
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "enable", "--quiet", u.Name); err != nil {
+			return fmt.Errorf("systemctl enable %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
