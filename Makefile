@@ -7,9 +7,9 @@ FUZZTIME ?= 20s
 
 .PHONY: run test check deps build fuzz bench clean
 
-## run: the wizard on the embedded example site, state in a scratch folder
+## run: the wizard on the embedded example site; its state and saved site.yaml go to a scratch folder
 run:
-	$(GO) run ./cmd/ztwizard wizard --example --state $(SCRATCH)/state
+	$(GO) run ./cmd/ztwizard wizard --example --state $(SCRATCH)/state -c $(SCRATCH)/site.yaml
 
 ## build: the ztwizard binary in ./bin
 build:

@@ -3,7 +3,7 @@
 # present, and fetches the Go modules. Safe to run again.
 set -eu
 
-PACKAGES="openssl openssh-client openssh-server wireguard-tools nginx nftables iproute2 curl systemd mariadb-server-core postgresql-15"
+PACKAGES="openssl openssh-client openssh-server wireguard-tools nginx nftables iproute2 curl systemd mariadb-server-core postgresql-15 tmux"
 
 missing=""
 for p in $PACKAGES; do

@@ -145,7 +145,8 @@ func WGQuickStandalone(site *Site, node string, sec *Secrets) ([]byte, error) {
 			if bytes.Equal(out, f.Content) {
 				return nil, fmt.Errorf("wireguard: node %q: the file has no private-key reference", node)
 			}
-			return out, nil
+			return bytes.Replace(out, []byte("# The private key stays in its own file and is set by PostUp."),
+				[]byte("# The private key is inlined: keep this file secret."), 1), nil
 		}
 	}
 	return nil, fmt.Errorf("wireguard: node %q: no wg-quick file", node)

@@ -1,53 +1,143 @@
-// Package tui is ztwizard's terminal wizard: it walks an admin through the
-// site step by step and fills a steps.Site. Without a terminal it prints the
-// same content as plain text.
+// Package tui is ztwizard's wizard: it walks an admin through the site step
+// by step (Welcome, Certificate authority, WireGuard mesh and nodes, mTLS
+// services and client identities, SSH users and principals, Firewall,
+// Databases, Review, Finish) and fills a steps.Site, checking every answer
+// with the same rules as the site loader.
+//
+// On a terminal it is a full-screen bubbletea program; without one (or when
+// asked) it puts the same steps as plain line prompts, huh's accessible
+// mode, so it works over a serial console and in scripts. The answers are
+// kept as a draft in the state folder as they are given. What the Finish
+// step does with the site (save, render, apply, bake, export) it asks of
+// an Actions.
 package tui
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
-	"charm.land/bubbles/v2/help"
-	"charm.land/bubbles/v2/key"
 	tea "charm.land/bubbletea/v2"
-	"charm.land/lipgloss/v2"
 
 	"ztwizard/steps"
 )
 
-// Options is what the wizard starts from.
-type Options struct {
-	Site        *steps.Site // the site to show and edit
-	SiteName    string      // where it came from, for the title
-	StateDir    string      // the state folder it would write to
-	In          io.Reader
-	Out         io.Writer
-	Interactive bool // a terminal on both ends; false prints plain text
+// ErrNotAvailable is wrapped by an Actions error for something this
+// ztwizard cannot do yet; the wizard shows the message as it is.
+var ErrNotAvailable = errors.New("not available yet")
+
+// Job is what the Finish step's actions work with: the site and where its
+// secrets live.
+type Job struct {
+	Site       *steps.Site
+	StateDir   string
+	Passphrase []byte // encrypts the CA keys at rest; empty: none
 }
 
-// Steps are the wizard's steps, in order.
-var Steps = []string{"Welcome", "Certificate authority", "WireGuard mesh", "mTLS services",
-	"SSH users", "Firewall", "Databases", "Review", "Finish"}
+// Exported is what an export wrote.
+type Exported struct {
+	Files []string // the files written, for the admin to pick up
+	// WireGuard is a node's wg-quick configuration with its key inline,
+	// shown as a QR code for mobile WireGuard apps; empty for clients.
+	WireGuard []byte
+}
 
-// Run shows the wizard until the admin leaves it.
+// Actions is what the wizard can have done with the site. Nothing here may
+// touch the host except Apply, which runs only after the admin confirms.
+type Actions interface {
+	// Save writes the site file.
+	Save(site *steps.Site, path string) error
+	// Render writes a node's files into a folder, as they would land
+	// under /; it returns a one-line account of what it wrote.
+	Render(ctx context.Context, job Job, node, dir string) (string, error)
+	// Review tells, as text, what applying the node's plan would change.
+	Review(ctx context.Context, job Job, node string) (string, error)
+	// Apply applies the node's plan to this host, reporting each step; the
+	// firewall and sshd changes roll back unless confirmed by deadline.
+	Apply(ctx context.Context, job Job, node string, progress func(step string)) (deadline time.Time, err error)
+	// Confirm keeps the pending apply.
+	Confirm(ctx context.Context, job Job) error
+	// Bake builds a bootable image for the node (or a golden image without
+	// secrets) into out, reporting each stage.
+	Bake(ctx context.Context, job Job, node string, golden bool, out string, progress func(stage string, done, total int)) error
+	// Export writes a node's ("node") or a client's ("client")
+	// credentials into dir: wg-quick file, or PKCS#12 bundle.
+	Export(ctx context.Context, job Job, what, name, dir string) (Exported, error)
+}
+
+// Options is what the wizard starts from.
+type Options struct {
+	Site       *steps.Site // the site to start from (a file's, the example, or an empty one)
+	SitePath   string      // the site file: where Save writes by default
+	Source     string      // where Site came from, for the header ("site.yaml", "the example")
+	Loaded     bool        // Site is an existing site being edited: show every step's problems at once
+	StateDir   string      // the state folder; the draft is kept there
+	Passphrase []byte      // the CA passphrase, if given
+	Actions    Actions
+	In         io.Reader
+	Out        io.Writer
+	// Accessible puts the steps as plain line prompts, read from In.
+	Accessible bool
+	// Resume answers the offer of a draft without asking (accessible mode
+	// with input that is not a terminal): "" asks, "yes" or "no".
+	Resume string
+	Now    func() time.Time
+}
+
+// Run runs the wizard until the admin leaves it. The answers stay in the
+// state folder's draft until the site is saved.
 func Run(ctx context.Context, o Options) error {
-	if !o.Interactive {
-		_, err := io.WriteString(o.Out, Summary(o.Site, o.SiteName, o.StateDir))
-		return err
+	if o.Site == nil {
+		o.Site = Empty()
 	}
-	p := tea.NewProgram(model{o: o}, tea.WithContext(ctx), tea.WithInput(o.In), tea.WithOutput(o.Out))
-	if _, err := p.Run(); err != nil && ctx.Err() == nil {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Accessible {
+		return runAccessible(ctx, o)
+	}
+	m := newModel(ctx, o)
+	p := tea.NewProgram(m, tea.WithContext(ctx), tea.WithInput(o.In), tea.WithOutput(o.Out))
+	_, err := p.Run()
+	note := m.finish()
+	if err != nil && !errors.Is(err, tea.ErrInterrupted) && !errors.Is(err, tea.ErrProgramKilled) {
 		return fmt.Errorf("wizard: %w", err)
 	}
+	if note != "" {
+		fmt.Fprintln(o.Out, note)
+	}
 	return nil
+}
+
+// Empty is a site with nothing filled in but the defaults, for a wizard
+// that starts from scratch.
+func Empty() *steps.Site {
+	s := &steps.Site{Version: steps.Version}
+	s.SetDefaults()
+	return s
 }
 
 // Summary is the site at a glance, with its validation result.
 func Summary(site *steps.Site, name, stateDir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ztwizard — site %q (%s)\nstate folder: %s\n\n", site.Site, name, stateDir)
+	b.WriteString(overview(site))
+	if err := site.Validate(); err != nil {
+		fmt.Fprintf(&b, "\nproblems:\n%v\n", err)
+	} else {
+		b.WriteString("\nthe site is valid.\n")
+	}
+	return b.String()
+}
+
+// overview lists the site's parts, one per line.
+func overview(site *steps.Site) string {
+	site = site.Clone()
+	site.SetDefaults()
+	var b strings.Builder
 	fmt.Fprintf(&b, "CA          %s, %s, valid %s, leaves %s\n", site.CA.Subject.CommonName, site.CA.Key, site.CA.Validity, site.CA.CertValidity)
 	fmt.Fprintf(&b, "mesh        %s, port %d\n", site.WireGuard.Network, site.WireGuard.ListenPort)
 	addrs, _ := site.Addresses(nil)
@@ -60,50 +150,12 @@ func Summary(site *steps.Site, name, stateDir string) string {
 	for _, d := range site.Databases {
 		fmt.Fprintf(&b, "database    %s (%s) on %s:%d, clients %s\n", d.Name, d.Engine, d.Node, d.Port, strings.Join(d.Clients, ", "))
 	}
+	for _, c := range site.Clients {
+		fmt.Fprintf(&b, "client      %s (%s)\n", c.Name, c.Organization)
+	}
 	for _, u := range site.SSH.Users {
 		fmt.Fprintf(&b, "ssh user    %s as %s, %s certificates\n", u.Name, strings.Join(u.Principals, ", "), site.SSH.CertValidity)
 	}
 	fmt.Fprintf(&b, "firewall    drop by default; public tcp %v; ssh from %s and the mesh\n", site.Firewall.PublicTCP, strings.Join(site.SSH.AdminCIDRs, ", "))
-	if err := site.Validate(); err != nil {
-		fmt.Fprintf(&b, "\nproblems:\n%v\n", err)
-	} else {
-		b.WriteString("\nthe site is valid.\n")
-	}
 	return b.String()
-}
-
-type model struct {
-	o             Options
-	width, height int
-}
-
-func (m model) Init() tea.Cmd { return nil }
-
-func (m model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
-	switch msg := msg.(type) {
-	case tea.WindowSizeMsg:
-		m.width, m.height = msg.Width, msg.Height
-	case tea.KeyPressMsg:
-		if key.Matches(msg, quitKey) {
-			return m, tea.Quit
-		}
-	}
-	return m, nil
-}
-
-var (
-	sidebar = lipgloss.NewStyle().Border(lipgloss.RoundedBorder()).Padding(0, 1).MarginRight(1)
-	quitKey = key.NewBinding(key.WithKeys("q", "esc", "ctrl+c"), key.WithHelp("q", "quit"))
-)
-
-func (m model) View() tea.View {
-	var side strings.Builder
-	for i, s := range Steps {
-		fmt.Fprintf(&side, "%d. %s\n", i+1, s)
-	}
-	body := lipgloss.JoinHorizontal(lipgloss.Top, sidebar.Render(strings.TrimSuffix(side.String(), "\n")),
-		Summary(m.o.Site, m.o.SiteName, m.o.StateDir))
-	v := tea.NewView(body + "\n" + help.New().ShortHelpView([]key.Binding{quitKey}))
-	v.AltScreen = true
-	return v
 }

@@ -1,0 +1,23 @@
+#!/bin/sh
+# The wizard: time to its first frame (the model alone, then the real
+# binary on a pseudo-terminal), one keystroke, and the binary's size.
+set -eu
+cd "$(dirname "$0")/.."
+echo "\$ go test -run '^\$' -bench 'FirstFrame|Keystroke' -benchmem ./tui/"
+go test -run '^$' -bench 'FirstFrame|Keystroke' -benchmem ./tui/
+echo
+echo "\$ go test -run '^\$' -bench WizardFirstFrame -benchtime 30x ./cmd/ztwizard/"
+go test -run '^$' -bench WizardFirstFrame -benchtime 30x ./cmd/ztwizard/
+echo
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+echo "\$ go build -o $tmp/ztw ./cmd/ztwizard && stat -c %s $tmp/ztw"
+go build -o "$tmp/ztw" ./cmd/ztwizard
+size=$(stat -c %s "$tmp/ztw")
+echo "$size bytes ($(awk "BEGIN {printf \"%.1f\", $size/1048576}") MiB)"
+go build -ldflags='-s -w' -o "$tmp/ztw-stripped" ./cmd/ztwizard
+echo "stripped (-ldflags='-s -w'): $(stat -c %s "$tmp/ztw-stripped") bytes"
+echo
+echo "\$ GODEBUG=inittrace=1 ztw validate (package init before main, the slowest)"
+GODEBUG=inittrace=1 "$tmp/ztw" validate -c steps/example.yaml 2>&1 >/dev/null |
+	awk '{t+=$5; print $5, $2}' | sort -rn | head -3

@@ -1,0 +1,548 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/charmbracelet/x/ansi"
+	"github.com/creack/pty"
+
+	"ztwizard/steps"
+	"ztwizard/steps/host"
+	"ztwizard/tui"
+)
+
+// tmuxPane runs the real binary in a detached tmux session of its own
+// (private socket, 80x24), so a test can type into it and read its screen.
+type tmuxPane struct {
+	t    *testing.T
+	sock string
+}
+
+// startPane starts ztwizard with args in dir inside tmux.
+func startPane(t *testing.T, dir string, args ...string) *tmuxPane {
+	t.Helper()
+	if _, err := exec.LookPath("tmux"); err != nil {
+		t.Fatal("tmux is needed for the wizard's end-to-end tests (make deps installs it)")
+	}
+	sockDir, err := os.MkdirTemp("", "ztw-tmux-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tmuxPane{t: t, sock: filepath.Join(sockDir, "s")}
+	t.Cleanup(func() {
+		exec.Command("tmux", "-S", p.sock, "kill-server").Run()
+		os.RemoveAll(sockDir)
+	})
+	cmd := append([]string{"-S", p.sock, "-f", "/dev/null", "new-session", "-d", "-s", "w", "-x", "80", "-y", "24",
+		"-c", dir, "-e", "TERM=xterm-256color", "-e", "ZTWIZARD_STATE=", "-e", "TZ=UTC", "--",
+		"sh", "-c", `"$0" "$@"; echo "ztwizard-exit=$?"`, bin}, args...)
+	if out, err := exec.Command("tmux", cmd...).CombinedOutput(); err != nil {
+		t.Fatalf("tmux: %v\n%s", err, out)
+	}
+	p.tmux("set-option", "-t", "w", "remain-on-exit", "on")
+	return p
+}
+
+func (p *tmuxPane) tmux(args ...string) string {
+	p.t.Helper()
+	out, err := exec.Command("tmux", append([]string{"-S", p.sock}, args...)...).CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("tmux %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// screen is what the pane shows.
+func (p *tmuxPane) screen() string { return p.tmux("capture-pane", "-p", "-t", "w") }
+
+// keys sends tmux key names ("Tab", "C-n", "Enter").
+func (p *tmuxPane) keys(names ...string) {
+	p.t.Helper()
+	for _, k := range names {
+		p.tmux("send-keys", "-t", "w", k)
+	}
+}
+
+// typed sends text as it is.
+func (p *tmuxPane) typed(s string) {
+	p.t.Helper()
+	p.tmux("send-keys", "-t", "w", "-l", s)
+}
+
+// wait waits until the screen shows want, at most 15 seconds.
+func (p *tmuxPane) wait(want string) {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		s := p.screen()
+		if strings.Contains(s, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the screen never showed %q:\n%s", want, s)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+}
+
+// exited waits for the program to end and returns its exit status, which
+// the shell around it prints.
+func (p *tmuxPane) exited() string {
+	p.t.Helper()
+	p.wait("ztwizard-exit=")
+	_, after, _ := strings.Cut(p.screen(), "ztwizard-exit=")
+	return strings.Fields(after)[0]
+}
+
+// field types text into a field and waits for the screen to show it.
+func (p *tmuxPane) field(text string) {
+	p.t.Helper()
+	p.typed(text)
+	p.wait(text)
+}
+
+// next goes to the next step and waits for its title.
+func (p *tmuxPane) next(title string) {
+	p.t.Helper()
+	p.keys("C-n")
+	p.wait(title)
+}
+
+// done keeps the item being edited and waits for the list.
+func (p *tmuxPane) done(row string) {
+	p.t.Helper()
+	p.keys("C-s")
+	p.wait(row)
+}
+
+// typeWelcomeToMesh fills the first steps and the db node from an empty
+// start, leaving the wizard on the mesh step's node list.
+func typeWelcomeToMesh(p *tmuxPane) {
+	p.wait("Site name")
+	p.field("oslo-prod")
+	p.next("Your own CA signs")
+	p.field("Internal Root CA")
+	p.keys("Tab")
+	p.field("MyOrg")
+	p.keys("Tab")
+	p.field("NO")
+	p.next("A WireGuard mesh joins")
+	p.field("10.100.0.0/24")
+	p.keys("Tab", "Tab", "Enter")
+	p.wait("› node (new)")
+	p.field("db")
+	p.keys("Tab")
+	p.field("192.168.1.100:51820")
+	p.keys("Tab")
+	p.field("10.100.0.1")
+	p.done("+ Add a node")
+}
+
+// TestWizardTypesExampleInTerminal drives the real binary in a terminal:
+// it types the design's example site from an empty start, saves it, and
+// checks the file is the example and `ztwizard validate` accepts it.
+func TestWizardTypesExampleInTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir := t.TempDir()
+	st := filepath.Join(dir, "state")
+	p := startPane(t, dir, "wizard", "--empty", "--state", st, "-c", "site.yaml")
+	typeWelcomeToMesh(p)
+
+	p.keys("a")
+	p.wait("› node (new)")
+	p.field("web")
+	p.keys("Tab")
+	p.field("192.168.1.50:51820")
+	p.keys("Tab")
+	p.field("10.100.0.2")
+	p.keys("Tab", "Space")
+	p.wait("[x] db")
+	p.keys("Tab")
+	p.field("25")
+	p.done("web  10.100.0.2")
+	p.keys("Up", "Enter")
+	p.wait("› node db")
+	p.keys("Tab", "Tab", "Tab", "Space")
+	p.wait("[x] web")
+	p.done("↔ web")
+	p.next("nginx fronts each")
+
+	p.keys("Enter")
+	p.wait("› client (new)")
+	p.field("service-worker-01")
+	p.keys("Tab")
+	p.field("MyOrg")
+	p.done("service-worker-01  MyOrg")
+	p.keys("Tab", "Enter")
+	p.wait("› service (new)")
+	p.field("api")
+	p.keys("Tab", "Right")
+	p.wait("‹ web ›")
+	p.keys("Tab")
+	p.field("api.internal.example.com")
+	p.keys("Tab", "Tab")
+	p.field("http://127.0.0.1:8080")
+	p.keys("Tab", "Space")
+	p.wait("[x] service-worker-01")
+	p.done("api  on web")
+	p.next("sshd trusts")
+
+	p.keys("Tab")
+	p.field("192.168.10.0/24")
+	p.keys("Tab", "Enter")
+	p.wait("› user (new)")
+	p.field("alice")
+	p.keys("Tab")
+	p.field("root devops")
+	p.done("alice  as root devops")
+	p.next("Each node drops")
+
+	p.field("80 443")
+	p.next("Each database listens")
+	p.keys("Enter")
+	p.wait("› database (new)")
+	p.field("main")
+	p.keys("Tab", "Tab", "Tab", "Tab", "Space")
+	p.wait("[x] web")
+	p.done("main  mariadb  on db:3306  from web")
+	p.next("what applying it would change")
+	p.wait("# What applying node db")
+	p.next("Save the site file")
+	p.keys("Enter")
+	p.wait("Finish › Save the site file")
+	p.keys("Enter", "Enter")
+	p.wait("✓ Saved")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	if code := p.exited(); code != "0" {
+		t.Fatalf("exit %s:\n%s", code, p.screen())
+	}
+
+	got, err := os.ReadFile(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := steps.Example().Marshal()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("saved site is not the example:\n%s\n--- want\n%s", got, want)
+	}
+	if r := ztw(t, dir, "validate", "-c", "site.yaml"); r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod" is valid`) {
+		t.Fatalf("validate: %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(st, tui.DraftFile)); !os.IsNotExist(err) {
+		t.Fatalf("a draft is left after saving: %v", err)
+	}
+}
+
+// TestWizardInterruptedResumes leaves the wizard half-way with ctrl+c: the
+// draft keeps every answer, and the next start offers it and resumes.
+func TestWizardInterruptedResumes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir := t.TempDir()
+	st := filepath.Join(dir, "state")
+	p := startPane(t, dir, "wizard", "--empty", "--state", st)
+	typeWelcomeToMesh(p)
+	p.keys("a")
+	p.wait("› node (new)")
+	p.field("web")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.wait(filepath.Join(st, tui.DraftFile)[:20])
+	p.keys("y")
+	if code := p.exited(); code != "0" {
+		t.Fatalf("exit %s:\n%s", code, p.screen())
+	}
+	draft := filepath.Join(st, tui.DraftFile)
+	fi, err := os.Stat(draft)
+	if err != nil {
+		t.Fatalf("no draft after ctrl+c: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("draft mode %o", fi.Mode().Perm())
+	}
+	before, _ := os.ReadFile(draft)
+	for _, want := range []string{"site: oslo-prod", "common_name: Internal Root CA", "country: \"NO\"", "network: 10.100.0.0/24",
+		"name: db", "endpoint: 192.168.1.100:51820", "address: 10.100.0.1", "name: web", "step: 2"} {
+		if !strings.Contains(string(before), want) {
+			t.Errorf("draft lacks %q:\n%s", want, before)
+		}
+	}
+
+	p = startPane(t, dir, "wizard", "--empty", "--state", st)
+	p.wait("Resume where you left off?")
+	p.keys("y")
+	p.wait("Resumed the draft")
+	for _, want := range []string{"WireGuard mesh and nodes", "Mesh network 10.100.0.0/24", "db   10.100.0.1  192.168.1.100:51820", "web  10.100.0.2"} {
+		p.wait(want)
+	}
+	p.keys("Escape")
+	p.wait("Common name  Internal Root CA")
+	for _, want := range []string{"Organization MyOrg", "Country      NO"} {
+		p.wait(want)
+	}
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
+	after, _ := os.ReadFile(draft)
+	unstamped := func(b []byte) string {
+		var keep []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.HasPrefix(l, "saved: ") && !strings.HasPrefix(l, "step: ") {
+				keep = append(keep, l)
+			}
+		}
+		return strings.Join(keep, "\n")
+	}
+	if unstamped(after) != unstamped(before) || !strings.Contains(string(after), "step: 1") {
+		t.Fatalf("the draft changed without edits:\n%s\n--- before\n%s", after, before)
+	}
+}
+
+// TestWizardAccessibleFromStdin answers the plain prompts from a file, with
+// no terminal: the same site comes out.
+func TestWizardAccessibleFromStdin(t *testing.T) {
+	dir := t.TempDir()
+	answers, err := os.Open(filepath.Join("..", "..", "testdata", "wizard", "example-answers.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer answers.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "wizard", "--empty", "--state", filepath.Join(dir, "state"), "-c", "new.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ZTWIZARD_STATE=")
+	cmd.Stdin = answers
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got, _ := os.ReadFile(filepath.Join(dir, "new.yaml"))
+	want, _ := steps.Example().Marshal()
+	if !bytes.Equal(got, want) {
+		t.Fatalf("saved site is not the example:\n%s\n%s", got, out)
+	}
+	if !strings.Contains(string(out), `site "oslo-prod" is valid`) {
+		t.Fatalf("no validation in the output:\n%s", out)
+	}
+	if r := ztw(t, dir, "validate", "-c", "new.yaml"); r.code != 0 {
+		t.Fatalf("validate: %+v", r)
+	}
+
+	// The same with --accessible on a terminal's standard output, and
+	// TERM=dumb: still plain prompts, no escape sequences.
+	answers.Seek(0, io.SeekStart)
+	cmd = exec.CommandContext(ctx, bin, "wizard", "--empty", "--accessible", "--state", filepath.Join(dir, "state2"), "-c", "dumb.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ZTWIZARD_STATE=", "TERM=dumb")
+	cmd.Stdin = answers
+	out, err = cmd.CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte("\x1b[")) {
+		t.Fatalf("%v\n%q", err, out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "dumb.yaml")); !bytes.Equal(got, want) {
+		t.Fatalf("--accessible site differs:\n%s", got)
+	}
+}
+
+// TestWizardInputEndsExitsTwo stops the answers early: exit 2, a clear
+// reason, and the draft kept.
+func TestWizardInputEndsExitsTwo(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(bin, "wizard", "--empty", "--state", filepath.Join(dir, "state"), "-c", "x.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ZTWIZARD_STATE=")
+	cmd.Stdin = strings.NewReader("half-way\n")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit %v, want 2\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "standard input ended before the wizard was done") {
+		t.Fatalf("stderr: %s", stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", tui.DraftFile)); err != nil {
+		t.Fatalf("no draft: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "x.yaml")); !os.IsNotExist(err) {
+		t.Fatal("a half-typed site was saved")
+	}
+}
+
+// TestWizardActions runs the Finish step's actions on the example site:
+// save, render, review (the diff against this host), export, confirm.
+func TestWizardActions(t *testing.T) {
+	dir := t.TempDir()
+	g := &globals{lockWait: 5 * time.Second, now: time.Now}
+	a := &wizardActions{g: g}
+	site := steps.Example()
+	job := tui.Job{Site: site, StateDir: filepath.Join(dir, "state")}
+	ctx := context.Background()
+
+	if err := a.Save(site, filepath.Join(dir, "site.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := steps.Load(filepath.Join(dir, "site.yaml")); err != nil {
+		t.Fatalf("saved site does not load: %v", err)
+	}
+	text, err := a.Review(ctx, job, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As root the review is the diff against this host, which has none of
+	// the node's files, table or interface.
+	for _, want := range []string{"# What applying node db to this host changes", "+++ /etc/ssh/sshd_config.d/50-ztwizard.conf",
+		"@@ secret (mode 0600): new, content not shown @@", "policy drop", "wireguard zt0:", "allowed 10.100.0.2/32 endpoint 192.168.1.50:51820"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("review lacks %q:\n%s", want, text)
+		}
+	}
+	if strings.Contains(text, "PRIVATE KEY") {
+		t.Error("review shows key material")
+	}
+	summary, err := a.Render(ctx, job, "web", filepath.Join(dir, "web"))
+	if err != nil || !strings.Contains(summary, "Wrote node web into") {
+		t.Fatalf("render: %q, %v", summary, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "web", "etc", "nginx", "conf.d", "ztwizard-api.conf")); err != nil {
+		t.Fatalf("render wrote no nginx file: %v", err)
+	}
+	ex, err := a.Export(ctx, job, "node", "web", filepath.Join(dir, "export"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ex.Files) != 2 || !strings.HasSuffix(ex.Files[1], "web.png") || !bytes.Contains(ex.WireGuard, []byte("PrivateKey = ")) {
+		t.Fatalf("node export: %+v", ex)
+	}
+	if fi, err := os.Stat(ex.Files[0]); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("wg-quick file: %v %v", fi, err)
+	}
+	ex, err = a.Export(ctx, job, "client", "service-worker-01", filepath.Join(dir, "export"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(ex.Files, " "), "service-worker-01.p12") {
+		t.Fatalf("client export: %+v", ex)
+	}
+	// Apply changes this very host: it is proven in namespaces by the apply
+	// tests. Confirm with nothing pending says so.
+	if err := a.Confirm(ctx, job); !errors.Is(err, host.ErrNothingPending) {
+		t.Fatalf("confirm with nothing pending: %v", err)
+	}
+	if err := a.Bake(ctx, job, "db", false, "x.qcow2", nil); !errors.Is(err, tui.ErrNotAvailable) {
+		t.Fatalf("bake: %v", err)
+	}
+	if _, err := os.Stat("x.qcow2"); !os.IsNotExist(err) {
+		t.Fatal("bake wrote a file")
+	}
+}
+
+// BenchmarkWizardFirstFrame times the real binary from start to its first
+// full frame on a pseudo-terminal of 80x24.
+func BenchmarkWizardFirstFrame(b *testing.B) {
+	dir := b.TempDir()
+	var total time.Duration
+	for i := range b.N {
+		st := filepath.Join(dir, fmt.Sprint(i))
+		cmd := exec.Command(bin, "wizard", "--example", "--state", st, "-c", filepath.Join(dir, "none.yaml"))
+		cmd.Env = append(os.Environ(), "TERM=xterm-256color", "ZTWIZARD_STATE=")
+		start := time.Now()
+		f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var seen []byte
+		buf := make([]byte, 4096)
+		for !bytes.Contains([]byte(ansi.Strip(string(seen))), []byte("Next: Certificate authority")) {
+			f.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, err := f.Read(buf)
+			if err != nil {
+				b.Fatalf("no first frame: %v\n%q", err, seen)
+			}
+			seen = append(seen, buf[:n]...)
+		}
+		total += time.Since(start)
+		cmd.Process.Kill()
+		cmd.Wait()
+		f.Close()
+	}
+	b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "ms/first-frame")
+}
+
+// TestWizardBadInputInTerminal types a bad port into the real wizard: the
+// problem shows under the field and Next stays on the step until it is
+// fixed.
+func TestWizardBadInputInTerminal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir := t.TempDir()
+	p := startPane(t, dir, "wizard", "--example", "--state", filepath.Join(dir, "state"))
+	p.wait("Site name")
+	p.next("Your own CA signs")
+	p.next("A WireGuard mesh joins")
+	p.next("nginx fronts each")
+	p.keys("Escape")
+	p.wait("Listen port  51820")
+	p.keys("Tab", "C-u")
+	p.field("70000")
+	p.wait("✗ port 70000 is out of range 1-65535")
+	lines := strings.Split(p.screen(), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "Listen port  70000") && !strings.Contains(strings.Join(lines[i+1:i+4], "\n"), "✗ port 70000 is out of range") {
+			t.Fatalf("the problem is not beside the field:\n%s", p.screen())
+		}
+	}
+	p.keys("C-n")
+	p.wait("Fix the marked problems to go on")
+	if s := p.screen(); !strings.Contains(s, "WireGuard mesh and nodes") || strings.Contains(s, "nginx fronts each") {
+		t.Fatalf("Next left the step:\n%s", s)
+	}
+	p.keys("BSpace", "BSpace", "BSpace", "BSpace", "BSpace")
+	p.field("51820")
+	p.next("nginx fronts each")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	if code := p.exited(); code != "0" {
+		t.Fatalf("exit %s", code)
+	}
+}
+
+// TestWizardOpensExistingSite opens -c files: one with problems opens (the
+// wizard shows them where they are fixed), one that is not a site does not.
+func TestWizardOpensExistingSite(t *testing.T) {
+	dir, st := workdir(t)
+	bad := bytes.Replace(steps.ExampleYAML, []byte("address: 10.100.0.2"), []byte("address: 10.200.0.2"), 1)
+	os.WriteFile(filepath.Join(dir, "bad.yaml"), bad, 0o644)
+	os.WriteFile(filepath.Join(dir, "typo.yaml"), append(append([]byte{}, steps.ExampleYAML...), "colour: blue\n"...), 0o644)
+
+	r := ztw(t, dir, "wizard", "-c", "bad.yaml", "--state", st)
+	if r.code != 0 || !strings.Contains(r.stdout, "10.200.0.2 is outside wireguard.network") || !strings.Contains(r.stdout, "(bad.yaml)") {
+		t.Fatalf("wizard on a site with problems: %+v", r)
+	}
+	r = ztw(t, dir, "wizard", "-c", "typo.yaml", "--state", st)
+	if r.code != 2 || !strings.Contains(r.stderr, "colour: unknown field") {
+		t.Fatalf("wizard on a file that is not a site: %+v", r)
+	}
+	if _, err := os.Stat(st); !os.IsNotExist(err) {
+		t.Fatal("opening a site wrote the state folder")
+	}
+}

@@ -1,0 +1,42 @@
+package tui
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	tea "charm.land/bubbletea/v2"
+
+	"ztwizard/steps"
+)
+
+// BenchmarkFirstFrame is the wizard's start up to its first frame: the
+// model built on the example site (every step, a first validation, the
+// draft looked for) and drawn at 80x24.
+func BenchmarkFirstFrame(b *testing.B) {
+	dir := b.TempDir()
+	site := steps.Example()
+	b.ReportAllocs()
+	for b.Loop() {
+		m := newModel(context.Background(), Options{Site: site, StateDir: dir, Actions: &fakeActions{}})
+		m.Init()
+		m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
+		if v := m.View(); v.Content == "" {
+			b.Fatal("empty frame")
+		}
+	}
+}
+
+// BenchmarkKeystroke is one key typed into a field: the site checked again
+// and the screen drawn.
+func BenchmarkKeystroke(b *testing.B) {
+	m := newModel(context.Background(), Options{Site: steps.Example(), StateDir: b.TempDir(), Actions: &fakeActions{}})
+	m.Init()
+	m.after = func(time.Duration, func(time.Time) tea.Msg) tea.Cmd { return nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Update(tea.KeyPressMsg{Code: 'x', Text: "x"})
+		m.Update(tea.KeyPressMsg{Code: tea.KeyBackspace})
+		_ = m.View()
+	}
+}

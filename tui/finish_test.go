@@ -1,0 +1,121 @@
+package tui
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ztwizard/steps"
+)
+
+// workingActions applies and bakes for real, as the applier and the baker
+// will: progress, then a rollback deadline.
+type workingActions struct {
+	fakeActions
+	confirmed bool
+}
+
+func (w *workingActions) Apply(_ context.Context, _ Job, node string, progress func(string)) (time.Time, error) {
+	for _, s := range []string{"firewall: table inet ztwizard replaced", "sshd: reloaded", "WireGuard: zt0 up with 1 peer"} {
+		progress(s)
+	}
+	return clock.Add(2 * time.Minute), nil
+}
+
+func (w *workingActions) Confirm(context.Context, Job) error { w.confirmed = true; return nil }
+
+func (w *workingActions) Bake(_ context.Context, _ Job, _ string, _ bool, _ string, progress func(string, int, int)) error {
+	progress("rootfs", 1, 4)
+	progress("plan files", 2, 4)
+	progress("disk", 3, 4)
+	progress("qcow2", 4, 4)
+	return nil
+}
+
+// TestApplyAsksShowsStepsAndConfirms applies only after y, shows each step,
+// counts down to the rollback and confirms with c.
+func TestApplyAsksShowsStepsAndConfirms(t *testing.T) {
+	a := &workingActions{}
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a })
+	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "down", "down", "enter", "tab", "enter")
+	if !strings.Contains(screen(m), "This changes THIS machine") {
+		t.Fatalf("apply does not ask first:\n%s", screen(m))
+	}
+	press(m, "n")
+	if m.dialog != nil {
+		t.Fatal("n does not cancel")
+	}
+	press(m, "enter", "y")
+	scr := screen(m)
+	for _, want := range []string{"✓ firewall: table inet ztwizard replaced", "✓ WireGuard: zt0 up with 1 peer", "Confirm within 2:00", "c confirm"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("apply screen lacks %q:\n%s", want, scr)
+		}
+	}
+	press(m, "c")
+	if !a.confirmed || !strings.Contains(screen(m), "Confirmed: the changes stay.") {
+		t.Fatalf("c did not confirm:\n%s", screen(m))
+	}
+}
+
+// TestApplyTimesOut says so when the countdown runs out unconfirmed.
+func TestApplyTimesOut(t *testing.T) {
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
+	press(m, nexts(8)...)
+	press(m, "down", "down", "enter", "tab", "enter", "y")
+	m.o.Now = func() time.Time { return clock.Add(3 * time.Minute) }
+	m.Update(applyTickMsg{})
+	if !strings.Contains(screen(m), "Not confirmed in time") {
+		t.Fatalf("no word of the rollback:\n%s", screen(m))
+	}
+}
+
+// TestBakeShowsProgress draws the bake's stages and its bar.
+func TestBakeShowsProgress(t *testing.T) {
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
+	press(m, nexts(8)...)
+	press(m, "down", "down", "down", "enter", "right", "tab", "tab", "enter", "enter")
+	scr := screen(m)
+	for _, want := range []string{"Bake a golden image", "✓ rootfs", "✓ qcow2", "100%", "Baked oslo-prod-golden.qcow2."} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("bake screen lacks %q:\n%s", want, scr)
+		}
+	}
+}
+
+// TestFinishSavesRendersExports saves the site (the draft goes), writes a
+// bundle and exports a client.
+func TestFinishSavesRendersExports(t *testing.T) {
+	dir := t.TempDir()
+	a := &fakeActions{}
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a; o.StateDir = dir; o.SitePath = filepath.Join(dir, "site.yaml") })
+	press(m, "ctrl+n", "ctrl+u", "lab", "ctrl+n")
+	if _, err := os.Stat(filepath.Join(dir, DraftFile)); err != nil {
+		t.Fatalf("no draft after a change and a step: %v", err)
+	}
+	press(m, nexts(7)...)
+	press(m, "enter", "enter", "enter")
+	if _, err := steps.Load(filepath.Join(dir, "site.yaml")); err != nil {
+		t.Fatalf("saved site: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, DraftFile)); !os.IsNotExist(err) {
+		t.Fatal("the draft is left after saving")
+	}
+	press(m, "down", "enter", "right", "tab", "enter", "enter")
+	press(m, "esc", "down", "down", "down", "enter", "left", "tab", "enter", "enter")
+	scr := screen(m)
+	if !strings.Contains(scr, "Exported client service-worker-01") {
+		t.Fatalf("no export:\n%s\n%v", scr, a.calls)
+	}
+	press(m, "esc", "esc")
+	want := []string{"review db", "save " + filepath.Join(dir, "site.yaml"), "render web ./web", "export client service-worker-01"}
+	if strings.Join(a.calls, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("actions %q, want %q", a.calls, want)
+	}
+	if !strings.Contains(screen(m), "✓ Wrote node web into ./web") {
+		t.Fatalf("render result not shown:\n%s", screen(m))
+	}
+}

@@ -1,0 +1,303 @@
+package tui
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"charm.land/bubbles/v2/help"
+	"charm.land/bubbles/v2/key"
+	tea "charm.land/bubbletea/v2"
+
+	"ztwizard/steps"
+)
+
+// draftDelay is how long the wizard waits after a change before it writes
+// the draft, so typing does not write on every key.
+const draftDelay = 600 * time.Millisecond
+
+// session is what the wizard knows besides the site.
+type session struct {
+	stateDir   string // where the Finish actions keep secrets
+	passphrase string // never written down
+	sitePath   string // where Save writes
+}
+
+// model is the wizard as a bubbletea model.
+type model struct {
+	ctx     context.Context
+	o       Options
+	site    *steps.Site
+	errs    steps.Errors
+	sess    session
+	th      *theme
+	help    help.Model
+	pages   [stepCount]page
+	cur     stepID
+	reached stepID // the furthest step reached
+	version int    // counts changes to the site, so stale results are ignored
+
+	width, height int
+	status        string
+	statusBad     bool
+	dialog        dialog // the box in front of the page, if any
+
+	// after makes a timer (tea.Tick); tests that drive the model by hand
+	// leave timers out.
+	after func(time.Duration, func(time.Time) tea.Msg) tea.Cmd
+
+	dirty     bool   // changed since the site file was saved
+	drafted   bool   // a draft of this session is on disk
+	draftSeq  int    // the last change's number, for the delayed draft write
+	draftNote string // "draft saved", or why it was not
+	draftDir  string // the state folder the wizard started with
+	saved     string // the site file last saved, for the goodbye
+}
+
+// newModel makes the wizard for o; a draft in the state folder is offered
+// before anything else.
+func newModel(ctx context.Context, o Options) *model {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Site == nil {
+		o.Site = Empty()
+	}
+	m := &model{
+		ctx:      ctx,
+		o:        o,
+		site:     o.Site.Clone(),
+		sess:     session{stateDir: o.StateDir, passphrase: string(o.Passphrase), sitePath: o.SitePath},
+		th:       newTheme(true),
+		help:     help.New(),
+		draftDir: o.StateDir,
+		width:    80,
+		height:   24,
+		after:    tea.Tick,
+	}
+	if m.sess.sitePath == "" {
+		m.sess.sitePath = "site.yaml"
+	}
+	if o.Loaded {
+		m.reached = stepReview
+	}
+	m.pages = [stepCount]page{
+		welcomePage(m), caPage(m), meshPage(m), mtlsPage(m), sshPage(m),
+		firewallPage(m), databasesPage(m), newReviewPage(), newFinishPage(m),
+	}
+	m.errs = validate(m.site)
+	m.reloadAll()
+	if d, err := loadDraft(m.draftDir); err != nil {
+		m.setStatus(true, err.Error())
+	} else if d != nil {
+		m.dialog = &draftDialog{d: d}
+	}
+	return m
+}
+
+// env is the fields' view of the wizard for step id.
+func (m *model) env(id stepID) *env {
+	return &env{site: m.site, errs: m.errs, th: m.th, step: id, sess: &m.sess}
+}
+
+// reloadAll reads every page's values from the site again.
+func (m *model) reloadAll() {
+	for _, p := range m.pages {
+		p.reload(m)
+	}
+}
+
+// Init asks for the terminal's background, to pick the theme.
+func (m *model) Init() tea.Cmd {
+	return tea.Batch(tea.RequestBackgroundColor, m.pages[m.cur].enter(m))
+}
+
+// draftTick is the delayed draft write after change number seq.
+type draftTick int
+
+// Update handles keys, the window size, and the results of work.
+func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.WindowSizeMsg:
+		m.width, m.height = msg.Width, msg.Height
+		return m, nil
+	case tea.BackgroundColorMsg:
+		m.th = newTheme(msg.IsDark())
+		return m, nil
+	case draftTick:
+		if int(msg) == m.draftSeq {
+			m.saveDraft()
+		}
+		return m, nil
+	case tea.PasteMsg:
+		return m, m.paste(msg.Content)
+	}
+	var cmds []tea.Cmd
+	if _, isKey := msg.(tea.KeyPressMsg); !isKey {
+		for _, p := range m.pages {
+			if r, ok := p.(receiver); ok {
+				cmds = append(cmds, r.receive(m, msg))
+			}
+		}
+	}
+	if m.dialog != nil {
+		cmd, closed := m.dialog.update(m, msg)
+		if closed {
+			m.dialog = nil
+		}
+		return m, tea.Batch(append(cmds, cmd)...)
+	}
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return m, tea.Batch(cmds...)
+	}
+	if key.Matches(k, keys.Quit) {
+		m.dialog = &quitDialog{}
+		return m, nil
+	}
+	m.status = ""
+	if cmd, handled := m.pages[m.cur].update(m, k); handled {
+		return m, cmd
+	}
+	switch {
+	case key.Matches(k, keys.NextStep):
+		return m, m.next()
+	case key.Matches(k, keys.Back):
+		return m, m.back()
+	}
+	return m, nil
+}
+
+// paste types pasted text into the focused field, as if typed, one line:
+// a line break ends it.
+func (m *model) paste(text string) tea.Cmd {
+	line, _, _ := strings.Cut(strings.ReplaceAll(text, "\r", "\n"), "\n")
+	var cmds []tea.Cmd
+	for _, r := range strings.ReplaceAll(line, "\t", " ") {
+		_, cmd := m.Update(tea.KeyPressMsg{Code: r, Text: string(r)})
+		cmds = append(cmds, cmd)
+	}
+	return tea.Batch(cmds...)
+}
+
+// changed notes a change to the site: it is checked again, and the draft is
+// written shortly.
+func (m *model) changed() tea.Cmd {
+	m.errs = validate(m.site)
+	m.version++
+	m.dirty = true
+	m.draftSeq++
+	seq := m.draftSeq
+	return m.after(draftDelay, func(time.Time) tea.Msg { return draftTick(seq) })
+}
+
+// next goes to the next step, unless the current one has problems: then
+// they all show and the focus goes to the first.
+func (m *model) next() tea.Cmd {
+	p := m.pages[m.cur]
+	if probs := p.blocking(m); len(probs) > 0 {
+		cmd := p.attempt(m)
+		msg := "Fix the marked problems to go on; esc goes back."
+		if m.cur == stepReview {
+			msg = "The site still has problems: enter goes to the first one."
+		}
+		m.setStatus(true, msg)
+		return cmd
+	}
+	if m.cur == stepFinish {
+		return nil
+	}
+	return m.goTo(m.cur + 1)
+}
+
+// back goes to the previous step; going back is always allowed.
+func (m *model) back() tea.Cmd {
+	if m.cur == stepWelcome {
+		m.setStatus(false, "This is the first step; ctrl+c leaves the wizard.")
+		return nil
+	}
+	return m.goTo(m.cur - 1)
+}
+
+// goTo shows step id.
+func (m *model) goTo(id stepID) tea.Cmd {
+	m.cur = id
+	m.reached = max(m.reached, id)
+	if m.dirty {
+		m.saveDraft()
+	}
+	return m.pages[id].enter(m)
+}
+
+func (m *model) setStatus(bad bool, msg string) {
+	m.status, m.statusBad = msg, bad
+}
+
+// job is what the Finish actions work with, on a copy of the site.
+func (m *model) job() Job {
+	site := m.site.Clone()
+	site.SetDefaults()
+	var pass []byte
+	if m.sess.passphrase != "" {
+		pass = []byte(m.sess.passphrase)
+	}
+	return Job{Site: site, StateDir: m.sess.stateDir, Passphrase: pass}
+}
+
+// saveDraft writes the answers so far into the state folder.
+func (m *model) saveDraft() {
+	if m.draftDir == "" {
+		return
+	}
+	d := &draft{Saved: m.o.Now().UTC().Truncate(time.Second), Step: int(m.cur), Reached: int(m.reached),
+		SitePath: m.sess.sitePath, StateDir: m.sess.stateDir, Site: m.site.Clone()}
+	if err := d.save(m.draftDir); err != nil {
+		m.draftNote = "draft not saved: " + err.Error()
+		return
+	}
+	m.drafted = true
+	m.draftNote = "draft saved " + d.Saved.Local().Format("15:04:05")
+}
+
+// resume takes the answers of a draft.
+func (m *model) resume(d *draft) tea.Cmd {
+	m.site = d.Site.Clone()
+	if d.SitePath != "" {
+		m.sess.sitePath = d.SitePath
+	}
+	if d.StateDir != "" {
+		m.sess.stateDir = d.StateDir
+	}
+	m.cur, m.reached = stepID(d.Step), stepID(d.Reached)
+	m.errs = validate(m.site)
+	m.version++
+	m.dirty, m.drafted = true, true
+	m.reloadAll()
+	m.setStatus(false, fmt.Sprintf("Resumed the draft of %s.", d.Saved.Local().Format("2006-01-02 15:04")))
+	return m.pages[m.cur].enter(m)
+}
+
+// finish runs when the wizard ends: unsaved answers stay in the draft. It
+// returns a line to print after the wizard's screen is gone.
+func (m *model) finish() string {
+	if !m.dirty {
+		if m.saved != "" {
+			return "ztwizard: the site is saved in " + m.saved + "."
+		}
+		return ""
+	}
+	m.saveDraft()
+	if !m.drafted {
+		return "ztwizard: " + m.draftNote
+	}
+	return fmt.Sprintf("ztwizard: your answers are kept in %s; run the wizard again to resume.", draftPath(m.draftDir))
+}
+
+// quit leaves the wizard, keeping the answers in the draft.
+func (m *model) quit() tea.Cmd {
+	if m.dirty {
+		m.saveDraft()
+	}
+	return tea.Quit
+}

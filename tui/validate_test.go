@@ -1,0 +1,142 @@
+package tui
+
+import (
+	"strings"
+	"testing"
+
+	tea "charm.land/bubbletea/v2"
+
+	"ztwizard/steps"
+)
+
+// TestBadInputBesideFieldBlocksNext types bad values into fields: each
+// problem shows on the line under its field, and neither the item's Done
+// nor the step's Next goes on.
+func TestBadInputBesideFieldBlocksNext(t *testing.T) {
+	tests := []struct {
+		name    string
+		keys    []string
+		field   string // the field's line, with the typed value
+		want    string // the problem under it
+		editing bool   // the problem is in an item, whose editor must stay open
+	}{
+		{"address outside the mesh", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "enter", "tab", "tab", "ctrl+u", "10.200.0.9"},
+			"Mesh address 10.200.0.9", "✗ 10.200.0.9 is outside wireguard.network 10.100.0.0/24", true},
+		{"duplicate node name", []string{"ctrl+n", "ctrl+n", "tab", "tab", "a", "web"},
+			"Name         web", `✗ "web" repeats nodes[1]`, true},
+		{"principal with a comma", []string{"ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "tab", "tab", "enter", "tab", "ctrl+u", "root,devops"},
+			"Principals root,devops", `✗ principal "root,devops" contains a comma`, true},
+		{"port 70000", []string{"ctrl+n", "ctrl+n", "tab", "ctrl+u", "70000"},
+			"Listen port  70000", "✗ port 70000 is out of range 1-65535", false},
+		{"public port 70000", []string{"ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+u", "80 443 70000"},
+			"Public TCP ports 80 443 70000", "✗ port 70000 is out of range 1-65535", false},
+		{"text in a port", []string{"ctrl+n", "ctrl+n", "tab", "ctrl+u", "51a"},
+			"Listen port  51a", `✗ "51a" is not a whole number`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newTestModel(t, steps.Example())
+			m.width, m.height = 120, 30
+			press(m, tt.keys...)
+			lines := strings.Split(screen(m), "\n")
+			at := -1
+			for i, l := range lines {
+				if strings.Contains(l, tt.field) {
+					at = i
+					break
+				}
+			}
+			if at < 0 {
+				t.Fatalf("no line shows %q:\n%s", tt.field, screen(m))
+			}
+			beside := strings.Join(lines[at+1:min(at+4, len(lines))], "\n")
+			if !strings.Contains(beside, tt.want) {
+				t.Fatalf("no %q under %q:\n%s", tt.want, tt.field, screen(m))
+			}
+			step := m.cur
+			press(m, "ctrl+n")
+			if m.cur != step {
+				t.Fatalf("Next left %s for %s with the problem", stepNames[step].long, stepNames[m.cur].long)
+			}
+			if tt.editing {
+				press(m, "ctrl+s")
+				if m.pages[m.cur].(*formPage).form.capture() == nil {
+					t.Fatal("Done kept an item with a problem")
+				}
+				press(m, "esc", "esc")
+				if m.pages[m.cur].(*formPage).form.capture() != nil {
+					t.Fatal("esc twice did not undo")
+				}
+				if err := m.site.Validate(); err != nil {
+					t.Fatalf("undo left problems: %v", err)
+				}
+			} else if !strings.Contains(screen(m), "Fix the marked problems to go on") {
+				t.Fatalf("no word on why Next was refused:\n%s", screen(m))
+			}
+		})
+	}
+}
+
+// TestNoteFromAnotherStep shows a service port missing from the public
+// ports as a note on the service, which does not block it, and as a
+// problem on the Firewall step, which does.
+func TestNoteFromAnotherStep(t *testing.T) {
+	site := steps.Example()
+	site.Firewall.PublicTCP = []int{80}
+	m := newTestModel(t, site)
+	m.width, m.height = 120, 30
+	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "tab", "enter", "tab", "tab", "tab")
+	if !strings.Contains(screen(m), "! port 443 is not in firewall.public_tcp") {
+		t.Fatalf("no note beside the service's port:\n%s", screen(m))
+	}
+	press(m, "ctrl+s", "ctrl+n", "ctrl+n")
+	if m.cur != stepFirewall {
+		t.Fatalf("at %s, want the Firewall step", stepNames[m.cur].long)
+	}
+	if !strings.Contains(screen(m), "✗ port 443 is not in firewall.public_tcp") {
+		t.Fatalf("the Firewall step does not show the missing port:\n%s", screen(m))
+	}
+	press(m, "ctrl+n")
+	if m.cur != stepFirewall {
+		t.Fatal("Next left the Firewall step with the port missing")
+	}
+	press(m, "ctrl+e", " 443", "ctrl+n")
+	if m.cur != stepDatabases {
+		t.Fatalf("with 443 open, still at %s:\n%s", stepNames[m.cur].long, screen(m))
+	}
+}
+
+// TestRenameFollows renames a node and a client: their mentions follow.
+func TestRenameFollows(t *testing.T) {
+	m := newTestModel(t, steps.Example())
+	press(m, "ctrl+n", "ctrl+n", "tab", "tab", "enter", "ctrl+u", "database", "ctrl+s")
+	if err := m.site.Validate(); err != nil {
+		t.Fatalf("after renaming db: %v", err)
+	}
+	if m.site.Nodes[1].Peers[0] != "database" || m.site.Databases[0].Node != "database" {
+		t.Fatalf("mentions of db not renamed: %+v %+v", m.site.Nodes[1], m.site.Databases[0])
+	}
+	press(m, "ctrl+n", "enter", "ctrl+u", "worker", "ctrl+s")
+	if m.site.Services[0].Allow[0] != "worker" {
+		t.Fatalf("allow list not renamed: %v", m.site.Services[0].Allow)
+	}
+	press(m, "x", "y")
+	if len(m.site.Clients) != 0 || len(m.site.Services[0].Allow) != 0 {
+		t.Fatalf("removing the client left %v, %v", m.site.Clients, m.site.Services[0].Allow)
+	}
+}
+
+// TestPasteTypesIntoField pastes a value: it lands in the focused field,
+// up to the first line break, and is checked like typing.
+func TestPasteTypesIntoField(t *testing.T) {
+	m := newTestModel(t, Empty())
+	press(m)
+	m.Update(tea.PasteMsg{Content: "lab-1\nignored"})
+	if m.site.Site != "lab-1" {
+		t.Fatalf("site name %q after a paste", m.site.Site)
+	}
+	m.Update(tea.PasteMsg{Content: "!"})
+	if !strings.Contains(screen(m), `✗ "lab-1!" is not a valid name`) {
+		t.Fatalf("pasted text not checked:\n%s", screen(m))
+	}
+}
