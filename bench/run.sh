@@ -11,3 +11,7 @@ go test -run '^$' -bench 'Parse|BuildPlan|FirewallFor' -benchmem ./steps/
 echo
 echo "\$ go test -run '^\$' -bench Apply -benchmem ./steps/"
 go test -run '^$' -bench Apply -benchmem ./steps/
+echo
+./bench/apply_compare.sh
+echo
+./bench/wizard.sh

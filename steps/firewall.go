@@ -72,6 +72,7 @@ func FirewallFor(site *Site, node string, addrs map[string]netip.Addr, iface str
 	}
 	lo, wg := nft.Iface("lo"), nft.Iface(iface)
 	limit := &nft.Limit{Rate: rate.Rate, Per: rate.Per}
+	over := &nft.Limit{Rate: rate.Rate, Per: rate.Per, Over: true}
 
 	t := &nft.Table{Sets: []nft.Set{
 		{Name: SetAdminV4, Key: []nft.Type{nft.TypeIPv4Addr}, Interval: true, Elements: admin4},
@@ -80,6 +81,11 @@ func FirewallFor(site *Site, node string, addrs map[string]netip.Addr, iface str
 	}}
 	input := []nft.Rule{
 		{Match: []nft.Match{nft.Is(nft.IifName, lo)}, Verdict: nft.Accept},
+		// Conntrack files every echo request of one ping run (one ICMP id)
+		// under one entry, established once the first is answered: a
+		// flood would pass the established rule below the rate limit.
+		{Match: []nft.Match{nft.Is(nft.ICMPType, nft.ICMPEchoRequest)}, Limit: over, Verdict: nft.Drop},
+		{Match: []nft.Match{nft.Is(nft.ICMPv6Type, nft.ICMPv6EchoRequest)}, Limit: over, Verdict: nft.Drop},
 		{Match: []nft.Match{nft.Is(nft.CtState, nft.StateEstablished|nft.StateRelated)}, Verdict: nft.Accept},
 		{Match: []nft.Match{nft.Is(nft.CtState, nft.StateInvalid)}, Verdict: nft.Drop},
 		{Match: []nft.Match{nft.Is(nft.UDPDport, nft.Port(s.WireGuard.ListenPort))}, Verdict: nft.Accept},

@@ -196,6 +196,8 @@ func TestFirewallFor(t *testing.T) {
 			},
 			rules: []string{
 				`iifname "lo" accept`,
+				`icmp type echo-request limit rate over 10/second drop`,
+				`icmpv6 type echo-request limit rate over 10/second drop`,
 				`ct state established,related accept`,
 				`ct state invalid drop`,
 				`udp dport 51820 accept`,
@@ -208,13 +210,13 @@ func TestFirewallFor(t *testing.T) {
 				`icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept`,
 				`icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request } limit rate 10/second accept`,
 			},
-			ruleCount: 12,
+			ruleCount: 14,
 		},
 		{
 			name: "example web has no database rule", site: Example(), node: "web",
 			sets:      map[string][]string{SetAdminV4: {"192.168.10.0/24"}, SetPublicTCP: {"443", "80"}, SetDBClients: nil},
 			notRules:  []string{`iifname "zt0" ip saddr . tcp dport @db_clients accept`},
-			ruleCount: 11,
+			ruleCount: 13,
 		},
 		{
 			name: "ipv6 mesh", site: v6, node: "db",
@@ -227,7 +229,7 @@ func TestFirewallFor(t *testing.T) {
 				`iifname "zt0" ip6 saddr . tcp dport @db_clients accept`,
 				`icmp type { destination-unreachable, echo-request, time-exceeded, parameter-problem } limit rate 600/minute accept`,
 			},
-			ruleCount: 12,
+			ruleCount: 14,
 		},
 		{name: "unknown node", site: Example(), node: "nope", wantErrSub: `unknown node "nope"`},
 	} {

@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -79,12 +81,29 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 	if !live {
 		return s, plan, host.NewFiles(f.root, jdir), func() {}, nil
 	}
-	a, closeFn, err := host.NewLive("/", jdir)
+	a, closeFn, err := liveApplier(s.auth.Store.Dir())
 	if err != nil {
 		return fail(err)
 	}
-	a.StartDevice = startDevice(s.auth.Store.Dir())
 	return s, plan, a, closeFn, nil
+}
+
+// liveApplier is the applier for this host with the state store in state:
+// its journal there, userspace WireGuard and the watchdog started as the
+// commands start them.
+func liveApplier(state string) (*host.Applier, func(), error) {
+	jdir, err := journalDir(state, "/")
+	if err != nil {
+		return nil, nil, err
+	}
+	a, closeFn, err := host.NewLive("/", jdir)
+	if err != nil {
+		return nil, nil, err
+	}
+	a.StartDevice = startDevice(state)
+	a.StartWatchdog = func(j *host.Journal) (string, error) { return startWatchdog(context.Background(), state, j) }
+	a.StopWatchdog = stopWatchdog
+	return a, closeFn, nil
 }
 
 func planCmd(g *globals) *cobra.Command {
@@ -172,11 +191,10 @@ SSH connection; a watchdog that outlives this process and its session does it.`,
 			}
 			a.Window = confirm
 			a.Progress = func(step string) { fmt.Fprintln(w, "  "+step) }
-			if a.Live {
-				dir := s.auth.Store.Dir()
-				a.StartWatchdog = func(j *host.Journal) (string, error) { return startWatchdog(cmd.Context(), dir, j) }
-				a.StopWatchdog = stopWatchdog
-			}
+			// An SSH session that drops hangs up on its processes: the
+			// apply goes on to its end (or its rollback), and the
+			// watchdog decides the rest, as for any apply not confirmed.
+			signal.Ignore(syscall.SIGHUP)
 			fmt.Fprintf(w, "applying node %s to %s\n", plan.Node, f.root)
 			res, err := a.Apply(cmd.Context(), plan)
 			if err != nil {
@@ -264,7 +282,7 @@ func startDevice(state string) func(ctx context.Context, name string) (int, erro
 			if err := runQuiet("systemctl", "daemon-reload"); err != nil {
 				return 0, err
 			}
-			if err := runQuiet("systemctl", "start", "ztwizard-wg@"+name+".service"); err != nil {
+			if err := runQuiet("systemctl", "start", host.DeviceUnit(name)); err != nil {
 				return 0, err
 			}
 		} else {
@@ -312,6 +330,10 @@ configuration let you in.`,
 	}
 }
 
+// watchdogLockWait bounds how long a watchdog waits for the state lock at
+// its deadline.
+const watchdogLockWait = 24 * time.Hour
+
 func rollbackCmd(g *globals) *cobra.Command {
 	var watchdog, at string
 	cmd := &cobra.Command{
@@ -330,6 +352,9 @@ they were. Also finishes an apply that was killed half-way.`,
 				if err := host.WaitDeadline(cmd.Context(), deadline); err != nil {
 					return err
 				}
+				// Whatever holds the state now (the apply itself, still
+				// running), the rollback must come once it is done.
+				g.lockWait = max(g.lockWait, watchdogLockWait)
 			}
 			a, unlock, err := journalOnly(cmd.Context(), g)
 			if err != nil {

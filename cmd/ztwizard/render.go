@@ -46,28 +46,39 @@ holds private keys: it is made 0700.`,
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o700); err != nil {
-				return fmt.Errorf("render: %w", err)
-			}
-			if err := os.Chmod(out, 0o700); err != nil {
-				return fmt.Errorf("render: %w", err)
-			}
-			extra := []steps.File{{Path: "/nftables.nft", Mode: 0o644, Content: []byte(plan.Firewall.Script())}}
-			for _, f := range plan.Files {
-				if f.Path == filepath.Join(steps.WireGuardConfDir, plan.WireGuard.Name+".conf") {
-					extra = append(extra, steps.File{Path: "/" + plan.WireGuard.Name + ".conf", Mode: f.Mode, Content: f.Content})
-				}
-			}
-			written, err := host.WriteFiles(out, append(extra, plan.Files...))
+			total, written, err := renderTree(plan, out)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rendered node %s into %s: %d files (%d changed), %d firewall rules, %d WireGuard peers\n",
-				node, out, len(plan.Files)+len(extra), len(written), plan.Firewall.RuleCount(), len(plan.WireGuard.Config.Peers))
+				node, out, total, written, plan.Firewall.RuleCount(), len(plan.WireGuard.Config.Peers))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&node, "node", "", "the node to render")
 	cmd.Flags().StringVar(&out, "out", "", "the folder to write into (made 0700)")
 	return cmd
+}
+
+// renderTree writes a plan's files under dir (made 0700: they hold private
+// keys) as they would land under /, plus nftables.nft and the wg-quick file
+// at the top. It returns how many files there are and how many changed.
+func renderTree(plan *steps.Plan, dir string) (total, written int, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return 0, 0, fmt.Errorf("render: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return 0, 0, fmt.Errorf("render: %w", err)
+	}
+	extra := []steps.File{{Path: "/nftables.nft", Mode: 0o644, Content: []byte(plan.Firewall.Script())}}
+	for _, f := range plan.Files {
+		if f.Path == filepath.Join(steps.WireGuardConfDir, plan.WireGuard.Name+".conf") {
+			extra = append(extra, steps.File{Path: "/" + plan.WireGuard.Name + ".conf", Mode: f.Mode, Content: f.Content})
+		}
+	}
+	changed, err := host.WriteFiles(dir, append(extra, plan.Files...))
+	if err != nil {
+		return 0, 0, err
+	}
+	return len(plan.Files) + len(extra), len(changed), nil
 }

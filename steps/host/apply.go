@@ -119,7 +119,11 @@ func (a *Applier) diff(ctx context.Context, p *steps.Plan) (*changes, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, path := range old {
+	var stale []string
+	if old != nil {
+		stale = old.Files
+	}
+	for _, path := range stale {
 		if slices.ContainsFunc(p.Files, func(f steps.File) bool { return f.Path == path }) {
 			continue
 		}
@@ -188,7 +192,7 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 			return nil, fmt.Errorf("%w: node %s until %s; run `ztwizard confirm` or `ztwizard rollback` first",
 				ErrPending, pending.Node, pending.Deadline.Format(time.RFC3339))
 		}
-		if pending.PID != os.Getpid() && Alive(pending.PID) {
+		if pending.PID != os.Getpid() && running(pending.PID, pending.PIDStart) {
 			return nil, fmt.Errorf("another apply (pid %d) is running", pending.PID)
 		}
 		a.progress("an earlier apply (pid %d) was interrupted: rolling it back", pending.PID)
@@ -243,6 +247,11 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 		b.Done = true
 		res.Files = append(res.Files, b.Path)
 	}
+	for _, d := range jr.Pruned {
+		if err := removeEmptyDir(filepath.Join(a.Root, d)); err != nil {
+			return fail(err)
+		}
+	}
 	if err := js.save(jr); err != nil {
 		return fail(err)
 	}
@@ -277,18 +286,17 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 			}
 			jr.Reloads = append(jr.Reloads, u)
 			res.Reloaded = append(res.Reloaded, u)
+			if err := js.save(jr); err != nil {
+				return fail(err)
+			}
 		}
 		step = "enable"
-		if err := a.enable(ctx, p, hasChanged(c, steps.SystemdDir+"/"), jr.WG != nil && jr.WG.DevicePID != 0); err != nil {
+		if err := a.enable(ctx, p, jr, hasChanged(c, steps.SystemdDir+"/"), jr.WG != nil && jr.WG.DevicePID != 0); err != nil {
 			return fail(err)
 		}
 	}
 	step = "manifest"
-	var paths []string
-	for _, f := range p.Files {
-		paths = append(paths, f.Path)
-	}
-	if err := js.saveManifest(paths); err != nil {
+	if err := js.saveManifest(a.newManifest(p, jr)); err != nil {
 		return fail(err)
 	}
 	jr.Phase = PhaseApplied
@@ -324,7 +332,7 @@ func (a *Applier) begin(p *steps.Plan, c *changes) (*Journal, error) {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
 	jr := &Journal{ID: a.now().Format("20060102T150405Z") + "-" + hex.EncodeToString(id), Node: p.Node,
-		PID: os.Getpid(), Started: a.now(), Phase: PhaseApplying}
+		PID: os.Getpid(), PIDStart: procStart(os.Getpid()), Started: a.now(), Phase: PhaseApplying}
 	if a.Live && a.Window > 0 {
 		jr.Deadline = a.now().Add(a.Window)
 	}
@@ -335,6 +343,12 @@ func (a *Applier) begin(p *steps.Plan, c *changes) (*Journal, error) {
 	targets := make([]string, 0, len(c.write)+len(c.remove))
 	for _, f := range c.write {
 		targets = append(targets, f.Path)
+	}
+	if jr.Dirs, err = missingDirs(a.Root, targets); err != nil {
+		return nil, err
+	}
+	if jr.Manifest != nil {
+		jr.Pruned = a.prunable(p, jr.Manifest.Dirs)
 	}
 	targets = append(targets, c.remove...)
 	for i, path := range targets {
@@ -372,6 +386,88 @@ func (a *Applier) begin(p *steps.Plan, c *changes) (*Journal, error) {
 		return nil, err
 	}
 	return jr, nil
+}
+
+// missingDirs lists the folders under root that writing paths makes,
+// shallowest first.
+func missingDirs(root string, paths []string) ([]string, error) {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range paths {
+		for d := filepath.Dir(p); d != "/" && d != "." && !seen[d]; d = filepath.Dir(d) {
+			_, err := os.Lstat(filepath.Join(root, d))
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("files: %w", err)
+			}
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	sortByDepth(out)
+	return out, nil
+}
+
+// sortByDepth sorts folders shallowest first.
+func sortByDepth(dirs []string) {
+	slices.SortFunc(dirs, func(a, b string) int {
+		if n := strings.Count(a, "/") - strings.Count(b, "/"); n != 0 {
+			return n
+		}
+		return strings.Compare(a, b)
+	})
+}
+
+// prunable lists the folders of dirs (made by earlier applies) that are
+// there now and that the plan no longer needs, deepest first: the apply
+// removes those it leaves empty.
+func (a *Applier) prunable(p *steps.Plan, dirs []string) []string {
+	var out []string
+	for _, d := range dirs {
+		if fi, err := os.Lstat(filepath.Join(a.Root, d)); err != nil || !fi.IsDir() {
+			continue
+		}
+		if !slices.ContainsFunc(p.Files, func(f steps.File) bool { return strings.HasPrefix(f.Path, d+"/") }) {
+			out = append(out, d)
+		}
+	}
+	sortByDepth(out)
+	slices.Reverse(out)
+	return out
+}
+
+// removeEmptyDir removes a folder if it is empty.
+func removeEmptyDir(path string) error {
+	err := os.Remove(path)
+	if err == nil || errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+		return nil
+	}
+	return fmt.Errorf("files: %w", err)
+}
+
+// newManifest is the manifest once p is applied: its files, and the
+// folders ztwizard made that are still there.
+func (a *Applier) newManifest(p *steps.Plan, jr *Journal) *Manifest {
+	m := &Manifest{}
+	for _, f := range p.Files {
+		m.Files = append(m.Files, f.Path)
+	}
+	dirs := slices.Clone(jr.Dirs)
+	if jr.Manifest != nil {
+		dirs = append(dirs, jr.Manifest.Dirs...)
+	}
+	for _, d := range dirs {
+		if slices.Contains(m.Dirs, d) {
+			continue
+		}
+		if fi, err := os.Lstat(filepath.Join(a.Root, d)); err == nil && fi.IsDir() {
+			m.Dirs = append(m.Dirs, d)
+		}
+	}
+	sortByDepth(m.Dirs)
+	return m
 }
 
 // put writes the plan's file at path, or removes path when the plan has

@@ -116,8 +116,11 @@ func wgDiff(now, want *WGSnapshot) string {
 	return b.String()
 }
 
-func samePeer(a, b WGPeer) bool {
-	return a.PresharedKey == b.PresharedKey && a.Endpoint == b.Endpoint && a.Keepalive == b.Keepalive && slices.Equal(a.AllowedIPs, b.AllowedIPs)
+// samePeer tells whether peer now is as the plan wants it. A peer the plan
+// gives no endpoint keeps whatever endpoint it roamed to.
+func samePeer(now, want WGPeer) bool {
+	return now.PresharedKey == want.PresharedKey && (want.Endpoint == "" || now.Endpoint == want.Endpoint) &&
+		now.Keepalive == want.Keepalive && slices.Equal(now.AllowedIPs, want.AllowedIPs)
 }
 
 func sorted(s []string) []string {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,14 +26,18 @@ type Journal struct {
 	ID       string       `json:"id"`
 	Node     string       `json:"node"`
 	PID      int          `json:"pid"`
+	PIDStart uint64       `json:"pid_start,omitempty"` // when PID started (clock ticks after boot): a reused pid is not the apply
 	Started  time.Time    `json:"started"`
 	Deadline time.Time    `json:"deadline,omitzero"` // zero: no confirm window
 	Phase    string       `json:"phase"`
 	Files    []FileBackup `json:"files,omitempty"`
-	Manifest []string     `json:"manifest,omitempty"` // the manifest before this apply
+	Dirs     []string     `json:"dirs,omitempty"`     // folders this apply makes: removed again by a rollback
+	Pruned   []string     `json:"pruned,omitempty"`   // ztwizard's folders this apply removes once empty
+	Manifest *Manifest    `json:"manifest,omitempty"` // the manifest before this apply; nil: none
 	Firewall *FWSnapshot  `json:"firewall,omitempty"`
 	WG       *WGSnapshot  `json:"wireguard,omitempty"`
 	Reloads  []string     `json:"reloads,omitempty"`
+	Enabled  []string     `json:"enabled,omitempty"`  // units this apply enabled: disabled again by a rollback
 	Watchdog string       `json:"watchdog,omitempty"` // how the watchdog runs: "pid 123" or a systemd unit
 }
 
@@ -137,9 +142,17 @@ func (j journalStore) close(jr *Journal, outcome string) error {
 	return nil
 }
 
-// manifest is the list of files the last confirmed apply installed, so a
-// later plan that drops a file removes it.
-func (j journalStore) manifest() ([]string, error) {
+// Manifest is what the last apply installed: its files, so a later plan
+// that drops one removes it, and the folders ztwizard made for them, removed
+// again once a later plan leaves them empty.
+type Manifest struct {
+	Files []string `json:"files"`
+	Dirs  []string `json:"dirs,omitempty"`
+}
+
+// manifest reads the manifest; nil when nothing was applied yet. A bare
+// list of files is read as a manifest without folders.
+func (j journalStore) manifest() (*Manifest, error) {
 	data, err := os.ReadFile(filepath.Join(j.dir, "manifest.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -147,22 +160,35 @@ func (j journalStore) manifest() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	var paths []string
-	if err := json.Unmarshal(data, &paths); err != nil {
+	m := &Manifest{}
+	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '[' {
+		err = json.Unmarshal(data, &m.Files)
+	} else {
+		err = json.Unmarshal(data, m)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("journal: manifest: %w", err)
 	}
-	return paths, nil
+	return m, nil
 }
 
-func (j journalStore) saveManifest(paths []string) error {
+func (j journalStore) saveManifest(m *Manifest) error {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
-	data, err := json.MarshalIndent(paths, "", "  ")
+	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
 	if err := atomicfile.WriteFile(filepath.Join(j.dir, "manifest.json"), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("journal: %w", err)
+	}
+	return nil
+}
+
+// removeManifest forgets what was applied (a rollback of the first apply).
+func (j journalStore) removeManifest() error {
+	if err := os.Remove(filepath.Join(j.dir, "manifest.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("journal: %w", err)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,7 +69,38 @@ func SystemdTimer(ctx context.Context, unit string, after time.Duration, argv []
 }
 
 // Systemd tells whether systemd runs this host (it is PID 1).
-func Systemd() bool { return systemd() }
+func Systemd() bool { return systemd("/") }
+
+// running tells whether the process pid that started at start (clock
+// ticks after boot, as procStart reads it; 0: unknown) still runs: a pid
+// recorded before a reboot or long ago may belong to another process now.
+func running(pid int, start uint64) bool {
+	return Alive(pid) && (start == 0 || procStart(pid) == start)
+}
+
+// procStart reads when process pid started, in clock ticks after boot
+// (field 22 of /proc/PID/stat); 0 when it cannot be read.
+func procStart(pid int) uint64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) may hold spaces and parentheses: the
+	// fields after it start after its last ')'.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 {
+		return 0
+	}
+	start, err := strconv.ParseUint(f[19], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return start
+}
 
 // Alive tells whether a process is running.
 func Alive(pid int) bool {

@@ -7,9 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
+	"strings"
 	"time"
 
+	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
 )
 
@@ -59,20 +60,34 @@ func (a *Applier) Rollback(ctx context.Context, id string) (*Journal, error) {
 	return jr, nil
 }
 
-// rollback restores everything the journal lists, newest step first, then
-// closes the journal. Every restoration is idempotent, so a rollback that
-// was itself interrupted can run again.
+// rollback restores everything the journal lists, then closes the
+// journal: the firewall first (what an admin locked out waits for), then
+// WireGuard, units, files, and the reloads that make daemons read the
+// restored files. Every restoration is idempotent, so a rollback that was
+// itself interrupted can run again.
 func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) error {
 	var errs []error
-	if jr.WG != nil {
-		a.progress("rollback: wireguard %s", jr.WG.Name)
-		errs = append(errs, a.restoreWG(jr.WG))
-	}
 	if jr.Firewall != nil {
 		a.progress("rollback: firewall")
 		errs = append(errs, a.Firewall.Restore(ctx, jr.Firewall.Text, jr.Firewall.Existed))
 	}
+	if jr.WG != nil {
+		a.progress("rollback: wireguard %s", jr.WG.Name)
+		errs = append(errs, a.restoreWG(ctx, jr.WG))
+	}
+	// Units are disabled while their files are still there.
+	for i := len(jr.Enabled) - 1; i >= 0; i-- {
+		a.progress("rollback: disable %s", jr.Enabled[i])
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "disable", "--quiet", jr.Enabled[i]); err != nil {
+			errs = append(errs, fmt.Errorf("systemctl disable %s: %w: %s", jr.Enabled[i], err, strings.TrimSpace(string(out))))
+		}
+	}
 	js := a.journal()
+	for i := len(jr.Pruned) - 1; i >= 0; i-- {
+		if err := os.MkdirAll(filepath.Join(a.Root, jr.Pruned[i]), 0o755); err != nil {
+			errs = append(errs, fmt.Errorf("restore %s: %w", jr.Pruned[i], err))
+		}
+	}
 	files := slices.Clone(jr.Files)
 	slices.Reverse(files)
 	if len(files) > 0 {
@@ -81,10 +96,19 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 	for _, b := range files {
 		errs = append(errs, a.restoreFile(js, b))
 	}
+	errs = append(errs, a.removeTemps(jr))
+	for i := len(jr.Dirs) - 1; i >= 0; i-- {
+		errs = append(errs, removeEmptyDir(filepath.Join(a.Root, jr.Dirs[i])))
+	}
 	if jr.Manifest != nil {
 		errs = append(errs, js.saveManifest(jr.Manifest))
-	} else if _, err := os.Stat(filepath.Join(js.dir, "manifest.json")); err == nil {
-		errs = append(errs, os.Remove(filepath.Join(js.dir, "manifest.json")))
+	} else {
+		errs = append(errs, js.removeManifest())
+	}
+	if systemd(a.Root) && slices.ContainsFunc(jr.Files, func(b FileBackup) bool { return strings.HasPrefix(b.Path, steps.SystemdDir+"/") }) {
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "daemon-reload"); err != nil {
+			errs = append(errs, fmt.Errorf("systemctl daemon-reload: %w: %s", err, strings.TrimSpace(string(out))))
+		}
 	}
 	for _, u := range jr.Reloads {
 		a.progress("rollback: reload %s", u)
@@ -99,6 +123,26 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 	return js.close(jr, outcome)
 }
 
+// removeTemps removes the temporary files an apply killed in the middle of
+// writing a file leaves beside it (atomicfile's ".atomicfile-*.tmp"). No
+// other writer works in these folders while the state is locked.
+func (a *Applier) removeTemps(jr *Journal) error {
+	dirs := map[string]bool{}
+	for _, b := range jr.Files {
+		dirs[filepath.Dir(filepath.Join(a.Root, b.Path))] = true
+	}
+	var errs []error
+	for dir := range dirs {
+		temps, _ := filepath.Glob(filepath.Join(dir, ".atomicfile-*.tmp"))
+		for _, tmp := range temps {
+			if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("restore: %w", err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // restoreFile puts a file back as it was, or removes it if it was not there.
 func (a *Applier) restoreFile(js journalStore, b FileBackup) error {
 	dst := filepath.Join(a.Root, b.Path)
@@ -111,6 +155,9 @@ func (a *Applier) restoreFile(js journalStore, b FileBackup) error {
 	data, err := js.readBackup(b.Backup)
 	if err != nil {
 		return err
+	}
+	if same, err := atomicfile.Equal(dst, data, b.Mode); err == nil && same && hasOwner(dst, b.UID, b.GID) {
+		return nil // never changed: leave it as it is, mtime included
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("restore %s: %w", b.Path, err)
@@ -127,17 +174,22 @@ func (a *Applier) restoreFile(js journalStore, b FileBackup) error {
 }
 
 // restoreWG puts the WireGuard interface back: gone if it was not there
-// (the userspace device this apply started is stopped), else its old
+// (the userspace device this apply started is stopped, and any that an
+// interrupted apply started before it could record it), else its old
 // configuration and addresses.
-func (a *Applier) restoreWG(s *WGSnapshot) error {
+func (a *Applier) restoreWG(ctx context.Context, s *WGSnapshot) error {
 	if !s.Existed {
-		err := deleteLink(s.Name)
-		if s.DevicePID > 0 {
-			if p, perr := os.FindProcess(s.DevicePID); perr == nil {
-				_ = p.Signal(syscall.SIGTERM)
-			}
+		if systemd(a.Root) {
+			// Its unit would start the device again once the link goes.
+			// A unit that is not loaded has nothing to stop: the checks
+			// below tell whether a device is left.
+			_, _ = a.Run.Run(ctx, nil, "systemctl", "stop", DeviceUnit(s.Name))
 		}
-		return err
+		err := errors.Join(stopDevices(s.Name, s.DevicePID, 10*time.Second), deleteLink(s.Name))
+		if err != nil {
+			return err
+		}
+		return waitGone(a.WG, s.Name, 10*time.Second)
 	}
 	cfg, err := s.config()
 	if err != nil {
@@ -147,6 +199,16 @@ func (a *Applier) restoreWG(s *WGSnapshot) error {
 		return fmt.Errorf("wireguard: restore %s: %w", s.Name, err)
 	}
 	return setAddresses(s.Name, s.Addresses)
+}
+
+// hasOwner tells whether path belongs to uid and gid (always true when not
+// running as root, where files cannot be given away).
+func hasOwner(path string, uid, gid int) bool {
+	if os.Geteuid() != 0 {
+		return true
+	}
+	fi, err := os.Lstat(path)
+	return err == nil && statOwner(fi, uid, gid)
 }
 
 // watchdogPID is the process a detached watchdog runs in, or 0.
@@ -174,5 +236,8 @@ func WaitDeadline(ctx context.Context, deadline time.Time) error {
 // Installed is the number of files the last apply installed.
 func (a *Applier) Installed() (int, error) {
 	m, err := a.journal().manifest()
-	return len(m), err
+	if m == nil {
+		return 0, err
+	}
+	return len(m.Files), nil
 }

@@ -3,11 +3,14 @@ package host
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"ztwizard/steps"
@@ -100,6 +103,30 @@ func copyTree(src, dst string) error {
 	})
 }
 
+// nginxPID matches nginx's pid directive.
+var nginxPID = regexp.MustCompile(`(?m)^[ \t]*pid[ \t]+[^;]*;`)
+
+// stagePIDFile points the staged nginx.conf's pid file into the staging
+// folder: `nginx -t` creates the pid file it names, and an empty
+// /run/nginx.pid would be left on a host where nginx does not run.
+func stagePIDFile(conf, pidFile string) error {
+	data, err := os.ReadFile(conf)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	if !nginxPID.Match(data) {
+		return nil
+	}
+	data = nginxPID.ReplaceAllLiteral(data, []byte("pid "+pidFile+";"))
+	if err := os.WriteFile(conf, data, 0o600); err != nil {
+		return fmt.Errorf("stage: %w", err)
+	}
+	return nil
+}
+
 // hasFiles tells whether the plan puts anything under dir.
 func hasFiles(files []steps.File, dir string) bool {
 	for _, f := range files {
@@ -130,6 +157,9 @@ func (a *Applier) check(ctx context.Context, p *steps.Plan, changed map[string]b
 		}
 		defer os.RemoveAll(dir)
 		conf := filepath.Join(dir, "etc/nginx/nginx.conf")
+		if err := stagePIDFile(conf, filepath.Join(dir, "nginx.pid")); err != nil {
+			return err
+		}
 		if out, err := a.Run.Run(ctx, nil, "nginx", "-t", "-q", "-c", conf); err != nil {
 			return fmt.Errorf("nginx -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
 		}
@@ -184,17 +214,32 @@ func matchesAny(path string, prefixes []string) bool {
 	return false
 }
 
-// systemd tells whether systemd runs this host.
-func systemd() bool {
-	_, err := os.Stat("/run/systemd/system")
+// systemd tells whether systemd runs the host under root.
+func systemd(root string) bool {
+	_, err := os.Stat(filepath.Join(root, "run/systemd/system"))
 	return err == nil
+}
+
+// daemonPID reads a daemon's pid file under root and returns the pid when
+// that process is running, else 0. A pid file can outlive its daemon, and
+// `nginx -t` leaves an empty one behind where nginx does not run.
+func daemonPID(root, pidFile string) int {
+	data, err := os.ReadFile(filepath.Join(root, pidFile))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || !Alive(pid) {
+		return 0
+	}
+	return pid
 }
 
 // reload reloads a unit: with systemctl where systemd runs, else with the
 // daemon's own signal when it is running (nginx -s reload, SIGHUP to sshd);
 // a daemon that is not running needs nothing.
 func (a *Applier) reload(ctx context.Context, unit string) error {
-	if systemd() {
+	if systemd(a.Root) {
 		if out, err := a.Run.Run(ctx, nil, "systemctl", "try-reload-or-restart", unit); err != nil {
 			return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
 		}
@@ -204,16 +249,16 @@ func (a *Applier) reload(ctx context.Context, unit string) error {
 	if pidFile == "" {
 		return nil
 	}
-	data, err := os.ReadFile(pidFile)
-	if err != nil {
+	pid := daemonPID(a.Root, pidFile)
+	if pid == 0 {
 		return nil
 	}
-	pid := strings.TrimSpace(string(data))
 	var out []byte
+	var err error
 	if unit == "nginx.service" {
 		out, err = a.Run.Run(ctx, nil, "nginx", "-s", "reload")
 	} else {
-		out, err = a.Run.Run(ctx, nil, "kill", "-HUP", pid)
+		out, err = a.Run.Run(ctx, nil, "kill", "-HUP", strconv.Itoa(pid))
 	}
 	if err != nil {
 		return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
@@ -222,9 +267,10 @@ func (a *Applier) reload(ctx context.Context, unit string) error {
 }
 
 // enable makes the plan survive a reboot where systemd runs: the units'
-// files are read again and the plan's units enabled.
-func (a *Applier) enable(ctx context.Context, p *steps.Plan, unitsChanged, userspace bool) error {
-	if !systemd() {
+// files are read again and the plan's units enabled. Units it enables go
+// into the journal first, so that a rollback disables them again.
+func (a *Applier) enable(ctx context.Context, p *steps.Plan, jr *Journal, unitsChanged, userspace bool) error {
+	if !systemd(a.Root) {
 		return nil
 	}
 	units := slices.Clone(p.Units)
@@ -233,7 +279,7 @@ func (a *Applier) enable(ctx context.Context, p *steps.Plan, unitsChanged, users
 		// ztwizard's userspace device, which reads the same file.
 		wg := "wg-quick@" + p.WireGuard.Name + ".service"
 		if _, err := os.Stat("/sys/module/wireguard"); err != nil || userspace {
-			wg = "ztwizard-wg@" + p.WireGuard.Name + ".service"
+			wg = DeviceUnit(p.WireGuard.Name)
 		}
 		units = append(units, steps.Unit{Name: wg, Enable: true})
 	}
@@ -245,6 +291,13 @@ func (a *Applier) enable(ctx context.Context, p *steps.Plan, unitsChanged, users
 	for _, u := range units {
 		if !u.Enable {
 			continue
+		}
+		if _, err := a.Run.Run(ctx, nil, "systemctl", "is-enabled", "--quiet", u.Name); err == nil {
+			continue // enabled already: nothing to do, nothing to undo
+		}
+		jr.Enabled = append(jr.Enabled, u.Name)
+		if err := a.journal().save(jr); err != nil {
+			return err
 		}
 		if out, err := a.Run.Run(ctx, nil, "systemctl", "enable", "--quiet", u.Name); err != nil {
 			return fmt.Errorf("systemctl enable %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))

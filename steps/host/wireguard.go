@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -50,7 +51,7 @@ type WGPeer struct {
 func wgState(c wgClient, name string) (*WGSnapshot, error) {
 	snap := &WGSnapshot{Name: name}
 	dev, err := c.Device(name)
-	if errors.Is(err, os.ErrNotExist) {
+	if gone(err) {
 		return snap, nil
 	}
 	if err != nil {
@@ -125,22 +126,18 @@ func desired(iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr) *WGSn
 	return snap
 }
 
-// same tells whether two snapshots describe the same interface.
+// same tells whether the interface s is already as o, the snapshot of the
+// plan, wants it.
 func (s *WGSnapshot) same(o *WGSnapshot) bool {
 	if s.Existed != o.Existed || s.PrivateKey != o.PrivateKey || s.ListenPort != o.ListenPort || len(s.Peers) != len(o.Peers) {
 		return false
 	}
 	for i := range s.Peers {
-		a, b := s.Peers[i], o.Peers[i]
-		if a.PublicKey != b.PublicKey || a.PresharedKey != b.PresharedKey || a.Endpoint != b.Endpoint ||
-			a.Keepalive != b.Keepalive || !slices.Equal(a.AllowedIPs, b.AllowedIPs) {
+		if s.Peers[i].PublicKey != o.Peers[i].PublicKey || !samePeer(s.Peers[i], o.Peers[i]) {
 			return false
 		}
 	}
-	x, y := slices.Clone(s.Addresses), slices.Clone(o.Addresses)
-	slices.Sort(x)
-	slices.Sort(y)
-	return slices.Equal(x, y)
+	return slices.Equal(sorted(s.Addresses), sorted(o.Addresses))
 }
 
 // config turns a snapshot back into a device configuration.
@@ -264,6 +261,105 @@ func createKernelLink(name string) error {
 }
 
 var errNoKernelWG = errors.New("the kernel has no WireGuard")
+
+// gone tells whether a device lookup failed because there is no device:
+// none at all, or the socket of a userspace device that died without
+// removing it (the next device there replaces it).
+func gone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// waitGone waits until the device name no longer answers, for at most
+// timeout: a userspace device stops a moment after its link is deleted.
+func waitGone(c wgClient, name string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		_, err := c.Device(name)
+		if gone(err) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("wireguard: %s still answers %s after its link was deleted", name, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// isDevice tells whether pid runs the userspace WireGuard device name (a
+// pid from a journal may since have gone to another process).
+func isDevice(pid int, name string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	for i := 0; i+2 < len(args); i++ {
+		if args[i] == "wg" && args[i+1] == "device" && args[i+2] == name {
+			return true
+		}
+	}
+	return false
+}
+
+// DeviceUnit is the systemd unit that runs the userspace device name.
+func DeviceUnit(name string) string { return "ztwizard-wg@" + name + ".service" }
+
+// stopDevices stops the userspace devices called name that run in this
+// network namespace (known among them, if it still runs one): SIGTERM,
+// then SIGKILL for one still there after timeout. An apply killed while it
+// started its device leaves one that its journal does not name.
+func stopDevices(name string, known int, timeout time.Duration) error {
+	pids := devicePIDs(name)
+	if known > 0 && isDevice(known, name) && !slices.Contains(pids, known) {
+		pids = append(pids, known)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(timeout)
+	for _, pid := range pids {
+		for isDevice(pid, name) {
+			if time.Now().After(deadline) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for _, pid := range pids {
+		for i := 0; isDevice(pid, name) && i < 100; i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if isDevice(pid, name) {
+			return fmt.Errorf("wireguard: the userspace device %s (pid %d) does not stop", name, pid)
+		}
+	}
+	return nil
+}
+
+// devicePIDs lists the processes that run the userspace device name in
+// this thread's network namespace.
+func devicePIDs(name string) []int {
+	self, err := os.Readlink("/proc/thread-self/ns/net")
+	if err != nil {
+		return nil
+	}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() || !isDevice(pid, name) {
+			continue
+		}
+		if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); err == nil && ns == self {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
 
 // deleteLink removes a link if it is there.
 func deleteLink(name string) error {

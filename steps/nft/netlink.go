@@ -203,7 +203,7 @@ func (b *batch) ruleExprs(r Rule) ([]expr.Any, error) {
 		out = append(out, exprs...)
 	}
 	if r.Limit != nil {
-		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.Rate, Unit: expr.LimitTime(r.Limit.Per), Burst: 5})
+		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: r.Limit.Rate, Unit: expr.LimitTime(r.Limit.Per), Burst: 5, Over: r.Limit.Over})
 	}
 	verdict := expr.VerdictAccept
 	if r.Verdict == Drop {

@@ -64,6 +64,7 @@ func sample() *nft.Table {
 				{Match: []nft.Match{nft.Is(nft.IifName, nft.Iface("zt0")), nft.InSet("db_clients_v6", nft.IP6Saddr, nft.TCPDport)}, Verdict: nft.Accept},
 				{Match: []nft.Match{nft.In(nft.ICMPType, nft.ICMPTimeExceeded, nft.ICMPEchoRequest, nft.ICMPDestinationUnreachable)}, Limit: limit, Verdict: nft.Accept},
 				{Match: []nft.Match{nft.In(nft.ICMPType, nft.ICMPEchoReply)}, Verdict: nft.Accept},
+				{Match: []nft.Match{nft.Is(nft.ICMPType, nft.ICMPEchoRequest)}, Limit: &nft.Limit{Rate: 10, Per: nft.Second, Over: true}, Verdict: nft.Drop},
 				{Match: []nft.Match{nft.In(nft.ICMPv6Type, nft.ICMPv6NDNeighborAdvert, nft.ICMPv6NDRouterSolicit, nft.ICMPv6(200))}, Verdict: nft.Accept},
 				{Match: []nft.Match{nft.Is(nft.ICMPv6Type, nft.ICMPv6EchoRequest)}, Limit: &nft.Limit{Rate: 3, Per: nft.Minute}, Verdict: nft.Accept},
 			}},
@@ -245,8 +246,8 @@ func TestNftParseRate(t *testing.T) {
 }
 
 func TestNftRuleCount(t *testing.T) {
-	if got := sample().RuleCount(); got != 20 {
-		t.Fatalf("RuleCount = %d, want 20", got)
+	if got := sample().RuleCount(); got != 21 {
+		t.Fatalf("RuleCount = %d, want 21", got)
 	}
 	if got := (&nft.Table{}).RuleCount(); got != 0 {
 		t.Fatalf("empty table RuleCount = %d", got)

@@ -76,6 +76,7 @@ func InSet(set string, fs ...Field) Match { return Match{Fields: fs, Set: set} }
 type Limit struct {
 	Rate uint64
 	Per  Unit
+	Over bool // match the packets above the rate instead of those within it
 }
 
 // Unit is the time unit of a rate limit.
@@ -108,7 +109,11 @@ func ParseRate(s string) (Limit, error) {
 
 // String is the limit as nft prints it.
 func (l Limit) String() string {
-	return fmt.Sprintf("limit rate %d/%s", l.Rate, unitNames[l.Per])
+	over := ""
+	if l.Over {
+		over = "over "
+	}
+	return fmt.Sprintf("limit rate %s%d/%s", over, l.Rate, unitNames[l.Per])
 }
 
 // Verdict is what a rule or a chain policy does with a packet.

@@ -1,0 +1,113 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/google/nftables"
+
+	"ztwizard/steps"
+	"ztwizard/steps/nft"
+)
+
+// hubSite is a site whose node n0 has n peers, every other node, each of
+// them a client of n0's database: the firewall's client set and the
+// WireGuard interface both hold n entries.
+func hubSite(tb testing.TB, n int) []byte {
+	tb.Helper()
+	var peers []string
+	for i := 1; i <= n; i++ {
+		peers = append(peers, fmt.Sprintf("n%d", i))
+	}
+	list := strings.Join(peers, ", ")
+	var b strings.Builder
+	fmt.Fprintf(&b, `version: 1
+site: hub
+ca:
+  subject: {common_name: Hub Root CA, organization: Hub}
+ssh:
+  admin_cidrs: [192.168.10.0/24, 2001:db8:10::/48]
+  users:
+    - {name: alice, principals: [root]}
+wireguard:
+  network: 10.100.0.0/16
+nodes:
+  - {name: n0, endpoint: "10.200.0.0:51820", peers: [%s]}
+`, list)
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "  - {name: n%d, endpoint: \"10.200.%d.%d:51820\"}\n", i, i/256, i%256)
+	}
+	fmt.Fprintf(&b, `databases:
+  - {name: main, node: n0, engine: mariadb, port: 3306, clients: [%s]}
+firewall:
+  public_tcp: [80, 443]
+`, list)
+	return []byte(b.String())
+}
+
+// hubFirewall is n0's firewall in a hub of n peers.
+func hubFirewall(tb testing.TB, n int) *nft.Table {
+	tb.Helper()
+	site, err := steps.Parse(hubSite(tb, n), "hub.yaml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addrs, err := site.Addresses(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tbl, err := steps.FirewallFor(site, "n0", addrs, steps.WireGuardName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !strings.Contains(tbl.Text(), fmt.Sprintf("10.100.%d.%d . 3306", (n+1)/256, (n+1)%256)) {
+		tb.Fatalf("the firewall lacks the last client:\n%.2000s", tbl.Text())
+	}
+	return tbl
+}
+
+// BenchmarkFirewall1000Peers replaces the inet ztwizard table of a node
+// whose database admits 1,000 peers, in a fresh network namespace: as the
+// applier does, in one netlink batch, and as `nft -f` does from the same
+// ruleset text (the program started each time, as a script would).
+func BenchmarkFirewall1000Peers(b *testing.B) {
+	tbl := hubFirewall(b, 1000)
+	script := []byte(tbl.Script())
+	b.Run("netlink", func(b *testing.B) {
+		enterNetns(b)
+		c, err := nftables.New()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if err := tbl.Apply(c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		checkTable(b, tbl)
+	})
+	b.Run("nft -f", func(b *testing.B) {
+		enterNetns(b)
+		for b.Loop() {
+			cmd := exec.Command("nft", "-f", "-")
+			cmd.Stdin = bytes.NewReader(script)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("nft -f: %v: %s", err, out)
+			}
+		}
+		checkTable(b, tbl)
+	})
+}
+
+// checkTable fails unless the namespace holds tbl as nft lists it.
+func checkTable(b *testing.B, tbl *nft.Table) {
+	b.Helper()
+	text, ok, err := kernelFirewall{run: execRunner{}}.Current(context.Background())
+	if err != nil || !ok || text != tbl.Text() {
+		b.Fatalf("the kernel's table differs from the model (exists %v, %v)", ok, err)
+	}
+}
