@@ -5,8 +5,6 @@ package steps_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,25 +16,21 @@ import (
 	"path"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // Bounds on every wait of the real-server tests.
 const (
 	dbCmdTimeout   = 30 * time.Second
 	dbReadyTimeout = 15 * time.Second
-	dbStopTimeout  = 10 * time.Second
 )
 
 // dbMesh is a mesh network and the addresses of the four nodes of dbSite.
@@ -92,18 +86,6 @@ func dbAddrs(t testing.TB, s *steps.Site) map[string]netip.Addr {
 		t.Fatalf("mesh addresses: %v", err)
 	}
 	return addrs
-}
-
-// dbFileAt returns the file at p, failing t if files has none.
-func dbFileAt(t testing.TB, files []steps.File, p string) steps.File {
-	t.Helper()
-	for _, f := range files {
-		if f.Path == p {
-			return f
-		}
-	}
-	t.Fatalf("no file at %s among %d files", p, len(files))
-	return steps.File{}
 }
 
 // dbLines returns the lines of a configuration file that mean something:
@@ -368,209 +350,36 @@ func TestDatabaseHBAGuard(t *testing.T) {
 // in dir, and returns its standard output, or an error holding its
 // standard error.
 func dbRun(cred *syscall.Credential, dir, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), dbCmdTimeout)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, stderr.String())
-	}
-	return stdout.String(), nil
+	out, _, err := testenv.RunCmd(context.Background(), dbCmdTimeout, cmd)
+	return out, err
 }
 
-// dbNeed fails t unless every program is installed: these tests prove
-// behaviour against the real servers, so a missing one is a failure.
-func dbNeed(t testing.TB, programs ...string) {
-	t.Helper()
-	for _, p := range programs {
-		if _, err := exec.LookPath(p); err != nil {
-			t.Fatalf("%s is required (./scripts/deps.sh installs it): %v", p, err)
-		}
-	}
-}
-
-// dbNetns creates a network namespace for t whose loopback link is up and
-// holds addr in mesh, as the WireGuard link would hold it, and deletes the
-// namespace when t ends. It returns the namespace's name.
+// dbNetns creates a network namespace for t (see testenv.NewNetns) whose
+// loopback link holds addr in mesh, as the WireGuard link would hold it,
+// and returns its name.
 func dbNetns(t testing.TB, mesh netip.Prefix, addr netip.Addr) string {
 	t.Helper()
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("random namespace name: %v", err)
-	}
-	ns := "ztdb-" + hex.EncodeToString(b)
-	if _, err := dbRun(nil, "", "ip", "netns", "add", ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if _, err := dbRun(nil, "", "ip", "netns", "del", ns); err != nil {
-			t.Errorf("remove namespace: %v", err)
-		}
-	})
+	ns := testenv.NewNetns(t, "ztdb-")
 	add := []string{"-n", ns, "addr", "add", netip.PrefixFrom(addr, mesh.Bits()).String(), "dev", "lo"}
 	if addr.Is6() {
 		add = append(add, "nodad")
 	}
-	for _, args := range [][]string{{"-n", ns, "link", "set", "lo", "up"}, add} {
-		if _, err := dbRun(nil, "", "ip", args...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	testenv.MustRun(t, "ip", add...)
 	return ns
-}
-
-// dbListeners lists the TCP sockets listening in namespace ns, as
-// ADDR:PORT (IPv6 in brackets).
-func dbListeners(ns string) ([]string, error) {
-	out, err := dbRun(nil, "", "ss", "-N", ns, "-H", "-l", "-t", "-n")
-	if err != nil {
-		return nil, fmt.Errorf("list listening sockets: %w", err)
-	}
-	var got []string
-	for line := range strings.Lines(out) {
-		if f := strings.Fields(line); len(f) >= 4 {
-			got = append(got, f[3])
-		}
-	}
-	slices.Sort(got)
-	return got, nil
-}
-
-// dbLog collects a server's output; it is safe for concurrent use.
-type dbLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *dbLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *dbLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// dbDaemon is a database server running for one test in a network
-// namespace.
-type dbDaemon struct {
-	name     string
-	cmd      *exec.Cmd
-	log      *dbLog
-	done     chan struct{} // closed once the process has exited
-	waitErr  error         // valid once done is closed
-	stopSig  syscall.Signal
-	stopOnce sync.Once
-	stopErr  error
 }
 
 // dbStart runs a server in namespace ns, as cred (nil: as this process),
 // in dir, and stops it with stopSig when t ends, failing t unless it
-// exits cleanly in time. The process is killed if the test binary dies.
-func dbStart(t testing.TB, ns string, cred *syscall.Credential, dir string, stopSig syscall.Signal, name string, args ...string) *dbDaemon {
+// exits cleanly in time (see testenv.Start).
+func dbStart(t testing.TB, ns string, cred *syscall.Credential, dir string, stopSig syscall.Signal, name string, args ...string) *testenv.Proc {
 	t.Helper()
-	d := &dbDaemon{name: path.Base(name), log: &dbLog{}, done: make(chan struct{}), stopSig: stopSig}
-	d.cmd = exec.Command(name, args...)
-	d.cmd.Dir = dir
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: cred}
-
-	// The thread that enters the namespace starts the child and stays
-	// locked until it exits: Pdeathsig follows that thread.
-	started := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		if err := dbEnterNetns(ns); err != nil {
-			started <- err
-			close(d.done)
-			return
-		}
-		if err := d.cmd.Start(); err != nil {
-			started <- fmt.Errorf("start %s: %w", d.name, err)
-			close(d.done)
-			return
-		}
-		started <- nil
-		d.waitErr = d.cmd.Wait()
-		close(d.done)
-	}()
-	if err := <-started; err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.stop(); err != nil {
-			t.Errorf("%s: %v\n%s", d.name, err, d.log)
-		} else if t.Failed() {
-			t.Logf("%s log:\n%s", d.name, d.log)
-		}
-	})
-	return d
-}
-
-// dbEnterNetns moves the calling thread into the named network namespace.
-func dbEnterNetns(ns string) error {
-	f, err := os.Open("/var/run/netns/" + ns)
-	if err != nil {
-		return fmt.Errorf("open namespace: %w", err)
-	}
-	defer f.Close()
-	if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-		return fmt.Errorf("enter namespace %s: %w", ns, err)
-	}
-	return nil
-}
-
-// waitReady polls ready until it succeeds, the server exits or
-// dbReadyTimeout passes.
-func (d *dbDaemon) waitReady(ready func() error) error {
-	deadline := time.Now().Add(dbReadyTimeout)
-	for {
-		select {
-		case <-d.done:
-			return fmt.Errorf("%s exited before it was ready: %v\n%s", d.name, d.waitErr, d.log)
-		default:
-		}
-		err := ready()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %w\n%s", d.name, dbReadyTimeout, err, d.log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// stop signals the server and waits for it, killing it if it outlives
-// dbStopTimeout. It returns nil only for a clean exit.
-func (d *dbDaemon) stop() error {
-	d.stopOnce.Do(func() {
-		select {
-		case <-d.done:
-		default:
-			if err := d.cmd.Process.Signal(d.stopSig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-				d.stopErr = fmt.Errorf("signal: %w", err)
-			}
-			select {
-			case <-d.done:
-			case <-time.After(dbStopTimeout):
-				d.cmd.Process.Kill()
-				<-d.done
-				d.stopErr = fmt.Errorf("still running %s after %v; killed", dbStopTimeout, d.stopSig)
-				return
-			}
-		}
-		if d.stopErr == nil && d.waitErr != nil {
-			d.stopErr = fmt.Errorf("exited: %w", d.waitErr)
-		}
-	})
-	return d.stopErr
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	return testenv.Start(t, cmd, testenv.ProcOptions{Netns: ns, StopSignal: stopSig})
 }
 
 // dbDebianMariaDBServer stands in for the bind-address line of Debian's
@@ -651,7 +460,7 @@ func dbCheckMariaDB(dir string, conf []byte, debian bool, addr netip.Addr, port 
 }
 
 func TestMariaDBConfig(t *testing.T) {
-	dbNeed(t, "mariadbd")
+	testenv.Need(t, "mariadbd")
 	example := steps.Example()
 	v6 := dbSite(t, dbMeshV6, "web, app")
 	render := func(t *testing.T, site *steps.Site) []byte {
@@ -659,7 +468,7 @@ func TestMariaDBConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("DatabaseFiles: %v", err)
 		}
-		return dbFileAt(t, files, steps.MariaDBConfPath).Content
+		return fileAt(t, files, steps.MariaDBConfPath).Content
 	}
 	replace := func(t *testing.T, b []byte, old, repl string) []byte {
 		if !bytes.Contains(b, []byte(old)) {
@@ -716,7 +525,7 @@ func TestMariaDBConfig(t *testing.T) {
 }
 
 func TestMariaDBListensOnMeshOnly(t *testing.T) {
-	dbNeed(t, "mariadbd", "ip", "ss")
+	testenv.Need(t, "mariadbd", "ip", "ss")
 	tests := []struct {
 		name string
 		site *steps.Site
@@ -732,7 +541,7 @@ func TestMariaDBListensOnMeshOnly(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DatabaseFiles: %v", err)
 			}
-			conf := dbFileAt(t, files, steps.MariaDBConfPath)
+			conf := fileAt(t, files, steps.MariaDBConfPath)
 			mesh, err := netip.ParsePrefix(tc.site.WireGuard.Network)
 			if err != nil {
 				t.Fatalf("mesh network: %v", err)
@@ -756,15 +565,15 @@ func TestMariaDBListensOnMeshOnly(t *testing.T) {
 				"--datadir="+data, "--socket="+filepath.Join(dir, "mysqld.sock"),
 				"--pid-file="+filepath.Join(dir, "mysqld.pid"), "--tmpdir="+dir,
 				"--skip-grant-tables", "--innodb-buffer-pool-size=8M", "--innodb-use-native-aio=0")
-			if err := d.waitReady(func() error {
-				if !strings.Contains(d.log.String(), "ready for connections") {
+			if err := d.WaitReady(dbReadyTimeout, func() error {
+				if !strings.Contains(d.Output(), "ready for connections") {
 					return errors.New("not yet ready for connections")
 				}
 				return nil
 			}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := dbListeners(ns)
+			got, err := testenv.TCPListeners(ns)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -784,7 +593,7 @@ type dbPostgres struct {
 	hbaPath string // the copy of the rendered pg_hba.conf the server reads
 	port    int
 	cred    *syscall.Credential // the postgres user
-	daemon  *dbDaemon
+	daemon  *testenv.Proc
 }
 
 // dbPostgresUser returns the credentials of the postgres user and the id
@@ -816,11 +625,7 @@ func dbPostgresUser(t testing.TB) (*syscall.Credential, int) {
 // socket in the cluster's folder. It returns once psql can connect.
 func dbStartPostgres(t testing.TB, ns string, conf, hba steps.File, port int) *dbPostgres {
 	t.Helper()
-	for _, p := range []string{"initdb", "postgres", "psql"} {
-		if _, err := os.Stat(filepath.Join(dbPGBin, p)); err != nil {
-			t.Fatalf("%s is required (./scripts/deps.sh installs postgresql-%s): %v", p, steps.PostgreSQLVersion, err)
-		}
-	}
+	testenv.Need(t, filepath.Join(dbPGBin, "initdb"), filepath.Join(dbPGBin, "postgres"), filepath.Join(dbPGBin, "psql"))
 	cred, group := dbPostgresUser(t)
 	if hba.Group != "postgres" {
 		t.Fatalf("%s: group %q, want postgres", hba.Path, hba.Group)
@@ -874,7 +679,7 @@ func dbStartPostgres(t testing.TB, ns string, conf, hba steps.File, port int) *d
 	}
 
 	pg.daemon = dbStart(t, ns, cred, dir, syscall.SIGINT, filepath.Join(dbPGBin, "postgres"), "-D", data)
-	if err := pg.daemon.waitReady(func() error { _, err := pg.query("SELECT 1"); return err }); err != nil {
+	if err := pg.daemon.WaitReady(dbReadyTimeout, func() error { _, err := pg.query("SELECT 1"); return err }); err != nil {
 		t.Fatal(err)
 	}
 	return pg
@@ -944,7 +749,7 @@ func dbCheckPostgres(pg *dbPostgres, want dbPGWant) error {
 }
 
 func TestPostgreSQLListensOnMeshOnly(t *testing.T) {
-	dbNeed(t, "ip", "ss")
+	testenv.Need(t, "ip", "ss")
 	for _, m := range []dbMesh{dbMeshV4, dbMeshV6} {
 		t.Run(m.network, func(t *testing.T) {
 			t.Parallel()
@@ -954,8 +759,8 @@ func TestPostgreSQLListensOnMeshOnly(t *testing.T) {
 			if err != nil {
 				t.Fatalf("DatabaseFiles: %v", err)
 			}
-			conf := dbFileAt(t, files, steps.PostgreSQLConfPath)
-			hba := dbFileAt(t, files, steps.PostgreSQLHBAPath)
+			conf := fileAt(t, files, steps.PostgreSQLConfPath)
+			hba := fileAt(t, files, steps.PostgreSQLHBAPath)
 			port := 0
 			for _, db := range site.Databases {
 				if db.Engine == steps.EnginePostgreSQL {
@@ -969,7 +774,7 @@ func TestPostgreSQLListensOnMeshOnly(t *testing.T) {
 			if err := dbCheckPostgres(pg, want); err != nil {
 				t.Errorf("server with the rendered files: %v", err)
 			}
-			got, err := dbListeners(ns)
+			got, err := testenv.TCPListeners(ns)
 			if err != nil {
 				t.Fatal(err)
 			}

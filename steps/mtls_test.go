@@ -25,11 +25,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"ztwizard/steps/pki"
+	"ztwizard/steps/testenv"
 )
 
 // mtlsAllowedDN is the subject DN nginx reports for the allowed client.
@@ -39,7 +39,6 @@ const mtlsAllowedDN = "CN=service-worker-01,O=MyOrg"
 const (
 	mtlsNginxCheckTimeout = 30 * time.Second
 	mtlsNginxStartTimeout = 10 * time.Second
-	mtlsNginxStopTimeout  = 5 * time.Second
 	mtlsRequestTimeout    = 10 * time.Second
 )
 
@@ -146,32 +145,6 @@ func mtlsSerial(t testing.TB) *big.Int {
 	return s
 }
 
-// mtlsFreePort returns a TCP port that was free on the loopback address.
-func mtlsFreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// mtlsNginxBinary finds nginx; the test fails (not skips) without it.
-func mtlsNginxBinary(t testing.TB) string {
-	t.Helper()
-	if p, err := exec.LookPath("nginx"); err == nil {
-		return p
-	}
-	for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Fatal("nginx is required for the mTLS tests (install it; make test does)")
-	return ""
-}
-
 // mtlsNginx is an nginx prefix: the node's files under root, its own
 // nginx.conf, logs and temporary files.
 type mtlsNginx struct {
@@ -225,7 +198,7 @@ http {
     include %[3]s/ztwizard-*.conf;
 }
 `, user, dir, filepath.Join(root, filepath.FromSlash(NginxConfDir)))
-	n := &mtlsNginx{bin: mtlsNginxBinary(t), dir: dir, conf: filepath.Join(dir, "nginx.conf")}
+	n := &mtlsNginx{bin: testenv.Tool(t, "nginx"), dir: dir, conf: filepath.Join(dir, "nginx.conf")}
 	if err := os.WriteFile(n.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -241,60 +214,26 @@ func (n *mtlsNginx) args(extra ...string) []string {
 // check runs nginx -t and fails the test unless it passes.
 func (n *mtlsNginx) check(t testing.TB) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), mtlsNginxCheckTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, n.bin, n.args("-t")...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nginx -t: %v\n%s", err, out)
+	if _, _, err := testenv.RunCmd(context.Background(), mtlsNginxCheckTimeout, exec.Command(n.bin, n.args("-t")...)); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // start runs nginx in the foreground as a child process in its own process
-// group, stopped (the whole group) in t.Cleanup, and waits until port
-// accepts connections.
+// group, stopped (the whole group) when the test ends (see testenv.Start),
+// and waits until port accepts connections.
 func (n *mtlsNginx) start(t testing.TB, port int) {
 	t.Helper()
-	cmd := exec.Command(n.bin, n.args("-g", "daemon off;")...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	pgid := cmd.Process.Pid
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// Registered first, so that it runs once nginx has stopped.
 	t.Cleanup(func() {
-		_ = syscall.Kill(-pgid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(mtlsNginxStopTimeout):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-exited
-		}
-		_ = syscall.Kill(-pgid, syscall.SIGKILL) // workers left behind, if any
 		if t.Failed() {
-			t.Logf("nginx output:\n%s\nerror.log:\n%s", out.String(), n.errorLog())
+			t.Logf("nginx error.log:\n%s", n.errorLog())
 		}
 	})
-	deadline := time.Now().Add(mtlsNginxStartTimeout)
+	nginx := testenv.Start(t, exec.Command(n.bin, n.args("-g", "daemon off;")...), testenv.ProcOptions{})
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("nginx exited at start: %v\n%s\n%s", err, out.String(), n.errorLog())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nginx did not accept on %s within %v: %v", addr, mtlsNginxStartTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := nginx.WaitReady(mtlsNginxStartTimeout, testenv.Listening(addr)); err != nil {
+		t.Fatalf("%v\nerror.log:\n%s", err, n.errorLog())
 	}
 }
 
@@ -405,7 +344,7 @@ func mtlsExampleSite(t testing.TB, port int, upstream string) *Site {
 // X-Client-DN header the upstream receives.
 func TestNginxMTLS(t *testing.T) {
 	upstream := mtlsNewUpstream(t)
-	port := mtlsFreePort(t)
+	port := testenv.FreePort(t)
 	site := mtlsExampleSite(t, port, upstream.URL)
 	api, _ := site.Service("api")
 	p := mtlsNewPKI(t, site.Services)
@@ -516,7 +455,7 @@ func TestNginxMTLS(t *testing.T) {
 // services, several sharing a port under different server names.
 func TestNginxManyServices(t *testing.T) {
 	site := Example().Clone()
-	ports := []int{mtlsFreePort(t), mtlsFreePort(t), mtlsFreePort(t)}
+	ports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
 	site.Services = nil
 	for i := range 10 {
 		site.Services = append(site.Services, Service{
@@ -816,7 +755,7 @@ func (ch *mtlsChain) crl(t testing.TB, ca *x509.Certificate, key crypto.Signer) 
 // of the intermediate, and every CA of the chain must bring its CRL.
 func TestNginxIntermediateChain(t *testing.T) {
 	upstream := mtlsNewUpstream(t)
-	port := mtlsFreePort(t)
+	port := testenv.FreePort(t)
 	site := mtlsExampleSite(t, port, upstream.URL)
 	api, _ := site.Service("api")
 	ch := mtlsNewChain(t, api.ServerName)

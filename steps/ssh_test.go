@@ -15,14 +15,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"ztwizard/steps/sshca"
+	"ztwizard/steps/testenv"
 )
 
 // Where the real-component tests find OpenSSH. sshd must be started by its
@@ -461,51 +460,17 @@ func TestSSHFilesErrors(t *testing.T) {
 	}
 }
 
-// sshdNeed fails the test when an OpenSSH program is missing: these tests
-// prove the configuration against the real thing and must not pass without
-// it (make test installs openssh-server and openssh-client).
-func sshdNeed(t *testing.T, bins ...string) {
-	t.Helper()
-	for _, b := range bins {
-		if _, err := os.Stat(b); err != nil {
-			t.Fatalf("%s is required (make test installs openssh-server and openssh-client): %v", b, err)
-		}
-	}
-}
-
 // sshdRun runs an OpenSSH program with a time limit and returns its
-// stdout, stderr and error.
+// stdout, stderr and error; the test fails if the program times out.
 func sshdRun(t *testing.T, env []string, name string, args ...string) (string, string, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	cmd := exec.Command(name, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("%s %q: timed out\n%s%s", name, args, out.String(), errb.String())
+	out, errOut, err := testenv.RunCmd(t.Context(), 30*time.Second, cmd)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Fatal(err)
 	}
-	return out.String(), errb.String(), err
-}
-
-// sshdLog collects sshd's log (stderr) for assertions.
-type sshdLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *sshdLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *sshdLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
+	return out, errOut, err
 }
 
 // sshdWriteFiles writes files under root as they would land under /, the
@@ -568,17 +533,6 @@ func sshdUserKey(t *testing.T, name string, ca crypto.Signer, req *sshca.Request
 	return path
 }
 
-// sshdFreePort returns a loopback TCP port nobody listens on right now.
-func sshdFreePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // sshdMainConf is a minimal sshd_config that includes the rendered drop-in
 // first, as Debian's does, then sets what a test instance needs. The lines
 // after the Include try to loosen what the drop-in sets; sshd keeps the
@@ -603,50 +557,16 @@ PubkeyAuthentication no
 `, root, SSHDropInPath, port, SSHHostKeyPath)
 }
 
-// startSSHD runs sshd -D -e with conf until the test ends and returns its
-// log once it accepts connections on port.
-func startSSHD(t *testing.T, conf string, port int) *sshdLog {
+// startSSHD runs sshd -D -e with conf until the test ends (see
+// testenv.Start) and returns it once it accepts connections on port; its
+// output is its log.
+func startSSHD(t *testing.T, conf string, port int) *testenv.Proc {
 	t.Helper()
-	log := &sshdLog{}
-	cmd := exec.Command(sshdBin, "-D", "-e", "-f", conf)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start sshd: %v", err)
+	sshd := testenv.Start(t, exec.Command(sshdBin, "-D", "-e", "-f", conf), testenv.ProcOptions{})
+	if err := sshd.WaitReady(10*time.Second, testenv.Listening(net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))); err != nil {
+		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// sshd and the session processes it forked share its group.
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("sshd log:\n%s", log)
-		}
-	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("sshd exited before accepting connections: %v\n%s", err, log)
-		default:
-		}
-		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
-		if err == nil {
-			c.Close()
-			return log
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sshd does not accept connections on port %d: %v\n%s", port, err, log)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return sshd
 }
 
 // sshdLogin is one ssh client run against the test sshd.
@@ -685,10 +605,10 @@ func (l sshdLogin) run(t *testing.T, home string, port int) (string, string, err
 
 // sshdWaitLog waits a little for want to appear in the part of the log
 // after offset: sshd may log after the client has gone.
-func sshdWaitLog(log *sshdLog, offset int, want string) bool {
+func sshdWaitLog(sshd *testenv.Proc, offset int, want string) bool {
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		if s := log.String(); len(s) >= offset && strings.Contains(s[offset:], want) {
+		if s := sshd.Output(); len(s) >= offset && strings.Contains(s[offset:], want) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -703,10 +623,8 @@ func sshdWaitLog(log *sshdLog, offset int, want string) bool {
 // unrevoked certificate for the right principal gets in, and the client
 // trusts the host through the @cert-authority line alone.
 func TestSSHDRealLogin(t *testing.T) {
-	sshdNeed(t, sshdBin, sshBin, sshKeygenBin)
-	if os.Geteuid() != 0 {
-		t.Fatal("this test runs sshd and logs in as root: run it as root (the build machines and CI do)")
-	}
+	testenv.Need(t, sshdBin, sshBin, sshKeygenBin)
+	testenv.NeedRoot(t) // it runs sshd and logs in as root
 	// sshd, even sshd -t, needs its privilege separation folder.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		t.Fatalf("sshd needs /run/sshd: %v", err)
@@ -822,7 +740,7 @@ func TestSSHDRealLogin(t *testing.T) {
 	}
 
 	// The sshd_config is checked, its effective values read back, then run.
-	port := sshdFreePort(t)
+	port := testenv.FreePort(t)
 	conf := filepath.Join(root, "sshd_config")
 	if err := os.WriteFile(conf, []byte(sshdMainConf(root, port)), 0o644); err != nil {
 		t.Fatal(err)
@@ -831,7 +749,7 @@ func TestSSHDRealLogin(t *testing.T) {
 		t.Fatalf("sshd -t: %v\n%s%s\n%s", err, out, errOut, sshdMainConf(root, port))
 	}
 	sshdCheckEffective(t, conf, root)
-	log := startSSHD(t, conf, port)
+	sshd := startSSHD(t, conf, port)
 
 	home := t.TempDir()
 	tests := []struct {
@@ -869,9 +787,9 @@ func TestSSHDRealLogin(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			offset := len(log.String())
+			offset := len(sshd.Output())
 			out, errOut, err := tc.login.run(t, home, port)
-			defer func() { t.Logf("ssh: %v %q\n%s\nsshd:\n%s", err, out, errOut, log.String()[offset:]) }()
+			defer func() { t.Logf("ssh: %v %q\n%s\nsshd:\n%s", err, out, errOut, sshd.Output()[offset:]) }()
 			if tc.ok {
 				if err != nil || out != "ztwizard-ok\n" {
 					t.Fatalf("login refused: %v\nstdout %q\nstderr %s", err, out, errOut)
@@ -888,11 +806,11 @@ func TestSSHDRealLogin(t *testing.T) {
 				}
 			}
 			for _, want := range tc.sshdLog {
-				if !sshdWaitLog(log, offset, want) {
+				if !sshdWaitLog(sshd, offset, want) {
 					t.Errorf("sshd log lacks %q", want)
 				}
 			}
-			if !tc.ok && strings.Contains(log.String()[offset:], "Accepted publickey") {
+			if !tc.ok && strings.Contains(sshd.Output()[offset:], "Accepted publickey") {
 				t.Errorf("sshd accepted a key")
 			}
 		})

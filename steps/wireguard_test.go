@@ -22,6 +22,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 	"ztwizard/steps/wgdevice/wgdevicetest"
 )
 
@@ -302,6 +303,7 @@ func TestWireGuardFor(t *testing.T) {
 
 var wgConfPath = filepath.Join(steps.WireGuardConfDir, steps.WireGuardName+".conf")
 
+// fileAt returns the file at path, failing t if files has none.
 func fileAt(t testing.TB, files []steps.File, path string) steps.File {
 	t.Helper()
 	for _, f := range files {
@@ -309,7 +311,7 @@ func fileAt(t testing.TB, files []steps.File, path string) steps.File {
 			return f
 		}
 	}
-	t.Fatalf("no file %s", path)
+	t.Fatalf("no file at %s among %d files", path, len(files))
 	return steps.File{}
 }
 
@@ -552,20 +554,13 @@ func checkRealDevice(t *testing.T, site *steps.Site, node string, sec wgSecrets)
 	port := strconv.Itoa(site.WireGuard.ListenPort)
 	dev := wgdevicetest.Start(t, wgdevicetest.Options{Isolated: true})
 	dir := t.TempDir()
-	write := func(name string, content []byte) string {
-		t.Helper()
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name string, content []byte) string { return testenv.WriteFile(t, dir, name, content) }
 
 	// The wg-quick way: strip the file, load it, set the key as PostUp does.
 	confPath := write(dev.Name+".conf", fileAt(t, files, wgConfPath).Content)
-	stripped := wgdevicetest.Cmd(t, "wg-quick", "strip", confPath)
-	wgdevicetest.Cmd(t, "wg", "setconf", dev.Name, write("stripped.conf", []byte(stripped)))
-	wgdevicetest.Cmd(t, "wg", "set", dev.Name, "private-key", write("private.key", fileAt(t, files, steps.WireGuardKeyPath).Content))
+	stripped := testenv.MustRun(t, "wg-quick", "strip", confPath)
+	testenv.MustRun(t, "wg", "setconf", dev.Name, write("stripped.conf", []byte(stripped)))
+	testenv.MustRun(t, "wg", "set", dev.Name, "private-key", write("private.key", fileAt(t, files, steps.WireGuardKeyPath).Content))
 	viaFile := wgdevicetest.Show(t, dev.Name)
 	if viaFile.PrivateKey != sec.priv[node].String() || viaFile.ListenPort != port {
 		t.Errorf("wg-quick file: key %s port %s, want %s %s", viaFile.PrivateKey, viaFile.ListenPort, sec.priv[node], port)
@@ -575,8 +570,8 @@ func checkRealDevice(t *testing.T, site *steps.Site, node string, sec wgSecrets)
 	}
 
 	// Forget all of it, then the wgctrl way.
-	wgdevicetest.Cmd(t, "wg", "setconf", dev.Name, write("reset.conf", []byte("[Interface]\nListenPort = 0\n")))
-	wgdevicetest.Cmd(t, "wg", "set", dev.Name, "private-key", "/dev/null")
+	testenv.MustRun(t, "wg", "setconf", dev.Name, write("reset.conf", []byte("[Interface]\nListenPort = 0\n")))
+	testenv.MustRun(t, "wg", "set", dev.Name, "private-key", "/dev/null")
 	if reset := wgdevicetest.Show(t, dev.Name); len(reset.Peers) != 0 || reset.PrivateKey != "(none)" || reset.ListenPort == port {
 		t.Fatalf("device not reset: %+v", reset)
 	}
@@ -619,14 +614,14 @@ func TestWireGuardRealDNSEndpoint(t *testing.T) {
 	if err := os.WriteFile(conf, fileAt(t, files, wgConfPath).Content, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	stripped := wgdevicetest.Cmd(t, "wg-quick", "strip", conf)
+	stripped := testenv.MustRun(t, "wg-quick", "strip", conf)
 	if !strings.Contains(stripped, "Endpoint = localhost:51820\n") {
 		t.Fatalf("wg-quick strip dropped the DNS endpoint:\n%s", stripped)
 	}
 	if err := os.WriteFile(conf, []byte(stripped), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	wgdevicetest.Cmd(t, "wg", "setconf", dev.Name, conf)
+	testenv.MustRun(t, "wg", "setconf", dev.Name, conf)
 	if d := wgdevicetest.Show(t, dev.Name); len(d.Peers) != 1 || (d.Peers[0].Endpoint != "127.0.0.1:51820" && d.Peers[0].Endpoint != "[::1]:51820") {
 		t.Errorf("wg setconf: peers %+v, want localhost resolved", d.Peers)
 	}
@@ -649,13 +644,12 @@ func TestWireGuardRealDNSEndpoint(t *testing.T) {
 // plans, and pings across the mesh.
 func TestWireGuardHandshakeNetns(t *testing.T) {
 	wgdevicetest.RequireTools(t, "wg", "ip")
-	nsA, nsB := wgdevicetest.NewNetns(t), wgdevicetest.NewNetns(t)
-	vethA, vethB := "ztv"+nsA[3:], "ztv"+nsB[3:]
-	wgdevicetest.Cmd(t, "ip", "-n", nsA, "link", "add", vethA, "type", "veth", "peer", "name", vethB, "netns", nsB)
+	nsA, nsB := testenv.NewNetns(t, "ztn"), testenv.NewNetns(t, "ztn")
+	vethA, vethB := testenv.Unique(t, "ztv"), testenv.Unique(t, "ztv")
+	testenv.MustRun(t, "ip", "-n", nsA, "link", "add", vethA, "type", "veth", "peer", "name", vethB, "netns", nsB)
 	for _, l := range []struct{ ns, link, addr string }{{nsA, vethA, "192.0.2.1/24"}, {nsB, vethB, "192.0.2.2/24"}} {
-		wgdevicetest.Cmd(t, "ip", "-n", l.ns, "addr", "add", l.addr, "dev", l.link)
-		wgdevicetest.Cmd(t, "ip", "-n", l.ns, "link", "set", l.link, "up")
-		wgdevicetest.Cmd(t, "ip", "-n", l.ns, "link", "set", "lo", "up")
+		testenv.MustRun(t, "ip", "-n", l.ns, "addr", "add", l.addr, "dev", l.link)
+		testenv.MustRun(t, "ip", "-n", l.ns, "link", "set", l.link, "up")
 	}
 
 	site := meshSite(t, "10.77.0.0/24", []steps.Node{
@@ -674,18 +668,18 @@ func TestWireGuardHandshakeNetns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		dev := wgdevicetest.Start(t, wgdevicetest.Options{NetNS: wgdevicetest.NetnsPath(ns)})
+		dev := wgdevicetest.Start(t, wgdevicetest.Options{NetNS: ns})
 		devs[node] = dev
 		if err := c.ConfigureDevice(dev.Name, iface.Config); err != nil {
 			t.Fatalf("%s: ConfigureDevice: %v", node, err)
 		}
 		for _, p := range iface.Addresses {
-			wgdevicetest.Cmd(t, "ip", "-n", ns, "addr", "add", p.String(), "dev", dev.Name)
+			testenv.MustRun(t, "ip", "-n", ns, "addr", "add", p.String(), "dev", dev.Name)
 		}
 	}
 
 	var icmp net.PacketConn
-	if err := wgdevicetest.InNetns(wgdevicetest.NetnsPath(nsA), func() (err error) {
+	if err := testenv.InNetns(nsA, func() (err error) {
 		icmp, err = net.ListenPacket("ip4:icmp", "10.77.0.1")
 		return err
 	}); err != nil {
@@ -711,8 +705,7 @@ func ping(conn net.PacketConn, dst netip.Addr, within time.Duration) error {
 	to := &net.IPAddr{IP: dst.AsSlice()}
 	buf := make([]byte, 1500)
 	for seq := uint16(1); time.Now().Before(deadline); seq++ {
-		msg := []byte{8, 0, 0, 0, id >> 8, id & 0xff, byte(seq >> 8), byte(seq), 'z', 't'}
-		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+		msg := testenv.EchoRequest(id, seq)
 		if _, err := conn.WriteTo(msg, to); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
@@ -730,18 +723,4 @@ func ping(conn net.PacketConn, dst netip.Addr, within time.Duration) error {
 		}
 	}
 	return fmt.Errorf("no echo reply within %s", within)
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }

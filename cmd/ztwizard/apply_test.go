@@ -5,13 +5,9 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"maps"
 	mrand "math/rand/v2"
 	"net"
@@ -19,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +22,7 @@ import (
 	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 	"ztwizard/steps/wgdevice/wgdevicetest"
 )
 
@@ -39,53 +35,16 @@ import (
 // process left in one (userspace WireGuard devices, watchdogs, daemons), is
 // removed when the test ends.
 
-// Bounds on every wait.
-const (
-	cmdTimeout   = 60 * time.Second
-	probeTimeout = 1 * time.Second
-)
+// probeTimeout bounds a probe's connection; testenv.CmdTimeout bounds
+// every program run.
+const probeTimeout = 1 * time.Second
 
 // requireLab fails the test unless it runs as root with the tools the lab
 // needs: these tests prove behaviour in the kernel, so they never skip.
 func requireLab(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("the apply tests need root (euid %d)", os.Geteuid())
-	}
+	testenv.NeedRoot(t)
 	wgdevicetest.RequireTools(t, "ip", "nft", "wg", "unshare", "mount", "cp", "nginx", "sshd")
-}
-
-// randomID is a short random hex string for names.
-func randomID(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 3)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(b)
-}
-
-// runCmd runs a program bounded in time and returns its standard output;
-// a failure is an error holding its standard error.
-func runCmd(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %w: %s%s", name, strings.Join(args, " "), err, errb.String(), out.String())
-	}
-	return out.String(), nil
-}
-
-func mustRun(t testing.TB, name string, args ...string) string {
-	t.Helper()
-	out, err := runCmd(name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // scratchDir is a folder for node trees, on tmpfs where there is one:
@@ -104,17 +63,15 @@ func scratchDir(t testing.TB) string {
 // namespace of its own) that joins them at layer 2.
 type lab struct {
 	t      testing.TB
-	id     string
 	dir    string // site files and the shared state
 	nodes  string // where node trees go
 	etc    string // a copy of /etc taken once, the source of every node's
 	state  string // the shared state, the source of every node's
 	bridge string // the bridge namespace; "" without a bridge
-	hosts  []*labHost
 }
 
-// labHost is one simulated host: a network namespace, and for a node its
-// own /etc, /run and state folder.
+// labHost is one simulated host: a network namespace (see
+// testenv.NewNetns), and for a node its own /etc, /run and state folder.
 type labHost struct {
 	lab   *lab
 	name  string
@@ -125,7 +82,8 @@ type labHost struct {
 	state string
 }
 
-// newLab makes an empty lab, removed when the test ends. Node trees go on
+// newLab makes an empty lab; its namespaces, and every process left in
+// them, are removed when the test ends. Node trees go on
 // tmpfs where there is one, or with onDisk on the disk, as a real host's
 // /etc and state are.
 func newLab(t testing.TB, onDisk bool) *lab {
@@ -135,70 +93,41 @@ func newLab(t testing.TB, onDisk bool) *lab {
 	}
 	requireLab(t)
 	scratch := scratchDir(t)
-	l := &lab{t: t, id: randomID(t), dir: t.TempDir(), nodes: scratch}
+	l := &lab{t: t, dir: t.TempDir(), nodes: scratch}
 	if onDisk {
 		l.nodes = t.TempDir()
 	}
 	l.etc = filepath.Join(scratch, "etc.orig")
 	l.state = filepath.Join(scratch, "state.shared")
-	mustRun(t, "cp", "-a", "/etc", l.etc)
-	t.Cleanup(l.cleanup)
+	testenv.MustRun(t, "cp", "-a", "/etc", l.etc)
 	return l
-}
-
-// cleanup kills every process left in the lab's namespaces and removes
-// the namespaces (their links go with them).
-func (l *lab) cleanup() {
-	for _, h := range l.hosts {
-		for _, pid := range h.pids() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	for _, h := range l.hosts {
-		deadline := time.Now().Add(5 * time.Second)
-		for len(h.pids()) > 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if _, err := runCmd("ip", "netns", "del", h.ns); err != nil {
-			l.t.Errorf("%v", err)
-		}
-	}
-	if l.bridge != "" {
-		if _, err := runCmd("ip", "netns", "del", l.bridge); err != nil {
-			l.t.Errorf("%v", err)
-		}
-	}
 }
 
 // addBridge makes the bridge the lab's hosts join.
 func (l *lab) addBridge() {
 	l.t.Helper()
-	l.bridge = "zta" + l.id + "br"
-	mustRun(l.t, "ip", "netns", "add", l.bridge)
-	mustRun(l.t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
-	mustRun(l.t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
+	l.bridge = testenv.NewNetns(l.t, "zta-br-")
+	testenv.MustRun(l.t, "ip", "-n", l.bridge, "link", "add", "br0", "type", "bridge")
+	testenv.MustRun(l.t, "ip", "-n", l.bridge, "link", "set", "br0", "up")
 }
 
 // addHost makes a namespace with loopback up and, with a bridge, an eth0
 // on it holding addrs; routes are on-link routes to more networks.
 func (l *lab) addHost(name string, addrs, routes []string) *labHost {
 	l.t.Helper()
-	h := &labHost{lab: l, name: name, ns: "zta" + l.id + name}
-	mustRun(l.t, "ip", "netns", "add", h.ns)
-	l.hosts = append(l.hosts, h)
-	mustRun(l.t, "ip", "-n", h.ns, "link", "set", "lo", "up")
+	h := &labHost{lab: l, name: name, ns: testenv.NewNetns(l.t, "zta-"+name+"-")}
 	if l.bridge == "" {
 		return h
 	}
 	veth := "v" + name
-	mustRun(l.t, "ip", "-n", l.bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
-	mustRun(l.t, "ip", "-n", l.bridge, "link", "set", veth, "master", "br0", "up")
+	testenv.MustRun(l.t, "ip", "-n", l.bridge, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", h.ns)
+	testenv.MustRun(l.t, "ip", "-n", l.bridge, "link", "set", veth, "master", "br0", "up")
 	for _, a := range addrs {
-		mustRun(l.t, "ip", "-n", h.ns, "addr", "add", a, "dev", "eth0")
+		testenv.MustRun(l.t, "ip", "-n", h.ns, "addr", "add", a, "dev", "eth0")
 	}
-	mustRun(l.t, "ip", "-n", h.ns, "link", "set", "eth0", "up")
+	testenv.MustRun(l.t, "ip", "-n", h.ns, "link", "set", "eth0", "up")
 	for _, r := range routes {
-		mustRun(l.t, "ip", "-n", h.ns, "route", "add", r, "dev", "eth0")
+		testenv.MustRun(l.t, "ip", "-n", h.ns, "route", "add", r, "dev", "eth0")
 	}
 	return h
 }
@@ -225,7 +154,7 @@ func (l *lab) prepareState(sites ...string) {
 		}
 		for _, n := range s.Nodes {
 			out := filepath.Join(l.dir, "render", filepath.Base(site), n.Name)
-			if _, err := runCmd(bin, "--state", l.state, "-c", site, "render", "--node", n.Name, "--out", out); err != nil {
+			if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "-c", site, "render", "--node", n.Name, "--out", out); err != nil {
 				l.t.Fatal(err)
 			}
 		}
@@ -250,9 +179,9 @@ func (l *lab) addNodeAs(name, node string, addrs, routes []string) *labHost {
 	if err := os.MkdirAll(filepath.Join(h.run, "sshd"), 0o755); err != nil {
 		l.t.Fatal(err)
 	}
-	mustRun(l.t, "cp", "-a", l.etc, h.etc)
+	testenv.MustRun(l.t, "cp", "-a", l.etc, h.etc)
 	if _, err := os.Stat(l.state); err == nil {
-		mustRun(l.t, "cp", "-a", l.state, h.state)
+		testenv.MustRun(l.t, "cp", "-a", l.state, h.state)
 	}
 	return h
 }
@@ -283,20 +212,12 @@ func (h *labHost) command(ctx context.Context, args ...string) *exec.Cmd {
 // exec runs args inside the host, bounded in time.
 func (h *labHost) exec(args ...string) result {
 	h.lab.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	cmd := h.command(ctx, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		code = ee.ExitCode()
-	} else if err != nil {
+	stdout, stderr, err := testenv.RunCmd(context.Background(), testenv.CmdTimeout, h.command(context.Background(), args...))
+	code, err := testenv.ExitCode(err)
+	if err != nil {
 		h.lab.t.Fatalf("%s: %v", h.name, err)
 	}
-	return result{code, out.String(), errb.String()}
+	return result{code, stdout, stderr}
 }
 
 // must runs args inside the host and fails the test unless they succeed.
@@ -329,15 +250,9 @@ func (h *labHost) apply(site string, extra ...string) result {
 // aside: a thread of it that entered the namespace for a probe can leave
 // the process listed there.
 func (h *labHost) pids() []int {
-	out, err := runCmd("ip", "netns", "pids", h.ns)
+	pids, err := testenv.NetnsPIDs(h.ns)
 	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, f := range strings.Fields(out) {
-		if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-			pids = append(pids, pid)
-		}
+		h.lab.t.Fatalf("%s: %v", h.name, err)
 	}
 	return pids
 }
@@ -376,34 +291,7 @@ func (h *labHost) dump() string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("## /etc\n")
-	err := filepath.WalkDir(h.etc, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(h.etc, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %v %d:%d", rel, fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, _ := os.Readlink(p)
-			fmt.Fprintf(&b, " -> %s", target)
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
-		}
-		b.WriteByte('\n')
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("%s: dump /etc: %v", h.name, err)
-	}
+	b.WriteString(testenv.TreeDump(t, h.etc))
 	b.WriteString("## nft list ruleset\n")
 	b.WriteString(h.must("nft", "list", "ruleset"))
 	b.WriteString("## wg show zt0 dump\n")
@@ -452,26 +340,6 @@ func (h *labHost) wgConfig() string {
 	return b.String()
 }
 
-// dumpDiff reports the lines of two dumps that differ.
-func dumpDiff(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for _, l := range w {
-		if !slices.Contains(g, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range g {
-		if !slices.Contains(w, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
-}
-
-// netnsPath is where ip-netns(8) keeps a namespace.
-func (h *labHost) netnsPath() string { return wgdevicetest.NetnsPath(h.ns) }
-
 // listen starts a TCP listener at addr inside the host; every connection
 // it accepts is answered with "ok\n" and closed. It stops when the test
 // ends.
@@ -479,7 +347,7 @@ func (h *labHost) listen(addr string) {
 	t := h.lab.t
 	t.Helper()
 	var ln net.Listener
-	if err := wgdevicetest.InNetns(h.netnsPath(), func() (err error) {
+	if err := testenv.InNetns(h.ns, func() (err error) {
 		ln, err = net.Listen("tcp", addr)
 		return err
 	}); err != nil {
@@ -511,7 +379,7 @@ const (
 // it; the connection is bounded by timeout.
 func (h *labHost) probe(addr string, timeout time.Duration) string {
 	var outcome string
-	err := wgdevicetest.InNetns(h.netnsPath(), func() error {
+	err := testenv.InNetns(h.ns, func() error {
 		c, err := net.DialTimeout("tcp", addr, timeout)
 		var ne net.Error
 		switch {
@@ -609,7 +477,7 @@ func (h *labHost) pingFlood(dst string, n int, period time.Duration) int {
 	t := h.lab.t
 	t.Helper()
 	var conn net.PacketConn
-	if err := wgdevicetest.InNetns(h.netnsPath(), func() (err error) {
+	if err := testenv.InNetns(h.ns, func() (err error) {
 		conn, err = net.ListenPacket("ip4:icmp", "0.0.0.0")
 		return err
 	}); err != nil {
@@ -638,9 +506,7 @@ func (h *labHost) pingFlood(dst string, n int, period time.Duration) int {
 	to := &net.IPAddr{IP: net.ParseIP(dst)}
 	gap := period / time.Duration(n)
 	for seq := range uint16(n) {
-		msg := []byte{8, 0, 0, 0, byte(id >> 8), byte(id), byte(seq >> 8), byte(seq), 'z', 't'}
-		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
-		if _, err := conn.WriteTo(msg, to); err != nil {
+		if _, err := conn.WriteTo(testenv.EchoRequest(id, seq), to); err != nil {
 			t.Fatalf("%s: send echo: %v", h.name, err)
 		}
 		time.Sleep(gap)
@@ -650,20 +516,6 @@ func (h *labHost) pingFlood(dst string, n int, period time.Duration) int {
 	mu.Lock()
 	defer mu.Unlock()
 	return len(replies)
-}
-
-func icmpChecksum(b []byte) uint16 {
-	var sum uint32
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum > 0xffff {
-		sum = sum>>16 + sum&0xffff
-	}
-	return ^uint16(sum)
 }
 
 // exampleLab is the DESIGN example on one bridge: db and web, an admin
@@ -785,14 +637,7 @@ func TestApplyReachability(t *testing.T) {
 // next one; a replacement that matches nothing fails the test.
 func siteVariant(t testing.TB, pairs ...string) []byte {
 	t.Helper()
-	y := string(steps.ExampleYAML)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if !strings.Contains(y, pairs[i]) {
-			t.Fatalf("the example site has no %q", pairs[i])
-		}
-		y = strings.Replace(y, pairs[i], pairs[i+1], 1)
-	}
-	return []byte(y)
+	return testenv.Substitute(t, steps.ExampleYAML, pairs...)
 }
 
 // Sites A, B and C: the example, and two variations of it that change for
@@ -825,8 +670,7 @@ func sitesABC(t testing.TB) map[string][]byte {
 // running is a ztwizard started in the background.
 type running struct {
 	cmd  *exec.Cmd
-	out  *bytes.Buffer
-	mu   *sync.Mutex
+	out  testenv.Buffer
 	line chan string // each line of its standard output
 	done chan error
 }
@@ -836,21 +680,19 @@ func (h *labHost) startZtw(args ...string) *running {
 	t := h.lab.t
 	t.Helper()
 	cmd := h.command(context.Background(), append([]string{bin, "--state", h.state}, args...)...)
-	r := &running{cmd: cmd, out: &bytes.Buffer{}, mu: &sync.Mutex{}, line: make(chan string, 64), done: make(chan error, 1)}
+	r := &running{cmd: cmd, line: make(chan string, 64), done: make(chan error, 1)}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = &lockedWriter{r.mu, r.out}
+	cmd.Stderr = &r.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: start ztwizard: %v", h.name, err)
 	}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			r.mu.Lock()
-			r.out.WriteString(sc.Text() + "\n")
-			r.mu.Unlock()
+			r.out.Write([]byte(sc.Text() + "\n"))
 			select {
 			case r.line <- sc.Text():
 			default:
@@ -873,27 +715,12 @@ func (r *running) wait(within time.Duration) (ended bool, err error) {
 }
 
 // output is what the process has written so far.
-func (r *running) output() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.out.String()
-}
+func (r *running) output() string { return r.out.String() }
 
 // kill sends SIGKILL and reaps the process.
 func (r *running) kill() {
 	_ = syscall.Kill(r.cmd.Process.Pid, syscall.SIGKILL)
 	<-r.done
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
 }
 
 // journalPath is the node's pending apply journal.
@@ -990,7 +817,7 @@ func TestApplyLockout(t *testing.T) {
 		}
 		got := db.waitDump(before, start.Add(window+margin))
 		if got != before {
-			t.Fatalf("%s: %s after the start the host is not as before:\n%s", when, time.Since(start).Round(time.Millisecond), dumpDiff(before, got))
+			t.Fatalf("%s: %s after the start the host is not as before:\n%s", when, time.Since(start).Round(time.Millisecond), testenv.DiffLines(before, got))
 		}
 		t.Logf("%s: host restored %s after the start", when, time.Since(start).Round(time.Millisecond))
 		if now := db.must("nft", "list", "ruleset"); now != ruleset {
@@ -1011,9 +838,26 @@ func TestApplyLockout(t *testing.T) {
 			t.Errorf("%s: status after the rollback:\n%s", when, st.stdout)
 		}
 		if got := db.dump(); got != before {
-			t.Fatalf("%s: after `ztwizard rollback`:\n%s", when, dumpDiff(before, got))
+			t.Fatalf("%s: after `ztwizard rollback`:\n%s", when, testenv.DiffLines(before, got))
 		}
 	}
+}
+
+// sitesLab is a lab holding the named sites of sitesABC, as a.yaml,
+// b.yaml, ..., and the state of all of them, and their fresh dumps (see
+// freshDumps).
+func sitesLab(t *testing.T, names ...string) (l *lab, sites, want map[string]string) {
+	t.Helper()
+	l = newLab(t, false)
+	abc := sitesABC(t)
+	sites = map[string]string{}
+	var paths []string
+	for _, name := range names {
+		sites[name] = l.writeSite(strings.ToLower(name)+".yaml", abc[name])
+		paths = append(paths, sites[name])
+	}
+	l.prepareState(paths...)
+	return l, sites, freshDumps(t, l, sites)
 }
 
 // freshDumps applies each site to node db in fresh namespaces of its own
@@ -1053,11 +897,7 @@ func newRand(t *testing.T) *mrand.Rand {
 // before the killed apply, or as after it if it had finished) leaves the
 // host in one consistent state: its dump equals one of those.
 func TestApplyKilledHalfway(t *testing.T) {
-	l := newLab(t, false)
-	abc := sitesABC(t)
-	sites := map[string]string{"A": l.writeSite("a.yaml", abc["A"]), "B": l.writeSite("b.yaml", abc["B"])}
-	l.prepareState(sites["A"], sites["B"])
-	want := freshDumps(t, l, sites)
+	l, sites, want := sitesLab(t, "A", "B")
 	name := func(s string) string { return cmp.Or(s, "empty") }
 	rng := newRand(t)
 
@@ -1075,7 +915,7 @@ func TestApplyKilledHalfway(t *testing.T) {
 				t.Fatalf("apply of %s wrote no journal: %s", s, r.output())
 			}
 			w := window{journal: time.Since(start)}
-			if ok, err := r.wait(cmdTimeout); !ok || err != nil {
+			if ok, err := r.wait(testenv.CmdTimeout); !ok || err != nil {
 				t.Fatalf("apply of %s: %v: %s", s, err, r.output())
 			}
 			w.end = time.Since(start)
@@ -1143,7 +983,7 @@ func TestApplyKilledHalfway(t *testing.T) {
 		matched := slices.IndexFunc(allowed, func(s string) bool { return want[s] == got })
 		if matched < 0 {
 			t.Fatalf("attempt %d: after %s the host is in none of the states %q; against %s:\n%s",
-				i, action, allowed, name(allowed[0]), dumpDiff(want[allowed[0]], got))
+				i, action, allowed, name(allowed[0]), testenv.DiffLines(want[allowed[0]], got))
 		}
 		cur = allowed[matched]
 		if _, err := os.Stat(db.journalPath()); err == nil {
@@ -1172,7 +1012,7 @@ func TestApplyKilledHalfway(t *testing.T) {
 			wantState = "A"
 		}
 		if got := host.dump(); got != want[wantState] {
-			t.Fatalf("first apply %d: after the rollback (exit %d) the host is not %s:\n%s", i, res.code, name(wantState), dumpDiff(want[wantState], got))
+			t.Fatalf("first apply %d: after the rollback (exit %d) the host is not %s:\n%s", i, res.code, name(wantState), testenv.DiffLines(want[wantState], got))
 		}
 	}
 }
@@ -1182,14 +1022,7 @@ func TestApplyKilledHalfway(t *testing.T) {
 // dump equals that of a fresh apply of the same site in fresh namespaces.
 // Then the userspace device is killed, and the next apply restores it.
 func TestApplyTransitions(t *testing.T) {
-	l := newLab(t, false)
-	abc := sitesABC(t)
-	sites := map[string]string{}
-	for name, y := range abc {
-		sites[name] = l.writeSite(strings.ToLower(name)+".yaml", y)
-	}
-	l.prepareState(sites["A"], sites["B"], sites["C"])
-	want := freshDumps(t, l, sites)
+	l, sites, want := sitesLab(t, "A", "B", "C")
 	db := l.addNode("db", nil, nil)
 	rng := newRand(t)
 	var order []string
@@ -1207,7 +1040,7 @@ func TestApplyTransitions(t *testing.T) {
 			}
 		}
 		if got := db.dump(); got != want[s] {
-			t.Fatalf("step %d (%v): after %s the host differs from a fresh apply of %s:\n%s", i, order[:i+1], s, s, dumpDiff(want[s], got))
+			t.Fatalf("step %d (%v): after %s the host differs from a fresh apply of %s:\n%s", i, order[:i+1], s, s, testenv.DiffLines(want[s], got))
 		}
 	}
 
@@ -1227,7 +1060,7 @@ func TestApplyTransitions(t *testing.T) {
 		t.Errorf("apply after the device died:\n%s", r.stdout)
 	}
 	if got := db.dump(); got != want[last] {
-		t.Fatalf("after the device died and %s was applied again:\n%s", last, dumpDiff(want[last], got))
+		t.Fatalf("after the device died and %s was applied again:\n%s", last, testenv.DiffLines(want[last], got))
 	}
 }
 
@@ -1246,27 +1079,6 @@ func (h *labHost) devicePID() int {
 // processExists tells whether process pid exists (a zombie counts).
 func processExists(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
-// mtimes maps every file under root to its modification time.
-func mtimes(t *testing.T, root string) map[string]time.Time {
-	t.Helper()
-	out := map[string]time.Time{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out[p] = fi.ModTime()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // TestApplyIdempotentAndSerialised: a second apply of the same site says
 // "no changes", rewrites no file and sends nftables nothing (`nft monitor`
 // sees no event, handles are unchanged); two applies at once take turns;
@@ -1275,22 +1087,17 @@ func mtimes(t *testing.T, root string) map[string]time.Time {
 // half-way; an apply waiting for confirmation refuses another until
 // `ztwizard confirm`.
 func TestApplyIdempotentAndSerialised(t *testing.T) {
-	l := newLab(t, false)
-	abc := sitesABC(t)
-	sites := map[string]string{"A": l.writeSite("a.yaml", abc["A"]), "B": l.writeSite("b.yaml", abc["B"])}
-	l.prepareState(sites["A"], sites["B"])
-	want := freshDumps(t, l, sites)
+	l, sites, want := sitesLab(t, "A", "B")
 	db := l.addNode("db", nil, nil)
 	db.apply(sites["A"], "--no-confirm")
 
 	// Idempotence.
-	times, handles, before := mtimes(t, db.etc), db.must("nft", "-a", "list", "ruleset"), db.dump()
+	times, handles, before := testenv.Mtimes(t, db.etc), db.must("nft", "-a", "list", "ruleset"), db.dump()
 	monCtx, stopMon := context.WithCancel(context.Background())
 	defer stopMon()
 	mon := db.command(monCtx, "nft", "monitor")
-	var events bytes.Buffer
-	var evMu sync.Mutex
-	mon.Stdout = &lockedWriter{&evMu, &events}
+	var events testenv.Buffer
+	mon.Stdout = &events
 	if err := mon.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -1306,21 +1113,19 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	evMu.Lock()
-	if events.Len() != 0 {
-		t.Errorf("nft monitor saw events during the second apply:\n%s", events.String())
+	if ev := events.String(); ev != "" {
+		t.Errorf("nft monitor saw events during the second apply:\n%s", ev)
 	}
-	evMu.Unlock()
 	if got := db.must("nft", "-a", "list", "ruleset"); got != handles {
-		t.Errorf("the table was replaced: handles differ:\n%s", dumpDiff(handles, got))
+		t.Errorf("the table was replaced: handles differ:\n%s", testenv.DiffLines(handles, got))
 	}
-	for p, m := range mtimes(t, db.etc) {
+	for p, m := range testenv.Mtimes(t, db.etc) {
 		if !m.Equal(times[p]) {
 			t.Errorf("%s rewritten by the second apply", p)
 		}
 	}
 	if got := db.dump(); got != before {
-		t.Errorf("the second apply changed the host:\n%s", dumpDiff(before, got))
+		t.Errorf("the second apply changed the host:\n%s", testenv.DiffLines(before, got))
 	}
 
 	// Two applies of B at once: one applies, the other waits for the lock
@@ -1329,7 +1134,7 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 	r2 := db.startZtw("-c", sites["B"], "apply", "--node", "db", "--no-confirm")
 	applied := 0
 	for _, r := range []*running{r1, r2} {
-		ok, err := r.wait(cmdTimeout)
+		ok, err := r.wait(testenv.CmdTimeout)
 		if !ok || err != nil {
 			t.Fatalf("concurrent apply: %v (ended %v): %s", err, ok, r.output())
 		}
@@ -1343,14 +1148,12 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 		t.Errorf("%d of the two concurrent applies applied, want 1", applied)
 	}
 	if got := db.dump(); got != want["B"] {
-		t.Fatalf("after two concurrent applies of B:\n%s", dumpDiff(want["B"], got))
+		t.Fatalf("after two concurrent applies of B:\n%s", testenv.DiffLines(want["B"], got))
 	}
 	time.Sleep(200 * time.Millisecond)
-	evMu.Lock()
-	if events.Len() == 0 {
+	if events.String() == "" {
 		t.Error("nft monitor saw nothing of the apply of B: it cannot prove the no-op apply sent nothing")
 	}
-	evMu.Unlock()
 	stopMon()
 
 	// An apply that holds the lock.
@@ -1375,11 +1178,11 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 		}
 	}
 	_ = syscall.Kill(pid, syscall.SIGCONT)
-	if ok, err := holder.wait(cmdTimeout); !ok || err != nil {
+	if ok, err := holder.wait(testenv.CmdTimeout); !ok || err != nil {
 		t.Fatalf("the stopped apply, continued: %v: %s", err, holder.output())
 	}
 	if got := db.dump(); got != want["A"] {
-		t.Fatalf("after the stopped apply of A finished:\n%s", dumpDiff(want["A"], got))
+		t.Fatalf("after the stopped apply of A finished:\n%s", testenv.DiffLines(want["A"], got))
 	}
 
 	// A hang-up (the SSH session dropped) does not stop an apply half-way.
@@ -1388,11 +1191,11 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 		t.Fatalf("no journal appeared: %s", hup.output())
 	}
 	_ = syscall.Kill(hup.cmd.Process.Pid, syscall.SIGHUP)
-	if ok, err := hup.wait(cmdTimeout); !ok || err != nil {
+	if ok, err := hup.wait(testenv.CmdTimeout); !ok || err != nil {
 		t.Fatalf("apply after SIGHUP: %v: %s", err, hup.output())
 	}
 	if got := db.dump(); got != want["B"] {
-		t.Fatalf("after an apply of B that was hung up on:\n%s", dumpDiff(want["B"], got))
+		t.Fatalf("after an apply of B that was hung up on:\n%s", testenv.DiffLines(want["B"], got))
 	}
 
 	// An apply waiting for confirmation.
@@ -1414,52 +1217,19 @@ func TestApplyIdempotentAndSerialised(t *testing.T) {
 		t.Errorf("confirm: %+v", c)
 	}
 	if got := db.waitDump(want["A"], time.Now().Add(5*time.Second)); got != want["A"] {
-		t.Fatalf("after confirm (the watchdog stopped):\n%s", dumpDiff(want["A"], got))
+		t.Fatalf("after confirm (the watchdog stopped):\n%s", testenv.DiffLines(want["A"], got))
 	}
 	if c := db.ztw("confirm"); c.code != 2 || !strings.Contains(c.stderr, "no apply is pending") {
 		t.Errorf("a second confirm: %+v", c)
 	}
 }
 
-// hubYAML is a site whose node n0 has n peers, every other node, each of
-// them a client of n0's database.
-func hubYAML(n int) []byte {
-	var peers []string
-	for i := 1; i <= n; i++ {
-		peers = append(peers, fmt.Sprintf("n%d", i))
-	}
-	list := strings.Join(peers, ", ")
-	var b strings.Builder
-	fmt.Fprintf(&b, `version: 1
-site: hub
-ca:
-  subject: {common_name: Hub Root CA, organization: Hub}
-ssh:
-  admin_cidrs: [192.168.10.0/24]
-  users:
-    - {name: alice, principals: [root]}
-wireguard:
-  network: 10.100.0.0/16
-nodes:
-  - {name: n0, endpoint: "10.200.0.0:51820", peers: [%s]}
-`, list)
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "  - {name: n%d, endpoint: \"10.200.%d.%d:51820\"}\n", i, i/256, i%256)
-	}
-	fmt.Fprintf(&b, `databases:
-  - {name: main, node: n0, engine: mariadb, port: 3306, clients: [%s]}
-firewall:
-  public_tcp: [80, 443]
-`, list)
-	return []byte(b.String())
-}
-
 // hubLab is a lab holding the state of a hub whose node n0 has 1,000
 // peers, node trees on disk, and the arguments that apply n0's plan.
 func hubLab(b *testing.B) (*lab, []string) {
 	l := newLab(b, true)
-	site := l.writeSite("hub.yaml", hubYAML(1000))
-	if _, err := runCmd(bin, "--state", l.state, "-c", site, "render", "--node", "n0", "--out", filepath.Join(l.dir, "render")); err != nil {
+	site := l.writeSite("hub.yaml", testenv.HubSite(1000, "192.168.10.0/24"))
+	if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "-c", site, "render", "--node", "n0", "--out", filepath.Join(l.dir, "render")); err != nil {
 		b.Fatal(err)
 	}
 	return l, []string{"-c", site, "apply", "--node", "n0", "--no-confirm"}
@@ -1539,7 +1309,7 @@ func TestApplyDryRunAndRoot(t *testing.T) {
 		t.Error("plan shows the WireGuard private key")
 	}
 	if got := db.dump(); got != empty {
-		t.Fatalf("plan and --dry-run changed the host:\n%s", dumpDiff(empty, got))
+		t.Fatalf("plan and --dry-run changed the host:\n%s", testenv.DiffLines(empty, got))
 	}
 
 	image := filepath.Join(l.dir, "image")
@@ -1563,6 +1333,6 @@ func TestApplyDryRunAndRoot(t *testing.T) {
 		}
 	}
 	if got := db.dump(); got != empty {
-		t.Fatalf("apply --root changed the host:\n%s", dumpDiff(empty, got))
+		t.Fatalf("apply --root changed the host:\n%s", testenv.DiffLines(empty, got))
 	}
 }

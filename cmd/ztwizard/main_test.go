@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/state"
+	"ztwizard/steps/testenv"
 )
 
 var bin string
@@ -34,27 +36,24 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// result is how a run of the real binary ended.
 type result struct {
 	code           int
 	stdout, stderr string
 }
 
-// ztw runs the real binary in dir.
+// ztw runs the real binary in dir, at most testenv.CmdTimeout.
 func ztw(t *testing.T, dir string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "TZ=UTC", "ZTWIZARD_STATE=")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
+	stdout, stderr, err := testenv.RunCmd(context.Background(), testenv.CmdTimeout, cmd)
+	code, err := testenv.ExitCode(err)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return result{code, out.String(), errb.String()}
+	return result{code, stdout, stderr}
 }
 
 // workdir is a folder with the example site.yaml, and the state folder

@@ -12,47 +12,13 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/nft"
+	"ztwizard/steps/testenv"
 )
-
-// hubSite is a site whose node n0 has n peers, every other node, each of
-// them a client of n0's database: the firewall's client set and the
-// WireGuard interface both hold n entries.
-func hubSite(tb testing.TB, n int) []byte {
-	tb.Helper()
-	var peers []string
-	for i := 1; i <= n; i++ {
-		peers = append(peers, fmt.Sprintf("n%d", i))
-	}
-	list := strings.Join(peers, ", ")
-	var b strings.Builder
-	fmt.Fprintf(&b, `version: 1
-site: hub
-ca:
-  subject: {common_name: Hub Root CA, organization: Hub}
-ssh:
-  admin_cidrs: [192.168.10.0/24, 2001:db8:10::/48]
-  users:
-    - {name: alice, principals: [root]}
-wireguard:
-  network: 10.100.0.0/16
-nodes:
-  - {name: n0, endpoint: "10.200.0.0:51820", peers: [%s]}
-`, list)
-	for i := 1; i <= n; i++ {
-		fmt.Fprintf(&b, "  - {name: n%d, endpoint: \"10.200.%d.%d:51820\"}\n", i, i/256, i%256)
-	}
-	fmt.Fprintf(&b, `databases:
-  - {name: main, node: n0, engine: mariadb, port: 3306, clients: [%s]}
-firewall:
-  public_tcp: [80, 443]
-`, list)
-	return []byte(b.String())
-}
 
 // hubFirewall is n0's firewall in a hub of n peers.
 func hubFirewall(tb testing.TB, n int) *nft.Table {
 	tb.Helper()
-	site, err := steps.Parse(hubSite(tb, n), "hub.yaml")
+	site, err := steps.Parse(testenv.HubSite(n, "192.168.10.0/24", "2001:db8:10::/48"), "hub.yaml")
 	if err != nil {
 		tb.Fatal(err)
 	}

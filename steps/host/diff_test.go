@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // secrets lists what must never appear in a diff: the private keys the
@@ -137,7 +138,7 @@ func TestDiffLive(t *testing.T) {
 		}
 	}
 	if got := e.dump(t); got != empty {
-		t.Fatalf("Diff changed the host:\n%s", diffLines(empty, got))
+		t.Fatalf("Diff changed the host:\n%s", testenv.DiffLines(empty, got))
 	}
 
 	mustApply(t, e.a, db)
@@ -164,7 +165,7 @@ func TestDiffLive(t *testing.T) {
 		}
 	}
 	if got := e.dump(t); got != dbHost {
-		t.Fatalf("Diff changed the host:\n%s", diffLines(dbHost, got))
+		t.Fatalf("Diff changed the host:\n%s", testenv.DiffLines(dbHost, got))
 	}
 	if d, err := e.a.Diff(ctx, db); d != "" || err != nil {
 		t.Errorf("diff of the applied plan: %q, %v", d, err)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // A fault makes one step of an apply fail.
@@ -60,9 +61,7 @@ var faults = []fault{
 		return nil, nil
 	}},
 	{name: "broken nginx file, real nginx -t", step: "check", arm: func(t *testing.T, e *liveEnv, web *steps.Plan, _ string) (*steps.Plan, func()) {
-		if _, err := exec.LookPath("nginx"); err != nil {
-			t.Fatalf("nginx is required (apt-get install nginx): %v", err)
-		}
+		testenv.Need(t, "nginx")
 		copyHostNginx(t, e.root)
 		e.run.real["nginx"] = true
 		conf := "/etc/nginx/conf.d/ztwizard-api.conf"
@@ -160,7 +159,7 @@ func TestApplyFaults(t *testing.T) {
 					t.Errorf("error %q does not end in %q", err, undone)
 				}
 				if after := e.dump(t); after != before {
-					t.Fatalf("the host changed:\n%s", diffLines(before, after))
+					t.Fatalf("the host changed:\n%s", testenv.DiffLines(before, after))
 				}
 				if jr, err := e.a.Pending(); jr != nil || err != nil {
 					t.Errorf("a journal is left pending: %+v, %v", jr, err)

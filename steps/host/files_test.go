@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // TestFilesApplyIdempotent writes a plan into a folder, then again: the
@@ -41,20 +42,20 @@ func TestFilesApplyIdempotent(t *testing.T) {
 		t.Errorf("journal left after an apply without a confirm window: %v", err)
 	}
 
-	before, tree := mtimes(t, root), treeDump(t, root)
+	before, tree := testenv.Mtimes(t, root), testenv.TreeDump(t, root)
 	time.Sleep(20 * time.Millisecond) // a rewrite would show in the mtimes
 	res = mustApply(t, a, web)
 	if res.Changed() || len(res.Files) != 0 {
 		t.Fatalf("second apply changed %+v", res)
 	}
-	after := mtimes(t, root)
+	after := testenv.Mtimes(t, root)
 	for p, m := range before {
 		if !after[p].Equal(m) {
 			t.Errorf("%s rewritten by the second apply (mtime %v -> %v)", p, m, after[p])
 		}
 	}
-	if got := treeDump(t, root); got != tree {
-		t.Errorf("second apply changed the tree:\n%s", diffLines(tree, got))
+	if got := testenv.TreeDump(t, root); got != tree {
+		t.Errorf("second apply changed the tree:\n%s", testenv.DiffLines(tree, got))
 	}
 	hist, _ := os.ReadDir(filepath.Join(jdir, "history"))
 	if len(hist) != 1 {
@@ -112,8 +113,8 @@ func TestFilesStaleRemoved(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, "etc/nginx/conf.d")); err != nil {
 		t.Errorf("nginx's own folder went with ztwizard's file: %v", err)
 	}
-	if got, want := treeDump(t, root), treeDump(t, fresh); got != want {
-		t.Errorf("after the transition the tree differs from a fresh apply:\n%s", diffLines(want, got))
+	if got, want := testenv.TreeDump(t, root), testenv.TreeDump(t, fresh); got != want {
+		t.Errorf("after the transition the tree differs from a fresh apply:\n%s", testenv.DiffLines(want, got))
 	}
 	m, err := a.journal().manifest()
 	if err != nil || m == nil || len(m.Files) != len(bare.Files) || slices.Contains(m.Dirs, "/etc/ztwizard/tls") ||
@@ -139,13 +140,13 @@ func TestFilesRefusesSymlinkAndBadPath(t *testing.T) {
 	if err := os.Symlink(outside, target); err != nil {
 		t.Fatal(err)
 	}
-	before := treeDump(t, root)
+	before := testenv.TreeDump(t, root)
 	_, err := NewFiles(root, jdir).Apply(context.Background(), db)
 	if err == nil || !strings.Contains(err.Error(), "files") {
 		t.Fatalf("apply over a symlink: %v, want a files error", err)
 	}
-	if got := treeDump(t, root); got != before {
-		t.Errorf("a refused apply changed the tree:\n%s", diffLines(before, got))
+	if got := testenv.TreeDump(t, root); got != before {
+		t.Errorf("a refused apply changed the tree:\n%s", testenv.DiffLines(before, got))
 	}
 	if data, _ := os.ReadFile(outside); string(data) != "keep" {
 		t.Errorf("the link's target was written: %q", data)

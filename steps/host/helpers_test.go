@@ -2,10 +2,8 @@ package host
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -26,20 +24,14 @@ import (
 	"ztwizard/steps/authority"
 	"ztwizard/steps/nft"
 	"ztwizard/steps/state"
+	"ztwizard/steps/testenv"
 )
 
 // siteYAML is the example site with each old string replaced by the next
 // one; a replacement that matches nothing fails the test.
 func siteYAML(t testing.TB, pairs ...string) []byte {
 	t.Helper()
-	y := string(steps.ExampleYAML)
-	for i := 0; i+1 < len(pairs); i += 2 {
-		if !strings.Contains(y, pairs[i]) {
-			t.Fatalf("the example site has no %q", pairs[i])
-		}
-		y = strings.Replace(y, pairs[i], pairs[i+1], 1)
-	}
-	return []byte(y)
+	return testenv.Substitute(t, steps.ExampleYAML, pairs...)
 }
 
 // Site variants of the example used across the tests.
@@ -113,66 +105,6 @@ func withFile(t testing.TB, p *steps.Plan, path string, content []byte) *steps.P
 	return nil
 }
 
-// treeDump lists every entry under root: path, type, mode, owner, and the
-// content's digest (a link's target), one line each.
-func treeDump(t testing.TB, root string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		fi, err := os.Lstat(p)
-		if err != nil {
-			return err
-		}
-		st := fi.Sys().(*syscall.Stat_t)
-		fmt.Fprintf(&b, "%s %v %d:%d", rel, fi.Mode(), st.Uid, st.Gid)
-		switch {
-		case fi.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " -> %s", target)
-		case fi.Mode().IsRegular():
-			data, err := os.ReadFile(p)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(&b, " %x", sha256.Sum256(data))
-		}
-		b.WriteByte('\n')
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("dump %s: %v", root, err)
-	}
-	return b.String()
-}
-
-// mtimes maps every regular file under root to its modification time.
-func mtimes(t testing.TB, root string) map[string]time.Time {
-	t.Helper()
-	out := map[string]time.Time{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		out[p] = fi.ModTime()
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // fsImmutableFL is the inode flag behind `chattr +i` (linux/fs.h).
 const fsImmutableFL = 0x00000010
 
@@ -213,14 +145,8 @@ func immutable(t testing.TB, path string) {
 // call it themselves.
 func enterNetns(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Fatalf("these tests change a network namespace's firewall and links: they need root (euid %d)", os.Geteuid())
-	}
-	for _, tool := range []string{"nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("%s is required (apt-get install nftables): %v", tool, err)
-		}
-	}
+	testenv.NeedRoot(t)
+	testenv.Need(t, "nft")
 	runtime.LockOSThread() // never unlocked: the thread ends with the test
 	if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 		t.Fatalf("unshare the network namespace: %v", err)
@@ -496,7 +422,7 @@ func (e *liveEnv) dump(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("nft list ruleset: %v: %s", err, out)
 	}
-	return "## files\n" + treeDump(t, e.root) + "## nft list ruleset\n" + string(out) +
+	return "## files\n" + testenv.TreeDump(t, e.root) + "## nft list ruleset\n" + string(out) +
 		"## wireguard\n" + e.wg.dump(steps.WireGuardName) + "\n"
 }
 
@@ -508,22 +434,4 @@ func mustApply(t testing.TB, a *Applier, p *steps.Plan) *Result {
 		t.Fatalf("apply %s: %v", p.Node, err)
 	}
 	return res
-}
-
-// diffLines reports the lines of want and got that differ, for failure
-// messages.
-func diffLines(want, got string) string {
-	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
-	var b strings.Builder
-	for _, l := range w {
-		if !slices.Contains(g, l) {
-			fmt.Fprintf(&b, "- %s\n", l)
-		}
-	}
-	for _, l := range g {
-		if !slices.Contains(w, l) {
-			fmt.Fprintf(&b, "+ %s\n", l)
-		}
-	}
-	return b.String()
 }

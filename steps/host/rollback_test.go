@@ -15,6 +15,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/nft"
+	"ztwizard/steps/testenv"
 )
 
 // deadPID returns the pid of a process that has ended.
@@ -128,13 +129,13 @@ func TestConfirmWindowJournal(t *testing.T) {
 		t.Errorf("rollback of another apply: %v, want ErrNothingPending", err)
 	}
 	if got := e.dump(t); got != webHost {
-		t.Fatalf("refused calls changed the host:\n%s", diffLines(webHost, got))
+		t.Fatalf("refused calls changed the host:\n%s", testenv.DiffLines(webHost, got))
 	}
 	if _, err := e.a.Rollback(context.Background(), jr.ID); err != nil {
 		t.Fatalf("Rollback: %v", err)
 	}
 	if got := e.dump(t); got != dbHost {
-		t.Fatalf("after the rollback the host is not db's again:\n%s", diffLines(dbHost, got))
+		t.Fatalf("after the rollback the host is not db's again:\n%s", testenv.DiffLines(dbHost, got))
 	}
 	if !slices.Equal(stopped, []string{jr.ID}) {
 		t.Errorf("watchdogs stopped: %v, want %s's", stopped, jr.ID)
@@ -160,7 +161,7 @@ func TestConfirmWindowJournal(t *testing.T) {
 		t.Fatalf("Confirm: %v", err)
 	}
 	if got := e.dump(t); got != webHost {
-		t.Fatalf("a confirmed apply did not stay:\n%s", diffLines(webHost, got))
+		t.Fatalf("a confirmed apply did not stay:\n%s", testenv.DiffLines(webHost, got))
 	}
 	if p, err := e.a.Pending(); p != nil || err != nil || historyOutcome(t, e.a, jr.ID) != "confirmed" || stopped[len(stopped)-1] != jr.ID {
 		t.Errorf("after Confirm: pending %+v, %v; stopped %v", p, err, stopped)
@@ -270,7 +271,7 @@ func TestInterruptedApply(t *testing.T) {
 				}
 			}
 			if got := e.dump(t); got != dbHost {
-				t.Fatalf("after %s the host is not db's:\n%s", next, diffLines(dbHost, got))
+				t.Fatalf("after %s the host is not db's:\n%s", next, testenv.DiffLines(dbHost, got))
 			}
 			if outcome := historyOutcome(t, e.a, jr.ID); !strings.HasPrefix(outcome, "rolled back") {
 				t.Errorf("history outcome %q", outcome)
@@ -303,7 +304,7 @@ func TestRollbackRetried(t *testing.T) {
 		t.Fatalf("second Rollback: %v", err)
 	}
 	if got := e.dump(t); got != dbHost {
-		t.Fatalf("after the retried rollback:\n%s", diffLines(dbHost, got))
+		t.Fatalf("after the retried rollback:\n%s", testenv.DiffLines(dbHost, got))
 	}
 
 	if err := os.WriteFile(filepath.Join(e.a.JournalDir, "journal.json"), []byte("{not json"), 0o600); err != nil {
@@ -332,7 +333,7 @@ func TestLiveIdempotent(t *testing.T) {
 	if !slices.Equal(res.Reloaded, []string{"ssh.service", "nginx.service"}) {
 		t.Errorf("reloaded %v", res.Reloaded)
 	}
-	host, times := e.dump(t), mtimes(t, e.root)
+	host, times := e.dump(t), testenv.Mtimes(t, e.root)
 	replaced, configured, calls := e.fw.replaced, e.wg.configured, len(e.run.calls)
 	time.Sleep(20 * time.Millisecond)
 	res = mustApply(t, e.a, web)
@@ -348,9 +349,9 @@ func TestLiveIdempotent(t *testing.T) {
 		}
 	}
 	if got := e.dump(t); got != host {
-		t.Errorf("second apply changed the host:\n%s", diffLines(host, got))
+		t.Errorf("second apply changed the host:\n%s", testenv.DiffLines(host, got))
 	}
-	for p, m := range mtimes(t, e.root) {
+	for p, m := range testenv.Mtimes(t, e.root) {
 		if !m.Equal(times[p]) {
 			t.Errorf("%s rewritten", p)
 		}
@@ -558,7 +559,7 @@ func TestSystemdUnitsUndone(t *testing.T) {
 		t.Errorf("rollback ran\n%q\nwant\n%q", sys, wantSys)
 	}
 	if got := e.dump(t); got != empty {
-		t.Errorf("after the rollback:\n%s", diffLines(empty, got))
+		t.Errorf("after the rollback:\n%s", testenv.DiffLines(empty, got))
 	}
 }
 
@@ -620,7 +621,7 @@ func TestStaleFilesRestoredOnRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got := e.dump(t); got != withService {
-		t.Fatalf("after the rollback:\n%s", diffLines(withService, got))
+		t.Fatalf("after the rollback:\n%s", testenv.DiffLines(withService, got))
 	}
 	if m, _ := e.a.journal().manifest(); m == nil || !slices.Contains(m.Files, "/etc/ztwizard/tls/api.key") || !slices.Contains(m.Dirs, steps.TLSDir) {
 		t.Errorf("manifest after the rollback: %+v", m)

@@ -3,6 +3,8 @@ package pki
 import (
 	"testing"
 	"time"
+
+	"ztwizard/steps/testenv"
 )
 
 // BenchmarkIssueClient compares making one client identity (key,
@@ -43,8 +45,8 @@ func BenchmarkIssueClient(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			writeFile(b, dir, "ca.pem", EncodeCertPEM(ca.Cert))
-			writeFile(b, dir, "cakey.pem", caKey)
+			testenv.WriteFile(b, dir, "ca.pem", EncodeCertPEM(ca.Cert))
+			testenv.WriteFile(b, dir, "cakey.pem", caKey)
 			req := append(append([]string{"req", "-new"}, newKeyArgs[kt]...),
 				"-nodes", "-keyout", "k.pem", "-out", "r.csr", "-subj", "/CN=alice/O=staff")
 			sign := []string{"x509", "-req", "-in", "r.csr", "-CA", "ca.pem", "-CAkey", "cakey.pem",

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ztwizard/steps/testenv"
 )
 
 func TestKeyTypes(t *testing.T) {
@@ -181,10 +183,10 @@ func TestIssueVerifiedByOpenSSL(t *testing.T) {
 			}
 
 			// openssl verify.
-			writeFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
-			writeFile(t, dir, "server.pem", EncodeCertPEM(server))
-			writeFile(t, dir, "client.pem", EncodeCertPEM(client))
-			writeFile(t, dir, "intruder.pem", EncodeCertPEM(intruder))
+			testenv.WriteFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
+			testenv.WriteFile(t, dir, "server.pem", EncodeCertPEM(server))
+			testenv.WriteFile(t, dir, "client.pem", EncodeCertPEM(client))
+			testenv.WriteFile(t, dir, "intruder.pem", EncodeCertPEM(intruder))
 			for _, leaf := range []struct{ file, purpose string }{{"server.pem", "sslserver"}, {"client.pem", "sslclient"}} {
 				out := mustOpenSSL(t, dir, "verify", "-attime", attime(), "-purpose", leaf.purpose, "-CAfile", "ca.pem", leaf.file)
 				if !strings.Contains(out, leaf.file+": OK") {
@@ -255,8 +257,8 @@ func TestLeafNotAfterClampedToCA(t *testing.T) {
 				t.Errorf("late issue: %v, NotBefore %v NotAfter %v", err, c.NotBefore, c.NotAfter)
 			}
 
-			writeFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
-			writeFile(t, dir, "leaf.pem", EncodeCertPEM(leaf))
+			testenv.WriteFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
+			testenv.WriteFile(t, dir, "leaf.pem", EncodeCertPEM(leaf))
 			caEnd := mustOpenSSL(t, dir, "x509", "-in", "ca.pem", "-noout", "-enddate")
 			leafEnd := mustOpenSSL(t, dir, "x509", "-in", "leaf.pem", "-noout", "-enddate")
 			if caEnd != leafEnd {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ztwizard/steps/testenv"
 )
 
 func TestCRLVerifiedByOpenSSL(t *testing.T) {
@@ -44,11 +46,11 @@ func TestCRLVerifiedByOpenSSL(t *testing.T) {
 				t.Errorf("CRL entries %+v", e)
 			}
 
-			writeFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
-			writeFile(t, dir, "impostor.pem", EncodeCertPEM(impostor.Cert))
-			writeFile(t, dir, "crl.pem", EncodeCRLPEM(der))
-			writeFile(t, dir, "revoked.pem", EncodeCertPEM(revoked))
-			writeFile(t, dir, "kept.pem", EncodeCertPEM(kept))
+			testenv.WriteFile(t, dir, "ca.pem", EncodeCertPEM(ca.Cert))
+			testenv.WriteFile(t, dir, "impostor.pem", EncodeCertPEM(impostor.Cert))
+			testenv.WriteFile(t, dir, "crl.pem", EncodeCRLPEM(der))
+			testenv.WriteFile(t, dir, "revoked.pem", EncodeCertPEM(revoked))
+			testenv.WriteFile(t, dir, "kept.pem", EncodeCertPEM(kept))
 
 			if out := mustOpenSSL(t, dir, "crl", "-in", "crl.pem", "-CAfile", "ca.pem", "-noout", "-verify"); !strings.Contains(out, "verify OK") {
 				t.Errorf("openssl crl -verify: %s", out)

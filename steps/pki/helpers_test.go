@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -50,15 +49,6 @@ func mustOpenSSL(t testing.TB, dir string, args ...string) string {
 
 // attime is the -attime argument that makes openssl verify at the test clock.
 func attime() string { return fmt.Sprint(testNow.Add(time.Minute).Unix()) }
-
-func writeFile(t testing.TB, dir, name string, data []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 type cachedKey struct {
 	once sync.Once

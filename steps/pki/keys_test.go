@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"software.sslmate.com/src/go-pkcs12"
+
+	"ztwizard/steps/testenv"
 )
 
 func samePublic(a, b crypto.Signer) bool {
@@ -98,10 +100,10 @@ func TestKeyPEMWithOpenSSL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, dir, "plain.pem", plain)
-			writeFile(t, dir, "enc.pem", enc)
-			writeFile(t, dir, "pass", append(pass, '\n'))
-			writeFile(t, dir, "wrongpass", []byte("not it\n"))
+			testenv.WriteFile(t, dir, "plain.pem", plain)
+			testenv.WriteFile(t, dir, "enc.pem", enc)
+			testenv.WriteFile(t, dir, "pass", append(pass, '\n'))
+			testenv.WriteFile(t, dir, "wrongpass", []byte("not it\n"))
 
 			mustOpenSSL(t, dir, "pkey", "-in", "plain.pem", "-noout")
 			mustOpenSSL(t, dir, "pkey", "-in", "enc.pem", "-passin", "file:pass", "-noout")
@@ -153,7 +155,7 @@ func TestPKCS12WithOpenSSL(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			writeFile(t, dir, "b.p12", pfx)
+			testenv.WriteFile(t, dir, "b.p12", pfx)
 
 			out := mustOpenSSL(t, dir, "pkcs12", "-in", "b.p12", "-passin", "pass:"+password, "-nodes")
 			for _, want := range []string{"CN = alice", "CN = Example Root", "-----BEGIN PRIVATE KEY-----"} {

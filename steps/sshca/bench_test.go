@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"ztwizard/steps/testenv"
 )
 
 // BenchmarkSignUser compares signing a user certificate in process with
@@ -30,8 +32,8 @@ func BenchmarkSignUser(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		writeFile(b, dir, "ca", data)
-		writeFile(b, dir, "user.pub", []byte(PublicKeyLine(pub, "user")))
+		testenv.WriteFile(b, dir, "ca", data)
+		testenv.WriteFile(b, dir, "user.pub", []byte(PublicKeyLine(pub, "user")))
 		for i := 1; b.Loop(); i++ {
 			mustKeygen(b, dir, "-q", "-s", "ca", "-I", "id", "-n", "alice,devops", "-V", "-5m:+4h", "-z", strconv.Itoa(i), "user.pub")
 		}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,15 +50,6 @@ func mustKeygen(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("ssh-keygen %q: exit %d: %s%s", args, code, out, errOut)
 	}
 	return out
-}
-
-func writeFile(t testing.TB, dir, name string, data []byte) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // newKey returns a fresh Ed25519 key and its SSH public key.

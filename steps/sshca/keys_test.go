@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"ztwizard/steps/testenv"
 )
 
 func readFile(t testing.TB, path string) []byte {
@@ -44,7 +46,7 @@ func TestEncryptedPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := writeFile(t, dir, "ca", data)
+	path := testenv.WriteFile(t, dir, "ca", data)
 
 	out := mustKeygen(t, dir, "-y", "-P", string(pass), "-f", path)
 	if got, want := keyFields(out), keyFields(PublicKeyLine(pub, "")); got != want {
@@ -102,7 +104,7 @@ func TestUnencryptedPrivateKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := writeFile(t, dir, "key", data)
+	path := testenv.WriteFile(t, dir, "key", data)
 	out := mustKeygen(t, dir, "-y", "-P", "", "-f", path)
 	if got, want := keyFields(out), keyFields(PublicKeyLine(pub, "")); got != want {
 		t.Errorf("ssh-keygen -y = %q, want %q", got, want)
@@ -171,7 +173,7 @@ func TestPublicKeyLine(t *testing.T) {
 			t.Errorf("PublicKeyLine(%q) = %q: parsed comment %q rest %q err %v", tt.comment, line, comment, rest, err)
 		}
 	}
-	path := writeFile(t, dir, "k.pub", []byte(PublicKeyLine(pub, "alice@laptop")))
+	path := testenv.WriteFile(t, dir, "k.pub", []byte(PublicKeyLine(pub, "alice@laptop")))
 	out := mustKeygen(t, dir, "-l", "-f", path)
 	if f := strings.Fields(out); len(f) < 3 || f[1] != ssh.FingerprintSHA256(pub) || f[2] != "alice@laptop" {
 		t.Errorf("ssh-keygen -l = %q", out)
@@ -186,7 +188,7 @@ func TestKnownHostsLine(t *testing.T) {
 	if line != want {
 		t.Fatalf("KnownHostsLine = %q, want %q", line, want)
 	}
-	path := writeFile(t, dir, "known_hosts", []byte(line))
+	path := testenv.WriteFile(t, dir, "known_hosts", []byte(line))
 
 	out := mustKeygen(t, dir, "-F", "web1.example.com", "-f", path)
 	if !strings.Contains(out, "found: line 1 CA") {

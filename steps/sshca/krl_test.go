@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"ztwizard/steps/testenv"
 )
 
 // revoked runs ssh-keygen -Q against a KRL and reports whether the key or
@@ -34,7 +36,7 @@ func TestKRL(t *testing.T) {
 	dir := t.TempDir()
 	ca, caPub := newKey(t)
 	otherCA, _ := newKey(t)
-	writeFile(t, dir, "ca.pub", []byte(PublicKeyLine(caPub, "ca")))
+	testenv.WriteFile(t, dir, "ca.pub", []byte(PublicKeyLine(caPub, "ca")))
 
 	files := map[string]string{}
 	sign := func(name string, signer crypto.Signer, keyID string, serial uint64, pub ssh.PublicKey) {
@@ -43,7 +45,7 @@ func TestKRL(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files[name] = writeFile(t, dir, name+"-cert.pub", []byte(CertLine(c, name)))
+		files[name] = testenv.WriteFile(t, dir, name+"-cert.pub", []byte(CertLine(c, name)))
 	}
 	_, k1 := newKey(t)
 	_, k2 := newKey(t)
@@ -61,9 +63,9 @@ func TestKRL(t *testing.T) {
 	sign("other-ca-same-id", otherCA, "bob@laptop", 104, k5)
 	sign("any-ca-id", otherCA, "mallory", 105, k6)
 	sign("cert-of-revoked-key", ca, "erin@laptop", 103, revokedKey)
-	files["revoked-key"] = writeFile(t, dir, "revoked-key.pub", []byte(PublicKeyLine(revokedKey, "erin")))
-	files["revoked-key-2"] = writeFile(t, dir, "revoked-key-2.pub", []byte(PublicKeyLine(revokedKey2, "grace")))
-	files["plain-key"] = writeFile(t, dir, "plain-key.pub", []byte(PublicKeyLine(plainKey, "frank")))
+	files["revoked-key"] = testenv.WriteFile(t, dir, "revoked-key.pub", []byte(PublicKeyLine(revokedKey, "erin")))
+	files["revoked-key-2"] = testenv.WriteFile(t, dir, "revoked-key-2.pub", []byte(PublicKeyLine(revokedKey2, "grace")))
+	files["plain-key"] = testenv.WriteFile(t, dir, "plain-key.pub", []byte(PublicKeyLine(plainKey, "frank")))
 
 	krl := KRL{
 		Version:   7,
@@ -75,7 +77,7 @@ func TestKRL(t *testing.T) {
 		},
 		Keys: []ssh.PublicKey{revokedKey2, revokedKey},
 	}
-	krlPath := writeFile(t, dir, "krl.bin", krl.Marshal())
+	krlPath := testenv.WriteFile(t, dir, "krl.bin", krl.Marshal())
 	want := map[string]bool{
 		"by-serial":            true,
 		"by-key-id":            true,
@@ -121,7 +123,7 @@ func TestKRL(t *testing.T) {
 func TestKRLMatchesSSHKeygen(t *testing.T) {
 	dir := t.TempDir()
 	ca, caPub := newKey(t)
-	caFile := writeFile(t, dir, "ca.pub", []byte(PublicKeyLine(caPub, "ca")))
+	caFile := testenv.WriteFile(t, dir, "ca.pub", []byte(PublicKeyLine(caPub, "ca")))
 	_, revokedKey := newKey(t)
 
 	var files []string
@@ -131,12 +133,12 @@ func TestKRLMatchesSSHKeygen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files = append(files, writeFile(t, dir, id+"-cert.pub", []byte(CertLine(c, id))))
+		files = append(files, testenv.WriteFile(t, dir, id+"-cert.pub", []byte(CertLine(c, id))))
 	}
-	files = append(files, writeFile(t, dir, "revoked.pub", []byte(PublicKeyLine(revokedKey, ""))))
+	files = append(files, testenv.WriteFile(t, dir, "revoked.pub", []byte(PublicKeyLine(revokedKey, ""))))
 
 	spec := fmt.Sprintf("serial: 1000\nserial: 3001000\nid: bob\nhash: %s\n", ssh.FingerprintSHA256(revokedKey))
-	specFile := writeFile(t, dir, "spec.txt", []byte(spec))
+	specFile := testenv.WriteFile(t, dir, "spec.txt", []byte(spec))
 	refPath := filepath.Join(dir, "ref.krl")
 	mustKeygen(t, dir, "-k", "-z", "3", "-f", refPath, "-s", caFile, specFile)
 	ref := readFile(t, refPath)
@@ -148,7 +150,7 @@ func TestKRLMatchesSSHKeygen(t *testing.T) {
 		Keys:      []ssh.PublicKey{revokedKey},
 	}
 	ours := krl.Marshal()
-	oursPath := writeFile(t, dir, "ours.krl", ours)
+	oursPath := testenv.WriteFile(t, dir, "ours.krl", ours)
 	for _, f := range files {
 		if a, b := revoked(t, dir, refPath, f), revoked(t, dir, oursPath, f); a != b {
 			t.Errorf("%s: ssh-keygen KRL revoked=%v, ours revoked=%v", filepath.Base(f), a, b)
@@ -214,8 +216,8 @@ func TestKRLDeterministic(t *testing.T) {
 	}
 	dir := t.TempDir()
 	_, pub := newKey(t)
-	path := writeFile(t, dir, "empty.krl", empty)
-	if revoked(t, dir, path, writeFile(t, dir, "k.pub", []byte(PublicKeyLine(pub, "")))) {
+	path := testenv.WriteFile(t, dir, "empty.krl", empty)
+	if revoked(t, dir, path, testenv.WriteFile(t, dir, "k.pub", []byte(PublicKeyLine(pub, "")))) {
 		t.Error("empty KRL revokes a key")
 	}
 }

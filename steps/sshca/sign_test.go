@@ -12,13 +12,15 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"ztwizard/steps/testenv"
 )
 
 // listCert writes the certificate to dir and returns the trimmed lines of
 // ssh-keygen -L.
 func listCert(t *testing.T, dir string, c *ssh.Certificate) []string {
 	t.Helper()
-	path := writeFile(t, dir, "key-cert.pub", []byte(CertLine(c, "test")))
+	path := testenv.WriteFile(t, dir, "key-cert.pub", []byte(CertLine(c, "test")))
 	var lines []string
 	for l := range strings.Lines(mustKeygen(t, dir, "-L", "-f", path)) {
 		lines = append(lines, strings.TrimSpace(l))

@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
+	"ztwizard/steps/testenv"
 	"ztwizard/steps/wgdevice"
 	"ztwizard/steps/wgdevice/wgdevicetest"
 )
@@ -30,8 +31,8 @@ func TestWgdeviceRunInProcess(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- wgdevice.Run(ctx, name, t.Logf) }()
 	t.Cleanup(func() {
-		if _, err := wgdevicetest.CmdErr("ip", "link", "show", "dev", name); err == nil {
-			wgdevicetest.CmdErr("ip", "link", "del", "dev", name)
+		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
+			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
 		}
 	})
 
@@ -39,7 +40,7 @@ func TestWgdeviceRunInProcess(t *testing.T) {
 		cancel()
 		t.Fatalf("Ready: %v (Run: %v)", err, <-errc)
 	}
-	if link := wgdevicetest.Cmd(t, "ip", "link", "show", "dev", name); !strings.Contains(link, ",UP") {
+	if link := testenv.MustRun(t, "ip", "link", "show", "dev", name); !strings.Contains(link, ",UP") {
 		t.Errorf("link %s is not up:\n%s", name, link)
 	}
 
@@ -76,7 +77,7 @@ func TestWgdeviceRunInProcess(t *testing.T) {
 	if _, err := os.Stat(wgdevice.SocketPath(name)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket %s after Run: %v, want it removed", wgdevice.SocketPath(name), err)
 	}
-	if _, err := wgdevicetest.CmdErr("ip", "link", "show", "dev", name); err == nil {
+	if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
 		t.Errorf("link %s still exists after Run", name)
 	}
 }
@@ -95,7 +96,7 @@ func TestWgdeviceChildProcess(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := wgdevicetest.Start(t, tc.opts)
-			_, err := wgdevicetest.CmdErr("ip", "link", "show", "dev", d.Name)
+			_, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", d.Name)
 			if visible := err == nil; visible == tc.opts.Isolated {
 				t.Errorf("link %s visible in this namespace: %v, want %v", d.Name, visible, !tc.opts.Isolated)
 			}
@@ -107,7 +108,7 @@ func TestWgdeviceChildProcess(t *testing.T) {
 			if err := os.WriteFile(dir+"/key", []byte(key.String()+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			wgdevicetest.Cmd(t, "wg", "set", d.Name, "private-key", dir+"/key")
+			testenv.MustRun(t, "wg", "set", d.Name, "private-key", dir+"/key")
 			if got := wgdevicetest.Show(t, d.Name).PrivateKey; got != key.String() {
 				t.Errorf("wg show: private key %s, want %s", got, key)
 			}

@@ -1,33 +1,27 @@
 // Package nfttest runs nftables tests against the real kernel, each in
-// network namespaces of its own that are removed when the test ends.
+// network namespaces of its own (made by package testenv) that are removed
+// when the test ends.
 package nfttest
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
+	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/nftables"
+
+	"ztwizard/steps/testenv"
 )
 
-// Require fails the test unless it runs as root with nft and ip on PATH:
+// Require fails the test unless it runs as root with nft and ip installed:
 // these tests prove behaviour in the kernel, so they never skip.
 func Require(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Fatalf("nftables tests need root (euid %d)", os.Geteuid())
-	}
-	for _, tool := range []string{"nft", "ip"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			tb.Fatalf("nftables tests need %s (apt-get install nftables iproute2): %v", tool, err)
-		}
-	}
+	testenv.NeedRoot(tb)
+	testenv.Need(tb, "nft", "ip")
 }
 
 // NS is a fresh network namespace with an empty ruleset.
@@ -37,32 +31,18 @@ type NS struct {
 	fd   *os.File
 }
 
-// NewNS makes a namespace named ztfw-<random> and removes it when the test
-// ends, failed or not.
+// NewNS makes a namespace named ztfw-<random> (see testenv.NewNetns) and
+// removes it when the test ends, failed or not.
 func NewNS(tb testing.TB) *NS {
 	tb.Helper()
 	Require(tb)
-	var r [6]byte
-	if _, err := rand.Read(r[:]); err != nil {
-		tb.Fatal(err)
-	}
-	ns := &NS{Name: "ztfw-" + hex.EncodeToString(r[:]), tb: tb}
-	if out, err := exec.Command("ip", "netns", "add", ns.Name).CombinedOutput(); err != nil {
-		tb.Fatalf("ip netns add %s: %v: %s", ns.Name, err, out)
-	}
-	tb.Cleanup(func() {
-		if ns.fd != nil {
-			ns.fd.Close()
-		}
-		if out, err := exec.Command("ip", "netns", "del", ns.Name).CombinedOutput(); err != nil {
-			tb.Errorf("ip netns del %s: %v: %s", ns.Name, err, out)
-		}
-	})
-	f, err := os.Open(filepath.Join("/run/netns", ns.Name))
+	ns := &NS{Name: testenv.NewNetns(tb, "ztfw-"), tb: tb}
+	f, err := os.Open(testenv.NetnsPath(ns.Name))
 	if err != nil {
 		tb.Fatalf("open namespace %s: %v", ns.Name, err)
 	}
 	ns.fd = f
+	tb.Cleanup(func() { f.Close() }) // before the namespace goes
 	return ns
 }
 
@@ -91,12 +71,8 @@ func (ns *NS) Nft(stdin string, args ...string) string {
 func (ns *NS) TryNft(stdin string, args ...string) (string, error) {
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns.Name, "nft"}, args...)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), &Error{Err: err, Stderr: stderr.String()}
-	}
-	return stdout.String(), nil
+	out, _, err := testenv.RunCmd(context.Background(), testenv.CmdTimeout, cmd)
+	return out, err
 }
 
 // List is `nft list table inet NAME` inside the namespace.
@@ -144,14 +120,6 @@ func (ns *NS) Netlink(family, name string) string {
 	}
 	return strings.Join(lines, "\n")
 }
-
-// Error is a failed nft run.
-type Error struct {
-	Err    error
-	Stderr string
-}
-
-func (e *Error) Error() string { return e.Err.Error() + ": " + strings.TrimSpace(e.Stderr) }
 
 // Check runs `nft -c -f -` on script inside the namespace: nft parses and
 // evaluates it and the kernel checks the batch, but nothing is committed.
