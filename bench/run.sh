@@ -15,3 +15,4 @@ echo
 ./bench/apply_compare.sh
 echo
 ./bench/wizard.sh
+./bench/image_compare.sh

@@ -128,7 +128,7 @@ Run it without arguments on a terminal for the interactive wizard.`,
 	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "file whose first line encrypts the CA private keys at rest")
 	pf.StringVarP(&g.site, "config", "c", "site.yaml", "the site file")
 	pf.DurationVar(&g.lockWait, "lock-wait", 30*time.Second, "how long to wait for another ztwizard to release the state folder")
-	root.AddCommand(wizardCmd(g), validateCmd(g), renderCmd(g), caCmd(g), sshCmd(g), statusCmd(g), planCmd(g), applyCmd(g), confirmCmd(g), rollbackCmd(g), wgCmd(g))
+	root.AddCommand(wizardCmd(g), validateCmd(g), renderCmd(g), caCmd(g), sshCmd(g), statusCmd(g), planCmd(g), applyCmd(g), confirmCmd(g), rollbackCmd(g), wgCmd(g), bakeCmd(g), seedCmd(g), firstbootCmd(g), selfcheckCmd(g))
 	return root
 }
 
@@ -200,7 +200,7 @@ func stateDir(g *globals) (string, error) {
 		return env, nil
 	}
 	if os.Geteuid() == 0 {
-		return "/var/lib/ztwizard", nil
+		return steps.DefaultStateDir, nil
 	}
 	if x := os.Getenv("XDG_DATA_HOME"); x != "" {
 		return filepath.Join(x, "ztwizard"), nil

@@ -1,0 +1,214 @@
+package image
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/diskfs/go-diskfs/backend/file"
+	"github.com/diskfs/go-diskfs/filesystem/iso9660"
+
+	"ztwizard/steps"
+)
+
+// exampleSeed writes db's seed into dir and returns its path and content.
+func exampleSeed(t *testing.T, dir string) (string, *Content) {
+	t.Helper()
+	a := exampleAuthority(t)
+	plan, hk := examplePlan(t, a, "db")
+	c, err := NodeContent(plan, hk, Network{Address: "192.168.1.100/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "db-seed.iso")
+	if err := WriteSeed(out, dir, c); err != nil {
+		t.Fatal(err)
+	}
+	return out, c
+}
+
+func TestSeedRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	out, c := exampleSeed(t, dir)
+	fi, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("seed mode %v, want 0600", fi.Mode().Perm())
+	}
+	got, err := ReadSeed(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Node != "db" || got.Site != c.Site || got.Hostname != "db" || !slices.Equal(got.Enable, c.Enable) || len(got.Files) != len(c.Files) {
+		t.Fatalf("read back %+v", got)
+	}
+	for i, f := range c.Files {
+		g := got.Files[i]
+		if g.Path != f.Path || g.Mode != f.Mode || !bytes.Equal(g.Content, f.Content) {
+			t.Errorf("file %d: %s %v, want %s %v", i, g.Path, g.Mode, f.Path, f.Mode)
+		}
+	}
+
+	// cloud-init's side: the label, and the NoCloud files by their names.
+	if label, ok := isoLabel(out); !ok || label != SeedLabel {
+		t.Errorf("label %q", label)
+	}
+	if _, err := exec.LookPath("blkid"); err == nil {
+		b, _ := exec.Command("blkid", "-o", "export", out).Output()
+		if !bytes.Contains(b, []byte("LABEL=cidata")) || !bytes.Contains(b, []byte("TYPE=iso9660")) {
+			t.Errorf("blkid:\n%s", b)
+		}
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fsys, err := iso9660.Read(file.New(f, true), fi.Size(), 0, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := fsys.ReadFile("user-data")
+	if err != nil || !bytes.HasPrefix(user, []byte("#cloud-config\n")) || !bytes.Contains(user, []byte("hostname: db")) ||
+		!bytes.Contains(user, []byte("ssh_deletekeys: false")) {
+		t.Errorf("user-data (%v):\n%s", err, user)
+	}
+	meta, err := fsys.ReadFile("meta-data")
+	if err != nil || !bytes.Contains(meta, []byte("instance-id: ztwizard-oslo-prod-db-")) || !bytes.Contains(meta, []byte("local-hostname: db")) {
+		t.Errorf("meta-data (%v):\n%s", err, meta)
+	}
+}
+
+func TestFindSeed(t *testing.T) {
+	dir := t.TempDir()
+	seed, _ := exampleSeed(t, dir)
+	sys, dev := filepath.Join(dir, "sys"), filepath.Join(dir, "dev")
+	for _, name := range []string{"loop0", "vda", "vda1", "sr0"} {
+		writeFile(t, filepath.Join(sys, name, "size"), "0\n", 0o644)
+	}
+	writeFile(t, filepath.Join(dev, "vda"), strings.Repeat("\x00", 64<<10), 0o600)
+	writeFile(t, filepath.Join(dev, "vda1"), "short", 0o600)
+	got, err := FindSeed(sys, dev)
+	if err != nil || got != "" {
+		t.Fatalf("no seed attached: got %q, %v", got, err)
+	}
+	data, _ := os.ReadFile(seed)
+	writeFile(t, filepath.Join(dev, "sr0"), string(data), 0o600)
+	writeFile(t, filepath.Join(dev, "loop0"), string(data), 0o600) // loop devices are not looked at
+	got, err = FindSeed(sys, dev)
+	if err != nil || got != filepath.Join(dev, "sr0") {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+func TestReadSeedRefusesOtherISOs(t *testing.T) {
+	dir := t.TempDir()
+	other := filepath.Join(dir, "other.iso")
+	if err := writeISO(other, dir, map[string][]byte{"meta-data": []byte("instance-id: x\n"), "user-data": []byte("#cloud-config\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadSeed(other); err == nil || !strings.Contains(err.Error(), "not a ztwizard seed") {
+		t.Fatalf("a plain NoCloud seed: %v", err)
+	}
+	if _, err := ReadSeed(filepath.Join(dir, "missing.iso")); err == nil {
+		t.Fatal("a missing seed read fine")
+	}
+}
+
+// firstbootRoot is a golden image's tree as far as first boot cares.
+func firstbootRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	writeFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n", 0o644)
+	writeFile(t, filepath.Join(root, "etc/group"), "root:x:0:\nwww-data:x:33:\n", 0o644)
+	writeFile(t, filepath.Join(root, "etc/hostname"), GoldenHostname+"\n", 0o644)
+	writeFile(t, filepath.Join(root, "lib/systemd/system/wg-quick@.service"), "[Install]\nWantedBy=multi-user.target\n", 0o644)
+	writeFile(t, filepath.Join(root, "lib/systemd/system/nginx.service"), "[Install]\nWantedBy=multi-user.target\n", 0o644)
+	return root
+}
+
+func TestFirstBootAppliesSeed(t *testing.T) {
+	dir := t.TempDir()
+	seed, c := exampleSeed(t, dir)
+	root := firstbootRoot(t)
+	var log bytes.Buffer
+	rep, err := FirstBoot{Root: root, Site: c.Site, Seed: seed, Log: &log}.Do(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Node != "db" || rep.HostKey != "" || rep.WireGuard != "" {
+		t.Fatalf("report %+v: the seed brings the host and WireGuard keys", rep)
+	}
+	for _, f := range c.Files {
+		got, err := os.ReadFile(filepath.Join(root, f.Path))
+		if err != nil || !bytes.Equal(got, f.Content) {
+			t.Errorf("%s not written (%v)", f.Path, err)
+		}
+		fi, _ := os.Stat(filepath.Join(root, f.Path))
+		if fi != nil && fi.Mode().Perm() != f.Mode {
+			t.Errorf("%s mode %v, want %v", f.Path, fi.Mode().Perm(), f.Mode)
+		}
+	}
+	if _, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/wg-quick@zt0.service")); err != nil {
+		t.Errorf("wg-quick@zt0 not enabled: %v", err)
+	}
+	if !slices.Contains(rep.Missing, "mariadb.service") {
+		t.Errorf("missing units %v", rep.Missing)
+	}
+	if _, err := os.Stat(filepath.Join(root, FirstBootDone)); err != nil {
+		t.Errorf("not marked done: %v", err)
+	}
+	if !strings.Contains(log.String(), "applied seed") {
+		t.Errorf("log:\n%s", log.String())
+	}
+
+	// A seed of another site is refused, and writes nothing.
+	other := firstbootRoot(t)
+	if _, err := (FirstBoot{Root: other, Site: "elsewhere", Seed: seed}).Do(context.Background()); err == nil || !strings.Contains(err.Error(), `for site "oslo-prod"`) {
+		t.Fatalf("another site's seed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(other, steps.NftablesPath)); err == nil {
+		t.Fatal("a refused seed wrote files")
+	}
+}
+
+func TestFirstBootWithoutSeed(t *testing.T) {
+	root := firstbootRoot(t)
+	rep, err := FirstBoot{Root: root}.Do(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Seed != "" || !strings.HasPrefix(rep.HostKey, "SHA256:") || len(rep.WireGuard) != 44 {
+		t.Fatalf("report %+v", rep)
+	}
+	for p, mode := range map[string]os.FileMode{steps.SSHHostKeyPath: 0o600, steps.SSHHostKeyPath + ".pub": 0o644, steps.WireGuardKeyPath: 0o600} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s: %v %v", p, fi, err)
+		}
+	}
+	pub, _ := os.ReadFile(filepath.Join(root, steps.SSHHostKeyPath+".pub"))
+	if !bytes.HasPrefix(pub, []byte("ssh-ed25519 ")) || !bytes.HasSuffix(pub, []byte(" root@"+GoldenHostname+"\n")) {
+		t.Errorf("host public key %q", pub)
+	}
+	found, err := ScanTree(root)
+	if err != nil || len(found) != 2 {
+		t.Errorf("the keys made are private keys the scan finds: %v %v", found, err)
+	}
+	// A second run keeps the keys.
+	key, _ := os.ReadFile(filepath.Join(root, steps.SSHHostKeyPath))
+	rep, err = FirstBoot{Root: root}.Do(context.Background())
+	if err != nil || rep.HostKey != "" || rep.WireGuard != "" {
+		t.Fatalf("second run: %+v %v", rep, err)
+	}
+	if again, _ := os.ReadFile(filepath.Join(root, steps.SSHHostKeyPath)); !bytes.Equal(again, key) {
+		t.Fatal("the host key changed")
+	}
+}
