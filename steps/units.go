@@ -9,6 +9,9 @@ import (
 // BinaryPath is where ztwizard itself lives on a node; its units run it.
 const BinaryPath = "/usr/local/bin/ztwizard"
 
+// DefaultStateDir is the state folder of ztwizard run as root.
+const DefaultStateDir = "/var/lib/ztwizard"
+
 // Unit names.
 const (
 	FirewallUnit  = "ztwizard-firewall.service"
@@ -21,6 +24,7 @@ const (
 // unitView is what the unit templates see.
 type unitView struct {
 	Binary, Site, Nftables, CRL string
+	CAKey                       string // the CA key in the default state folder
 	Every                       string // how often the CRL timer looks
 }
 
@@ -29,7 +33,8 @@ type unitView struct {
 // timer where nginx serves mTLS, the userspace WireGuard device for kernels
 // without WireGuard, and the first-boot unit images use.
 func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
-	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site)}
+	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
+		CAKey: DefaultStateDir + "/ca/ca-key.pem"}
 	type spec struct {
 		name, tmpl string
 		enable     bool

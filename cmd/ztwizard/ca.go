@@ -247,6 +247,13 @@ func caCRLCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer s.close()
+			// A CRL is signed by the CA that lives here; never make a new
+			// CA just to sign one (that CRL would fail every client).
+			if ok, err := s.auth.Store.Exists(authority.CACertFile); err != nil {
+				return err
+			} else if !ok {
+				return usagef("no CA in %s: a CRL is signed where the CA lives (see `ztwizard ca init`)", s.auth.Store.Dir())
+			}
 			due := true
 			if ifDue {
 				if due, err = s.auth.CRLDue(); err != nil {

@@ -395,3 +395,28 @@ func TestRender(t *testing.T) {
 		t.Fatalf("a refused render created its folder")
 	}
 }
+
+// TestCRLNeverMakesACA: the CRL timer runs `ca crl --if-due` on every node
+// with services; where the CA does not live it must fail and create nothing.
+func TestCRLNeverMakesACA(t *testing.T) {
+	dir, st := workdir(t)
+	if err := os.MkdirAll(st, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := ztw(t, dir, "--state", st, "ca", "crl", "--if-due", "--out", filepath.Join(dir, "crl.pem"))
+	if r.code != 2 || !strings.Contains(r.stderr, "a CRL is signed where the CA lives") {
+		t.Fatalf("ca crl without a CA: %+v", r)
+	}
+	for _, p := range []string{filepath.Join(st, "ca"), filepath.Join(dir, "crl.pem")} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Fatalf("%s was created", p)
+		}
+	}
+	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	r = ztw(t, dir, "--state", st, "ca", "crl", "--if-due", "--out", filepath.Join(dir, "crl.pem"))
+	if r.code != 0 || !strings.Contains(r.stdout, "not due, kept") {
+		t.Fatalf("ca crl --if-due after init: %+v", r)
+	}
+}
