@@ -109,37 +109,13 @@ same image, byte for byte. Baking needs root.`,
 			if err != nil {
 				return err
 			}
-			sources, err := image.AptSources("/", suite, mirror)
-			if err != nil {
-				return usageError{err}
-			}
-			pk := append(append([]string{}, image.BasePackages...), packages...)
-			if golden {
-				pk = append(pk, image.CloudInitPackages...)
-			}
-			bin, err := os.Executable()
-			if err != nil {
-				return fmt.Errorf("bake: %w", err)
-			}
-			mode := os.FileMode(0o600)
-			if golden {
-				mode = 0o644
-			}
 			out := cmd.OutOrStdout()
-			spec := image.Spec{
-				Rootfs:   image.RootfsSpec{Suite: suite, Sources: sources, Packages: pk, Cache: cache},
-				Content:  *content,
-				Binary:   bin,
-				Overlay:  overlay,
-				Golden:   golden,
-				Size:     bytes,
-				Epoch:    epoch,
-				Out:      f.out,
-				Format:   format,
-				Compress: compress,
-				Mode:     mode,
-				Progress: newProgressPrinter(out).report,
+			spec, err := bakeSpec(content, bakeChoices{suite: suite, mirror: mirror, cache: cache, packages: packages,
+				overlay: overlay, size: bytes, epoch: epoch, out: f.out, format: format, compress: compress})
+			if err != nil {
+				return err
 			}
+			spec.Progress = newProgressPrinter(out).report
 			res, err := image.Bake(cmd.Context(), spec)
 			if err != nil {
 				return err
@@ -183,7 +159,8 @@ the site's host CA. Attached to a golden image (a CD-ROM or a disk) it is
 applied by ztwizard's first boot, before the network starts. It holds private
 keys: it is written 0600; detach it once the node is up.`,
 		Example: `  ztwizard seed -c site.yaml --node db --out db-seed.iso --address 192.168.1.100/24
-  qemu-system-x86_64 ... -drive file=golden.qcow2,if=virtio -cdrom db-seed.iso`,
+  qemu-system-x86_64 ... -drive file=golden.qcow2,if=virtio \
+    -device virtio-scsi-pci -drive if=none,id=seed,media=cdrom,file=db-seed.iso -device scsi-cd,drive=seed`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if f.node == "" || f.out == "" {
@@ -216,7 +193,12 @@ func nodeContent(ctx context.Context, g *globals, node string, net image.Network
 		return nil, err
 	}
 	defer s.close()
-	sec, err := s.auth.Secrets(node)
+	return nodeContentFrom(s.auth, node, net, g.now())
+}
+
+// nodeContentFrom builds a node's content with an open, locked authority.
+func nodeContentFrom(a *authority.Authority, node string, net image.Network, now time.Time) (*image.Content, error) {
+	sec, err := a.Secrets(node)
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +206,12 @@ func nodeContent(ctx context.Context, g *globals, node string, net image.Network
 	if err != nil {
 		return nil, err
 	}
-	signed, err := s.auth.SignHost(node, hk.Key, nil, 0)
+	signed, err := a.SignHost(node, hk.Key, nil, 0)
 	if err != nil {
 		return nil, err
 	}
 	sec.HostCert = []byte(signed.Line)
-	plan, err := steps.BuildPlan(s.site, node, sec, g.now())
+	plan, err := steps.BuildPlan(a.Site, node, sec, now)
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +226,11 @@ func goldenContent(ctx context.Context, g *globals) (*image.Content, error) {
 		return nil, err
 	}
 	defer s.close()
-	a := s.auth
+	return goldenContentFrom(s.auth)
+}
+
+// goldenContentFrom builds the golden content with an open, locked authority.
+func goldenContentFrom(a *authority.Authority) (*image.Content, error) {
 	ca, _, err := a.CA()
 	if err != nil {
 		return nil, err
@@ -274,7 +260,51 @@ func goldenContent(ctx context.Context, g *globals) (*image.Content, error) {
 	if sec.Addresses, err = a.MeshAddresses(); err != nil {
 		return nil, err
 	}
-	return image.GoldenContent(s.site, sec)
+	return image.GoldenContent(a.Site, sec)
+}
+
+// bakeChoices are the bake's settings besides its content.
+type bakeChoices struct {
+	suite, mirror, cache, overlay, out, format string
+	packages                                   []string
+	size, epoch                                int64
+	compress                                   bool
+}
+
+// bakeSpec assembles what image.Bake needs: the root filesystem from this
+// host's apt sources, the packages (cloud-init for golden images), this
+// binary, and the image written 0600 unless it is golden.
+func bakeSpec(content *image.Content, c bakeChoices) (image.Spec, error) {
+	golden := content.Node == ""
+	sources, err := image.AptSources("/", c.suite, c.mirror)
+	if err != nil {
+		return image.Spec{}, usageError{err}
+	}
+	pk := append(append([]string{}, image.BasePackages...), c.packages...)
+	if golden {
+		pk = append(pk, image.CloudInitPackages...)
+	}
+	bin, err := os.Executable()
+	if err != nil {
+		return image.Spec{}, fmt.Errorf("bake: %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if golden {
+		mode = 0o644
+	}
+	return image.Spec{
+		Rootfs:   image.RootfsSpec{Suite: c.suite, Sources: sources, Packages: pk, Cache: c.cache},
+		Content:  *content,
+		Binary:   bin,
+		Overlay:  c.overlay,
+		Golden:   golden,
+		Size:     c.size,
+		Epoch:    c.epoch,
+		Out:      c.out,
+		Format:   c.format,
+		Compress: c.compress,
+		Mode:     mode,
+	}, nil
 }
 
 // sourceDateEpoch reads SOURCE_DATE_EPOCH; 0 when unset.

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/term"
 	"rsc.io/qr"
 
+	"ztwizard/image"
 	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/authority"
@@ -362,8 +363,40 @@ func (a *wizardActions) Confirm(ctx context.Context, job tui.Job) error {
 }
 
 // Bake is not there yet in this build.
-func (a *wizardActions) Bake(context.Context, tui.Job, string, bool, string, func(string, int, int)) error {
-	return fmt.Errorf("baking images arrives with `ztwizard bake`: %w", tui.ErrNotAvailable)
+func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, golden bool, out string, progress func(string, int, int)) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("baking needs root (the root filesystem keeps its files' owners): run the wizard as root, or `sudo ztwizard bake`")
+	}
+	epoch, err := sourceDateEpoch()
+	if err != nil {
+		return err
+	}
+	auth, unlock, err := a.open(ctx, job)
+	if err != nil {
+		return err
+	}
+	var content *image.Content
+	if golden {
+		content, err = goldenContentFrom(auth)
+	} else {
+		content, err = nodeContentFrom(auth, node, image.Network{}, a.g.now())
+	}
+	unlock()
+	if err != nil {
+		return err
+	}
+	spec, err := bakeSpec(content, bakeChoices{suite: image.DefaultSuite, cache: image.DefaultCache(), size: 2 << 30,
+		epoch: epoch, out: out, format: image.FormatQcow2})
+	if err != nil {
+		return err
+	}
+	spec.Progress = func(stage string, done, total int64) {
+		if progress != nil {
+			progress(stage, int(done), int(total))
+		}
+	}
+	_, err = image.Bake(ctx, spec)
+	return err
 }
 
 // Export writes a node's standalone wg-quick file (its key inline, for a
