@@ -1,14 +1,12 @@
 package image
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/host"
+	"ztwizard/steps/testenv"
 )
 
 // fakeNode is a booted node as the self-check sees it.
@@ -154,7 +153,7 @@ func TestListenAndProbe(t *testing.T) {
 	open := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var log syncBuffer
+	var log testenv.Buffer
 	done := make(chan error, 1)
 	go func() { done <- Listen(ctx, open, "ztwizard db", &log) }()
 	line, ok := Probe{Root: t.TempDir(), Open: []string{open}, Closed: []string{closed}, Timeout: 10 * time.Second}.Do(ctx)
@@ -174,30 +173,7 @@ func TestListenAndProbe(t *testing.T) {
 	}
 }
 
+// freePort is a free loopback address.
 func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 
 	"ztwizard/image"
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // imageEpoch is SOURCE_DATE_EPOCH for the golden bakes.
@@ -215,7 +215,7 @@ func TestImage(t *testing.T) {
 	})
 
 	t.Run("db and web boot side by side", func(t *testing.T) {
-		port := freeTCPPort(t)
+		port := strconv.Itoa(testenv.FreePort(t))
 		db := bootImage(t, "db", b.db, "-netdev", "socket,id=n0,listen=127.0.0.1:"+port, "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:7a:00:01")
 		time.Sleep(2 * time.Second) // db's qemu listens before web's connects
 		web := bootImage(t, "web", b.web, "-netdev", "socket,id=n0,connect=127.0.0.1:"+port, "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:7a:00:02")
@@ -424,16 +424,6 @@ func sameFile(t *testing.T, a, b string) bool {
 			return errors.Is(ea, io.EOF) == errors.Is(eb, io.EOF) && errors.Is(ea, io.ErrUnexpectedEOF) == errors.Is(eb, io.ErrUnexpectedEOF)
 		}
 	}
-}
-
-func freeTCPPort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
 // bootTimeout bounds one wait for a marker: 8 minutes (TCG on a busy
