@@ -119,7 +119,7 @@ func fakeUKI(t *testing.T, dir string, epoch uint32) string {
 	t.Helper()
 	need(t, "objcopy")
 	if _, err := os.Stat(StubPath); err != nil {
-		t.Skip("systemd-boot-efi is not installed")
+		t.Fatalf("systemd-boot-efi is required (scripts/deps.sh installs it): %v", err)
 	}
 	parts := map[string][]byte{"os-release": []byte("ID=debian\nVERSION_ID=\"12\"\n")}
 	for _, p := range []string{"vmlinuz", "initrd"} {

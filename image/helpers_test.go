@@ -11,6 +11,7 @@ import (
 	"ztwizard/steps"
 	"ztwizard/steps/authority"
 	"ztwizard/steps/state"
+	"ztwizard/steps/testenv"
 )
 
 // testNow is the clock every test plan is built at.
@@ -54,14 +55,10 @@ func examplePlan(t *testing.T, a *authority.Authority, node string) (*steps.Plan
 	return plan, hk
 }
 
-// need skips the test when a tool is missing (make test installs them all).
+// need fails the test when a tool is missing (make test installs them all).
 func need(t *testing.T, tools ...string) {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is not installed (scripts/deps.sh installs it)", tool)
-		}
-	}
+	testenv.Need(t, tools...)
 }
 
 // run runs a command and fails the test with its output if it fails.
