@@ -58,7 +58,7 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 	if live && os.Geteuid() != 0 {
 		return nil, nil, nil, nil, usagef("applying to this host needs root; use --root DIR to write the files into a folder")
 	}
-	s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return checkNode(site, f.node) })
+	s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return authority.CheckNode(site, f.node) })
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -406,8 +406,6 @@ func journalOnly(ctx context.Context, g *globals) (*host.Applier, func(), error)
 	}
 	return a, func() { closeFn(); s.unlock() }, nil
 }
-
-func checkNode(site *steps.Site, node string) error { return authority.CheckNode(site, node) }
 
 // openStore takes the state lock of dir, for commands that need no site.
 func openStore(ctx context.Context, g *globals, dir string) (*session, error) {

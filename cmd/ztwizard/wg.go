@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
 	"ztwizard/steps/host"
 	"ztwizard/steps/wgdevice"
 )
@@ -41,7 +42,7 @@ does not manage). Treat the output as a secret.`,
 			if node == "" {
 				return usagef("--node is required")
 			}
-			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return checkNode(site, node) })
+			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return authority.CheckNode(site, node) })
 			if err != nil {
 				return err
 			}

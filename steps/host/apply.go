@@ -511,15 +511,5 @@ func (a *Applier) applyWG(ctx context.Context, iface steps.Interface, c *changes
 			return err
 		}
 	}
-	cfg := iface.Config
-	cfg.Peers = slices.Clone(cfg.Peers)
-	for i, p := range cfg.Peers {
-		if p.Endpoint == nil {
-			cfg.Peers[i].Endpoint = c.resolved[p.PublicKey]
-		}
-	}
-	if err := a.WG.ConfigureDevice(iface.Name, cfg); err != nil {
-		return fmt.Errorf("configure %s: %w", iface.Name, err)
-	}
-	return setAddresses(iface.Name, c.wgWant.Addresses)
+	return configure(a.WG, iface, c.resolved)
 }

@@ -384,6 +384,12 @@ func ConfigureInterface(c wgClient, iface steps.Interface) error {
 	if err != nil {
 		return err
 	}
+	return configure(c, iface, resolved)
+}
+
+// configure sends iface's configuration to its device, with the endpoints
+// given as DNS names filled in from resolved, and sets its addresses.
+func configure(c wgClient, iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr) error {
 	cfg := iface.Config
 	cfg.Peers = slices.Clone(cfg.Peers)
 	for i, p := range cfg.Peers {
