@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	"ztwizard/steps/authority"
 	"ztwizard/steps/host"
 	"ztwizard/steps/state"
-	"ztwizard/steps/wgdevice"
 )
 
 // applyFlags are what plan and apply share.
@@ -100,9 +98,12 @@ func liveApplier(state string) (*host.Applier, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	a.StartDevice = startDevice(state)
-	a.StartWatchdog = func(j *host.Journal) (string, error) { return startWatchdog(context.Background(), state, j) }
-	a.StopWatchdog = stopWatchdog
+	self, err := os.Executable()
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("apply: %w", err)
+	}
+	a.UseProcesses(self, state)
 	return a, closeFn, nil
 }
 
@@ -237,70 +238,6 @@ func orNone(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-// startWatchdog starts what rolls the apply back at its deadline: a
-// transient systemd timer where systemd runs, else a detached process.
-func startWatchdog(ctx context.Context, state string, j *host.Journal) (string, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return "", fmt.Errorf("watchdog: %w", err)
-	}
-	argv := []string{self, "rollback", "--state", state, "--watchdog", j.ID, "--at", j.Deadline.Format(time.RFC3339Nano)}
-	if host.Systemd() {
-		unit := "ztwizard-rollback-" + j.ID
-		if err := host.SystemdTimer(ctx, unit, time.Until(j.Deadline), argv); err != nil {
-			return "", err
-		}
-		return "unit " + unit, nil
-	}
-	pid, err := host.Detach(argv, filepath.Join(state, "apply", "watchdog.log"))
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("pid %d", pid), nil
-}
-
-// stopWatchdog stops a pending apply's watchdog.
-func stopWatchdog(j *host.Journal) {
-	if unit, ok := strings.CutPrefix(j.Watchdog, "unit "); ok {
-		_ = runQuiet("systemctl", "stop", unit+".timer")
-		return
-	}
-	var pid int
-	if _, err := fmt.Sscanf(j.Watchdog, "pid %d", &pid); err == nil && pid > 0 && pid != os.Getpid() {
-		if p, err := os.FindProcess(pid); err == nil {
-			_ = p.Kill()
-		}
-	}
-}
-
-// startDevice starts the userspace WireGuard device: the unit where
-// systemd runs, else a detached `ztwizard wg device` process.
-func startDevice(state string) func(ctx context.Context, name string) (int, error) {
-	return func(ctx context.Context, name string) (int, error) {
-		pid := 0
-		if host.Systemd() {
-			if err := runQuiet("systemctl", "daemon-reload"); err != nil {
-				return 0, err
-			}
-			if err := runQuiet("systemctl", "start", host.DeviceUnit(name)); err != nil {
-				return 0, err
-			}
-		} else {
-			self, err := os.Executable()
-			if err != nil {
-				return 0, fmt.Errorf("wireguard: %w", err)
-			}
-			if pid, err = host.Detach([]string{self, "wg", "device", name}, filepath.Join(state, "apply", "wg-"+name+".log")); err != nil {
-				return 0, err
-			}
-		}
-		if err := wgdevice.Ready(name, 10*time.Second); err != nil {
-			return pid, err
-		}
-		return pid, nil
-	}
-}
-
 func confirmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "confirm",
@@ -316,7 +253,6 @@ configuration let you in.`,
 				return err
 			}
 			defer unlock()
-			a.StopWatchdog = stopWatchdog
 			jr, err := a.Confirm()
 			if errors.Is(err, host.ErrNothingPending) {
 				return usageError{err}
@@ -361,7 +297,6 @@ they were. Also finishes an apply that was killed half-way.`,
 				return err
 			}
 			defer unlock()
-			a.StopWatchdog = stopWatchdog
 			a.Progress = func(step string) { fmt.Fprintln(cmd.OutOrStdout(), "  "+step) }
 			jr, err := a.Rollback(cmd.Context(), watchdog)
 			if errors.Is(err, host.ErrNothingPending) {
@@ -420,14 +355,4 @@ func openStore(ctx context.Context, g *globals, dir string) (*session, error) {
 		return nil, err
 	}
 	return &session{unlock: unlock}, nil
-}
-
-// runQuiet runs a command, its output part of the error only.
-func runQuiet(name string, args ...string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, name, args...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return nil
 }

@@ -14,14 +14,16 @@ import (
 )
 
 // NewLive returns an applier for this host's kernel and services, files
-// under root ("/"), its journal in journalDir. Close releases it.
+// under root ("/"), its journal in journalDir. Close releases it. Confirm
+// and Rollback stop the watchdog; UseProcesses says how to start it and
+// the userspace WireGuard device.
 func NewLive(root, journalDir string) (*Applier, func(), error) {
 	wg, err := wgctrl.New()
 	if err != nil {
 		return nil, nil, fmt.Errorf("wireguard: %w", err)
 	}
 	run := execRunner{}
-	a := &Applier{Root: root, Live: true, JournalDir: journalDir, Firewall: kernelFirewall{run: run}, WG: wg, Run: run}
+	a := &Applier{Root: root, Live: true, JournalDir: journalDir, Firewall: kernelFirewall{run: run}, WG: wg, Run: run, StopWatchdog: StopWatchdog}
 	return a, func() { wg.Close() }, nil
 }
 
