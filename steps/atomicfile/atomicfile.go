@@ -31,13 +31,30 @@ const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
 // error wrapping ErrSymlink. On failure the temporary file is removed and the
 // old file is left as it was.
 func WriteFile(path string, data []byte, perm os.FileMode) error {
-	if err := writeFile(path, data, perm); err != nil {
+	return WriteFileOwned(path, data, perm, -1, -1)
+}
+
+// WriteFileOwned is WriteFile that also gives the file the owner uid and
+// group gid (-1 keeps the writer's) before it is renamed into place, so the
+// file is never there with the wrong owner, not even briefly or after a
+// failure. Changing the owner needs privilege; if it fails, nothing is
+// replaced.
+func WriteFileOwned(path string, data []byte, perm os.FileMode, uid, gid int) error {
+	if err := writeFile(path, data, perm, uid, gid); err != nil {
 		return fmt.Errorf("atomicfile: write %s: %w", path, err)
 	}
 	return nil
 }
 
-func writeFile(path string, data []byte, perm os.FileMode) (err error) {
+// TempPrefix and TempSuffix frame the names of the temporary files WriteFile
+// makes beside its target; a process killed between writing and renaming
+// leaves one behind.
+const (
+	TempPrefix = ".atomicfile-"
+	TempSuffix = ".tmp"
+)
+
+func writeFile(path string, data []byte, perm os.FileMode, uid, gid int) (err error) {
 	if perm&^modeBits != 0 {
 		return fmt.Errorf("invalid mode %v", perm)
 	}
@@ -49,7 +66,7 @@ func writeFile(path string, data []byte, perm os.FileMode) (err error) {
 	}
 
 	dir := filepath.Dir(path)
-	tmp := filepath.Join(dir, ".atomicfile-"+rand.Text()+".tmp")
+	tmp := filepath.Join(dir, TempPrefix+rand.Text()+TempSuffix)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, perm.Perm())
 	if err != nil {
 		return err
@@ -62,6 +79,13 @@ func writeFile(path string, data []byte, perm os.FileMode) (err error) {
 	}()
 	if _, err = f.Write(data); err != nil {
 		return err
+	}
+	// The owner first: a change of owner clears the setuid and setgid
+	// bits, which the mode then sets.
+	if uid >= 0 || gid >= 0 {
+		if err = f.Chown(uid, gid); err != nil {
+			return err
+		}
 	}
 	if err = f.Chmod(perm); err != nil {
 		return err

@@ -271,3 +271,29 @@ func TestWriteFileRejectsBadMode(t *testing.T) {
 		t.Errorf("directory holds %v, want nothing", names)
 	}
 }
+
+// TestWriteFileOwned gives the file its owner and keeps a setuid mode, which
+// a change of owner would otherwise clear.
+func TestWriteFileOwned(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root to give a file another owner")
+	}
+	path := filepath.Join(t.TempDir(), "f")
+	if err := WriteFileOwned(path, []byte("x"), 0o640, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != 65534 || st.Gid != 65534 {
+		t.Errorf("owner %d:%d, want 65534:65534", st.Uid, st.Gid)
+	}
+	if err := WriteFileOwned(path, []byte("y"), 0o750|fs.ModeSetuid, 65534, -1); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(path); fi.Mode() != 0o750|fs.ModeSetuid {
+		t.Errorf("mode %v, want setuid 0750", fi.Mode())
+	}
+}

@@ -17,7 +17,8 @@ import (
 )
 
 // WriteFiles writes files under root as they land under "/": atomically,
-// with their modes, owned by their owner and group when running as root,
+// with their modes, owned by their owner and group (given to the temporary
+// file before it is renamed into place) when running as root,
 // creating missing parent folders 0755 (private files are 0600 themselves).
 // A file whose content, mode and owner already match is left alone, so
 // writing the same plan twice changes nothing. It returns the paths written.
@@ -38,11 +39,12 @@ func WriteFiles(root string, files []steps.File) ([]string, error) {
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return written, fmt.Errorf("host: %w", err)
 		}
-		if err := atomicfile.WriteFile(dst, f.Content, f.Mode); err != nil {
-			return written, fmt.Errorf("host: %w", err)
-		}
-		if err := chown(dst, f); err != nil {
+		uid, gid, err := owner(f)
+		if err != nil {
 			return written, err
+		}
+		if err := atomicfile.WriteFileOwned(dst, f.Content, f.Mode, uid, gid); err != nil {
+			return written, fmt.Errorf("host: %w", err)
 		}
 		written = append(written, f.Path)
 	}
@@ -68,27 +70,25 @@ func ids(f steps.File) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// chown gives a file its owner when running as root; as another user files
-// stay that user's (a test root, a render folder).
-func chown(path string, f steps.File) error {
+// owner is the uid and gid a file is written with: its owner's when
+// running as root, -1 (the writer's) as another user, whose files stay
+// that user's (a test root, a render folder).
+func owner(f steps.File) (uid, gid int, err error) {
 	if os.Geteuid() != 0 {
-		return nil
+		return -1, -1, nil
 	}
-	uid, gid, err := ids(f)
+	uid, gid, err = ids(f)
 	if err != nil {
 		var unknown user.UnknownUserError
 		var unknownGroup user.UnknownGroupError
 		if errors.As(err, &unknown) || errors.As(err, &unknownGroup) {
 			// The account comes with its package (postgres): until it is
 			// installed the file stays root's, and its mode keeps it closed.
-			return nil
+			return 0, 0, nil
 		}
-		return err
+		return 0, 0, err
 	}
-	if err := os.Lchown(path, uid, gid); err != nil {
-		return fmt.Errorf("host: %w", err)
-	}
-	return nil
+	return uid, gid, nil
 }
 
 // ownedBy tells whether path already has the file's owner (always true

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -177,5 +180,46 @@ func TestManifestReadsBareList(t *testing.T) {
 	var back Manifest
 	if err := json.Unmarshal(data, &back); err != nil || back.Dirs[0] != "/etc/z" {
 		t.Fatalf("saved manifest %s: %v", data, err)
+	}
+}
+
+// TestFilesOwnedBeforeRename gives a file an owner the kernel refuses (in a
+// user namespace where only root is mapped, chown to nobody fails): the
+// failure must come before the new file is renamed into place, so the old
+// file stays as it was and no root-owned new file is left at the path.
+func TestFilesOwnedBeforeRename(t *testing.T) {
+	if os.Getenv("ZTW_OWNED_HELPER") != "" {
+		root := os.Getenv("ZTW_OWNED_HELPER")
+		_, err := WriteFiles(root, []steps.File{{Path: "/etc/app.conf", Mode: 0o640, Owner: "nobody", Content: []byte("new\n")}})
+		fmt.Printf("helper: %v\n", err)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("needs root: files get their owner only when written as root")
+	}
+	root := t.TempDir()
+	dst := filepath.Join(root, "etc", "app.conf")
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, []byte("old\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestFilesOwnedBeforeRename$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "ZTW_OWNED_HELPER="+root)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 0, Size: 1}},
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "helper: host: atomicfile: write") {
+		t.Fatalf("helper: %v, want a failed write\n%s", err, out)
+	}
+	if got, _ := os.ReadFile(dst); string(got) != "old\n" {
+		t.Errorf("after a failed chown the file holds %q, want the old content", got)
+	}
+	if names, _ := filepath.Glob(filepath.Join(root, "etc", ".*")); len(names) != 0 {
+		t.Errorf("temporary files left: %v", names)
 	}
 }

@@ -162,13 +162,12 @@ func (a *Applier) restoreFile(js journalStore, b FileBackup) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("restore %s: %w", b.Path, err)
 	}
-	if err := atomicfile.WriteFile(dst, data, b.Mode); err != nil {
-		return fmt.Errorf("restore %s: %w", b.Path, err)
-	}
+	uid, gid := -1, -1
 	if os.Geteuid() == 0 {
-		if err := os.Lchown(dst, b.UID, b.GID); err != nil {
-			return fmt.Errorf("restore %s: %w", b.Path, err)
-		}
+		uid, gid = b.UID, b.GID
+	}
+	if err := atomicfile.WriteFileOwned(dst, data, b.Mode, uid, gid); err != nil {
+		return fmt.Errorf("restore %s: %w", b.Path, err)
 	}
 	return nil
 }
