@@ -172,6 +172,15 @@ func (a *asker) finish() error {
 	a.say("Saved %s: site %q is valid: %s, %s, %s, %s, %s.", path, loaded.Site,
 		plural(len(loaded.Nodes), "node"), plural(len(loaded.Services), "service"), plural(len(loaded.Databases), "database"),
 		plural(len(loaded.Clients), "client"), plural(len(loaded.SSH.Users), "SSH user"))
+	if a.m.sess.passphrase != "" {
+		// The passphrase is never written down: it is used now, to make
+		// the CA keys encrypted, or it would be lost.
+		msg, err := a.m.o.Actions.Keys(a.m.ctx, a.m.job())
+		if err != nil {
+			return err
+		}
+		a.say("%s", msg)
+	}
 	a.say("Next: ztwizard render -c %s --node NODE --out DIR writes a node's files.", path)
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 
 	"charm.land/huh/v2"
 	"charm.land/lipgloss/v2"
-	"golang.org/x/term"
 
 	"ztwizard/steps"
 )
@@ -104,22 +103,48 @@ func (a *asker) text(f *textField) error {
 	return nil
 }
 
-// secret asks for a passphrase without echo, on a terminal only.
+// secret asks for a passphrase without echo, on a terminal only, and a
+// second time to be sure of it. It is read through the same reader as
+// every other answer, so nothing else takes the line and ctrl+c ends it.
 func (a *asker) secret(f *textField, hint string) error {
 	if !a.terminal {
 		a.say("%s: not asked (standard input is not a terminal); give it with --passphrase-file.", f.label)
 		return nil
 	}
-	fmt.Fprintf(a.out, "%s ", prompt(f.label, "", hint))
-	pw, err := term.ReadPassword(a.fd)
-	fmt.Fprintln(a.out)
+	for {
+		pw, err := a.hiddenLine(prompt(f.label, "", hint))
+		if err != nil || pw == "" {
+			return err
+		}
+		again, err := a.hiddenLine("Again, to be sure:")
+		if err != nil {
+			return err
+		}
+		if again == pw {
+			f.perr = f.bind.set(a.m.site, pw)
+			return nil
+		}
+		a.say("  error: the two differ; once more (Enter alone keeps none).")
+	}
+}
+
+// hiddenLine reads one line from the terminal with its echo off.
+func (a *asker) hiddenLine(title string) (string, error) {
+	fmt.Fprintf(a.out, "%s ", title)
+	restore, err := echoOff(a.fd)
 	if err != nil {
-		return fmt.Errorf("wizard: %s: %w", f.label, err)
+		return "", fmt.Errorf("wizard: %s %w", title, err)
 	}
-	if len(pw) > 0 {
-		f.perr = f.bind.set(a.m.site, string(pw))
+	line, ok := a.in.line()
+	restore()
+	fmt.Fprintln(a.out)
+	if !ok {
+		if a.in.interrupted {
+			return "", ErrInterrupted
+		}
+		return "", ErrInputEnded
 	}
-	return nil
+	return line, nil
 }
 
 func (a *asker) choose(f *selectField) error {

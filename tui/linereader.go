@@ -8,22 +8,31 @@ import (
 
 // lineReader hands out its input one line per Read, so that each prompt
 // (which reads with a fresh buffered scanner) takes exactly its own line.
-// It notes when a prompt finds the input ended, and ends the input when
-// ctx is done (ctrl+c), though a read is waiting.
+// It reads only when a prompt asks for a line: nothing else waits on the
+// terminal between prompts, so a passphrase read with the echo off goes to
+// the passphrase. It notes when a prompt finds the input ended, and ends
+// the input when ctx is done (ctrl+c), though a read is waiting.
 type lineReader struct {
 	ctx         context.Context
-	lines       chan []byte
+	want        chan struct{} // asks the reading goroutine for a line
+	lines       chan []byte   // its answer; closed when the input ends
+	asked       bool          // a line is asked for and not yet received
 	pending     []byte
 	eof         bool
 	interrupted bool
 }
 
 func newLineReader(ctx context.Context, r io.Reader) *lineReader {
-	l := &lineReader{ctx: ctx, lines: make(chan []byte)}
+	l := &lineReader{ctx: ctx, want: make(chan struct{}), lines: make(chan []byte)}
 	go func() {
 		br := bufio.NewReader(r)
 		defer close(l.lines)
 		for {
+			select {
+			case <-l.want:
+			case <-ctx.Done():
+				return
+			}
 			line, err := br.ReadBytes('\n')
 			if len(line) > 0 {
 				if line[len(line)-1] != '\n' {
@@ -51,8 +60,21 @@ func (l *lineReader) fill() bool {
 	if l.eof {
 		return false
 	}
+	if !l.asked {
+		select {
+		case l.want <- struct{}{}:
+			l.asked = true
+		case <-l.lines: // closed: the input ended
+			l.eof = true
+			return false
+		case <-l.ctx.Done():
+			l.interrupted, l.eof = true, true
+			return false
+		}
+	}
 	select {
 	case line, ok := <-l.lines:
+		l.asked = false
 		if ok {
 			l.pending = line
 			return true
@@ -66,6 +88,24 @@ func (l *lineReader) fill() bool {
 
 // empty tells whether the input holds nothing at all.
 func (l *lineReader) empty() bool { return !l.fill() }
+
+// line takes the next whole line, without its line break; false when the
+// input is over.
+func (l *lineReader) line() (string, bool) {
+	if !l.fill() {
+		return "", false
+	}
+	s := string(l.pending)
+	l.pending = nil
+	return trimEOL(s), true
+}
+
+func trimEOL(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
 
 func (l *lineReader) Read(p []byte) (int, error) {
 	if !l.fill() {

@@ -63,6 +63,10 @@ type Actions interface {
 	// Bake builds a bootable image for the node (or a golden image without
 	// secrets) into out, reporting each stage.
 	Bake(ctx context.Context, job Job, node string, golden bool, out string, progress func(stage string, done, total int)) error
+	// Keys makes the CA keys in the state folder (or opens them), encrypted
+	// with the job's passphrase when it has one; it returns a one-line
+	// account.
+	Keys(ctx context.Context, job Job) (string, error)
 	// Export writes a node's ("node") or a client's ("client")
 	// credentials into dir: wg-quick file, or PKCS#12 bundle.
 	Export(ctx context.Context, job Job, what, name, dir string) (Exported, error)

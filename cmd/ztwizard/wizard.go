@@ -399,6 +399,29 @@ func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, gold
 	return err
 }
 
+// Keys makes the X.509 and SSH CA keys (or opens them, which checks the
+// passphrase and encrypts keys made without one).
+func (a *wizardActions) Keys(ctx context.Context, job tui.Job) (string, error) {
+	auth, unlock, err := a.open(ctx, job)
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if _, _, err := auth.CA(); err != nil {
+		return "", err
+	}
+	for _, kind := range []string{authority.KindSSHUserCA, authority.KindSSHHostCA} {
+		if _, _, err := auth.SSHCA(kind); err != nil {
+			return "", err
+		}
+	}
+	how := "unencrypted (0600)"
+	if len(job.Passphrase) > 0 {
+		how = "encrypted with the passphrase"
+	}
+	return fmt.Sprintf("The CA keys are in %s, %s.", auth.Store.Dir(), how), nil
+}
+
 // Export writes a node's standalone wg-quick file (its key inline, for a
 // phone or a laptop) and its QR code as a PNG, or a client's bundle (certificate, key, CA and a
 // PKCS#12 with its password beside it) into dir.

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"ztwizard/steps/authority"
+)
+
+// ptyRun is the real binary on a pseudo-terminal of its own: standard
+// input and output are the terminal, as when an admin runs it by hand.
+type ptyRun struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	f    *os.File
+	mu   sync.Mutex
+	out  bytes.Buffer
+	seen int // the output before this is matched already
+	done chan error
+}
+
+// startPty starts ztwizard with args in dir on a 80x24 pseudo-terminal; it
+// is killed when the test ends.
+func startPty(t *testing.T, dir string, args ...string) *ptyRun {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "ZTWIZARD_STATE=", "TZ=UTC")
+	f, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 24, Cols: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ptyRun{t: t, cmd: cmd, f: f, done: make(chan error, 1)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := f.Read(buf)
+			r.mu.Lock()
+			r.out.Write(buf[:n])
+			r.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	go func() { r.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		select {
+		case <-r.done:
+		case <-time.After(5 * time.Second):
+		}
+		f.Close()
+	})
+	return r
+}
+
+// output is everything the program wrote so far.
+func (r *ptyRun) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
+}
+
+// expect waits, at most 10 seconds, until the output after the last match
+// holds want.
+func (r *ptyRun) expect(want string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := r.output()
+		if i := strings.Index(out[r.seen:], want); i >= 0 {
+			r.seen += i + len(want)
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("the terminal never showed %q; it shows:\n%s", want, out[r.seen:])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// line types s and Enter, as a terminal sends them.
+func (r *ptyRun) line(s string) {
+	r.t.Helper()
+	if _, err := r.f.WriteString(s + "\r"); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// exit waits, at most within, for the program to end; its exit code.
+func (r *ptyRun) exit(within time.Duration) int {
+	r.t.Helper()
+	select {
+	case err := <-r.done:
+		r.done <- err
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		return 0
+	case <-time.After(within):
+		r.t.Fatalf("the program did not end within %s; it shows:\n%s", within, r.output()[r.seen:])
+	}
+	return -1
+}
+
+// TestWizardAccessiblePassphraseOnTerminal types the CA passphrase into the
+// plain prompts on a real terminal: Enter ends it, it is not echoed, the
+// next prompt is the CA's common name, and it is written nowhere.
+func TestWizardAccessiblePassphraseOnTerminal(t *testing.T) {
+	dir := t.TempDir()
+	st := filepath.Join(dir, "state")
+	const secret = "correct-horse-42"
+	all, err := os.ReadFile(filepath.Join("..", "..", "testdata", "wizard", "example-answers.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(all), "\n"), "\n")
+	r := startPty(t, dir, "wizard", "--empty", "--accessible", "--state", st, "-c", "site.yaml")
+	r.expect("Site name")
+	r.line(lines[0])
+	r.expect("State folder")
+	r.line(lines[1])
+	r.expect("CA passphrase")
+	r.line(secret)
+	r.expect("Again, to be sure")
+	r.line(secret)
+	r.expect("Common name")
+	for _, l := range lines[2:] {
+		r.line(l)
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.expect(`site "oslo-prod" is valid`)
+	r.expect("encrypted with the passphrase")
+	if code := r.exit(10 * time.Second); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, r.output())
+	}
+	if strings.Contains(r.output(), secret) {
+		t.Fatalf("the passphrase was echoed:\n%s", r.output())
+	}
+	site, err := os.ReadFile(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(site, []byte("common_name: Internal Root CA")) {
+		t.Fatalf("the common name is not the one typed:\n%s", site)
+	}
+	key, err := os.ReadFile(filepath.Join(st, authority.CAKeyFile))
+	if err != nil || !bytes.Contains(key, []byte("ENCRYPTED PRIVATE KEY")) {
+		t.Fatalf("the CA key is not encrypted: %v\n%.40s", err, key)
+	}
+	if r := ztw(t, dir, "-c", "site.yaml", "ca", "issue", "--name", "service-worker-01", "--out", filepath.Join(dir, "out"), "--state", st); r.code == 0 || !strings.Contains(r.stderr, "passphrase") {
+		t.Fatalf("the CA opens without its passphrase: %+v", r)
+	}
+	filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			if data, _ := os.ReadFile(path); bytes.Contains(data, []byte(secret)) {
+				t.Errorf("%s holds the passphrase", path)
+			}
+		}
+		return nil
+	})
+}
