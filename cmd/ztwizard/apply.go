@@ -354,5 +354,6 @@ func openStore(ctx context.Context, g *globals, dir string) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnRepairs(store)
 	return &session{unlock: unlock}, nil
 }

@@ -217,7 +217,17 @@ func passphrase(g *globals) ([]byte, error) {
 	if g.passphraseFile == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(g.passphraseFile)
+	f, err := os.Open(g.passphraseFile)
+	if err != nil {
+		return nil, usagef("--passphrase-file %s: %v", g.passphraseFile, unwrapPath(err))
+	}
+	defer f.Close()
+	// Like ssh with a private key: a secret others may read is no secret.
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return nil, usagef("--passphrase-file %s: mode %04o lets group or others read it; make it 0600 (chmod 600 %s)",
+			g.passphraseFile, uint32(fi.Mode().Perm()), g.passphraseFile)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, usagef("--passphrase-file %s: %v", g.passphraseFile, unwrapPath(err))
 	}
@@ -283,5 +293,13 @@ func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) e
 		}
 		s.unlock = unlock
 	}
+	warnRepairs(store)
 	return s, nil
+}
+
+// warnRepairs says on stderr what opening the store put right.
+func warnRepairs(store *state.Store) {
+	for _, r := range store.Repairs() {
+		fmt.Fprintf(os.Stderr, "ztwizard: state %s: %s\n", store.Dir(), r)
+	}
 }

@@ -420,3 +420,84 @@ func TestCRLNeverMakesACA(t *testing.T) {
 		t.Fatalf("ca crl --if-due after init: %+v", r)
 	}
 }
+
+// TestWeakPermissions opens a store whose folders and key files someone
+// opened up (chmod 0777, 0644): they are closed again and stderr says so. A
+// passphrase file others may read is refused, and nothing is written.
+func TestWeakPermissions(t *testing.T) {
+	dir, st := workdir(t)
+	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	for _, p := range []string{"", "ca", "ssh"} {
+		os.Chmod(filepath.Join(st, p), 0o777)
+	}
+	for _, p := range []string{"ca/ca-key.pem", "ssh/user_ca", "index.json"} {
+		os.Chmod(filepath.Join(st, p), 0o644)
+	}
+	os.Chmod(filepath.Join(st, "ca/ca.pem"), 0o666)
+	r := ztw(t, dir, "--state", st, "ca", "list")
+	if r.code != 0 {
+		t.Fatalf("list: %+v", r)
+	}
+	for _, want := range []string{"ca was mode 0777, now 0700", "ca/ca-key.pem was mode 0644, now 0600",
+		"ssh/user_ca was mode 0644, now 0600", "index.json was mode 0644, now 0600", "ca/ca.pem was mode 0666, now 0644"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for p, want := range map[string]os.FileMode{"": 0o700, "ca": 0o700, "ssh": 0o700, "ca/ca-key.pem": 0o600,
+		"ssh/user_ca": 0o600, "index.json": 0o600, "ca/ca.pem": 0o644} {
+		if fi, err := os.Stat(filepath.Join(st, p)); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+	if r := ztw(t, dir, "--state", st, "ca", "list"); r.code != 0 || r.stderr != "" {
+		t.Errorf("second list still reports: %+v", r)
+	}
+
+	os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600)
+	os.Chmod(filepath.Join(dir, "pass"), 0o644)
+	before := testenv.TreeDump(t, st)
+	r = ztw(t, dir, "--state", st, "--passphrase-file", "pass", "ca", "issue", "--name", "api")
+	if r.code != 2 || !strings.Contains(r.stderr, "--passphrase-file pass: mode 0644 lets group or others read it") || strings.Contains(r.stderr, "s3cret") {
+		t.Errorf("passphrase file 0644: %+v, want exit 2 and a clear refusal", r)
+	}
+	if got := testenv.TreeDump(t, st); got != before {
+		t.Errorf("a refused passphrase file changed the store:\n%s", testenv.DiffLines(before, got))
+	}
+}
+
+// TestLeftoversOfAKilledRunRemoved leaves what a process killed between
+// writing a temporary file and renaming it leaves (a private key in a
+// .atomicfile-*.tmp): the next run that opens the store for writing removes
+// it and says so.
+func TestLeftoversOfAKilledRunRemoved(t *testing.T) {
+	dir, st := workdir(t)
+	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	key, err := os.ReadFile(filepath.Join(st, "ca/ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := []string{"ca/.atomicfile-KILLED1.tmp", ".atomicfile-KILLED2.tmp", "x509/client/service-worker-01/.atomicfile-KILLED3.tmp"}
+	for _, p := range left {
+		os.MkdirAll(filepath.Dir(filepath.Join(st, p)), 0o700)
+		if err := os.WriteFile(filepath.Join(st, p), key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := ztw(t, dir, "--state", st, "ca", "issue", "--name", "service-worker-01")
+	if r.code != 0 {
+		t.Fatalf("issue: %+v", r)
+	}
+	for _, p := range left {
+		if _, err := os.Lstat(filepath.Join(st, p)); !os.IsNotExist(err) {
+			t.Errorf("%s left in the store: %v", p, err)
+		}
+		if !strings.Contains(r.stderr, "removed "+p+", left by a write that was cut short") {
+			t.Errorf("stderr does not name %s:\n%s", p, r.stderr)
+		}
+	}
+}

@@ -37,6 +37,7 @@ a CRL within a day of its nextUpdate. Needs no site file.`,
 			if err != nil {
 				return err
 			}
+			warnRepairs(store)
 			w := cmd.OutOrStdout()
 			if err := printApplied(w, dir); err != nil {
 				return err

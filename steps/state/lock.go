@@ -48,6 +48,9 @@ const lockPoll = 50 * time.Millisecond
 // second Lock in the same process waits like any other. unlock releases it
 // and may be called more than once. The kernel releases the lock if the
 // process dies.
+//
+// Once it holds the lock, Lock removes the temporary files that writes cut
+// short (a killed process) left in the store, listing each in Repairs.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 	return s.lock(ctx, true)
 }
@@ -110,6 +113,11 @@ func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
 		_, err = f.WriteAt(pid, 0)
 	}
 	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("state: lock %s: %w", path, err)
+	}
+	if err := s.removeLeftovers(); err != nil {
+		f.Truncate(0)
 		f.Close()
 		return nil, fmt.Errorf("state: lock %s: %w", path, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"ztwizard/steps/atomicfile"
@@ -41,11 +42,18 @@ var ErrInvalidPath = errors.New("invalid path")
 // goroutines; read-modify-write sequences must hold Lock.
 type Store struct {
 	dir string
+
+	mu      sync.Mutex
+	repairs []string
 }
 
 // Open opens the state folder dir, creating it and its missing parents with
-// mode 0700. If dir exists with another mode it is changed to 0700. A dir
-// that is a symlink or not a folder is refused. Open does not take the lock.
+// mode 0700. If dir exists with another mode it is changed to 0700, and so
+// is every folder inside it; private files inside it that group or others
+// may read are made 0600, public ones (certificates, public keys) lose any
+// write access but their owner's. Each such change is listed by Repairs. A
+// dir that is a symlink or not a folder is refused. Open does not take the
+// lock.
 func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -63,12 +71,17 @@ func Open(dir string) (*Store, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("state: open %s: %w", dir, syscall.ENOTDIR)
 	}
-	if fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != 0o700 {
+	s := &Store{dir: abs}
+	if old := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky); old != 0o700 {
 		if err := os.Chmod(abs, 0o700); err != nil {
 			return nil, fmt.Errorf("state: open %s: %w", dir, err)
 		}
+		s.repaired("%s was mode %04o, now 0700", abs, uint32(old.Perm()))
 	}
-	return &Store{dir: abs}, nil
+	if err := s.fixModes(); err != nil {
+		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	return s, nil
 }
 
 // Dir returns the store's folder as an absolute path.
