@@ -232,6 +232,9 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 			return fail(err)
 		}
 		jr.Watchdog = desc
+		if pid := watchdogPID(jr); pid > 0 {
+			jr.WatchdogStart = procStart(pid)
+		}
 		if err := js.save(jr); err != nil {
 			return fail(err)
 		}

@@ -39,6 +39,9 @@ type Journal struct {
 	Reloads  []string     `json:"reloads,omitempty"`
 	Enabled  []string     `json:"enabled,omitempty"`  // units this apply enabled: disabled again by a rollback
 	Watchdog string       `json:"watchdog,omitempty"` // how the watchdog runs: "pid 123" or a systemd unit
+	// WatchdogStart is when a detached watchdog's process started (clock
+	// ticks after boot): a reused pid is not the watchdog.
+	WatchdogStart uint64 `json:"watchdog_start,omitempty"`
 }
 
 // FileBackup is a file as it was before the apply.

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,18 +49,49 @@ func startWatchdog(ctx context.Context, exe, state string, j *Journal) (string, 
 }
 
 // StopWatchdog stops the watchdog of a pending apply: its systemd timer,
-// or its detached process.
+// or its detached process, but only while that process is still the
+// watchdog of this journal (its start time and its command line): a pid
+// recorded before a reboot may belong to an unrelated process now.
 func StopWatchdog(j *Journal) {
 	if unit, ok := strings.CutPrefix(j.Watchdog, "unit "); ok {
 		_ = runQuiet("systemctl", "stop", unit+".timer")
 		return
 	}
-	var pid int
-	if _, err := fmt.Sscanf(j.Watchdog, "pid %d", &pid); err == nil && pid > 0 && pid != os.Getpid() {
-		if p, err := os.FindProcess(pid); err == nil {
-			_ = p.Kill()
+	pid := watchdogPID(j)
+	if pid <= 0 || pid == os.Getpid() {
+		return
+	}
+	// The handle pins the process (a pidfd): the one checked below is the
+	// one killed, even if it ends and its pid is reused in between.
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return
+	}
+	defer p.Release()
+	if !isWatchdog(pid, j) {
+		return
+	}
+	_ = p.Kill()
+}
+
+// isWatchdog tells whether process pid is the watchdog of journal j: it
+// started when the journal says (where it says) and runs `rollback
+// --watchdog ID`.
+func isWatchdog(pid int, j *Journal) bool {
+	if !running(pid, j.WatchdogStart) {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimRight(string(data), "\x00"), "\x00")
+	for i := 1; i+1 < len(args); i++ {
+		if args[i] == "--watchdog" && args[i+1] == j.ID {
+			return slices.Contains(args[1:i], "rollback")
 		}
 	}
+	return false
 }
 
 // startDevice starts the userspace WireGuard device name: its unit where
