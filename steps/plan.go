@@ -22,7 +22,13 @@ type File struct {
 type Unit struct {
 	Name   string // "nginx.service", "ztwizard-crl.timer"
 	Enable bool   // enable it so it starts at boot
-	Reload bool   // reload (or restart) it when its files change
+	Reload bool   // reload it when its files change
+	// Restart lists the files whose change a reload cannot apply (a
+	// database's listen address): a change to one restarts the unit.
+	Restart []string
+	// Package is the Debian package that installs the unit, for units the
+	// plan does not write itself: a host without it is told what to install.
+	Package string
 }
 
 // Interface is the node's WireGuard interface.

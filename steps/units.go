@@ -63,19 +63,22 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 			units = append(units, Unit{Name: w.name, Enable: true})
 		}
 	}
-	units = append(units, Unit{Name: "ssh.service", Reload: true})
+	units = append(units, Unit{Name: "ssh.service", Reload: true, Package: "openssh-server"})
 	if hasServices {
-		units = append(units, Unit{Name: "nginx.service", Enable: true, Reload: true})
+		units = append(units, Unit{Name: "nginx.service", Enable: true, Reload: true, Package: "nginx"})
 	}
 	for _, db := range site.Databases {
 		if db.Node != node {
 			continue
 		}
-		name := "mariadb.service"
+		// The listen address is read only at start: PostgreSQL's
+		// listen_addresses and hba_file, MariaDB's bind-address. A changed
+		// pg_hba.conf alone needs only a reload.
+		u := Unit{Name: "mariadb.service", Enable: true, Reload: true, Restart: []string{MariaDBConfPath}, Package: "mariadb-server"}
 		if db.Engine == EnginePostgreSQL {
-			name = "postgresql.service"
+			u = Unit{Name: "postgresql.service", Enable: true, Reload: true, Restart: []string{PostgreSQLConfPath}, Package: "postgresql"}
 		}
-		units = append(units, Unit{Name: name, Enable: true, Reload: true})
+		units = append(units, u)
 	}
 	return files, units, nil
 }

@@ -208,8 +208,12 @@ SSH connection; a watchdog that outlives this process and its session does it.`,
 				fmt.Fprintf(w, "node %s: no changes\n", plan.Node)
 				return nil
 			}
-			fmt.Fprintf(w, "applied: %d files, firewall %v, wireguard %v, reloaded %s\n", len(res.Files),
+			fmt.Fprintf(w, "applied: %d files, firewall %v, wireguard %v, reloaded %s", len(res.Files),
 				yesNo(res.Firewall), yesNo(res.WireGuard), orNone(res.Reloaded))
+			if len(res.Restarted) > 0 {
+				fmt.Fprintf(w, ", restarted %s", orNone(res.Restarted))
+			}
+			fmt.Fprintln(w)
 			if !res.Deadline.IsZero() {
 				fmt.Fprintf(w, "confirm before %s with `ztwizard confirm` (from a new SSH connection), or it all rolls back\n",
 					res.Deadline.Local().Format(time.RFC3339))

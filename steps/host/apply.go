@@ -53,7 +53,8 @@ type Result struct {
 	Files     []string // written or removed
 	Firewall  bool
 	WireGuard bool
-	Reloaded  []string
+	Reloaded  []string  // units reloaded to read their changed files
+	Restarted []string  // units restarted: a reload could not apply the change
 	Deadline  time.Time // zero when no confirmation is needed
 }
 
@@ -282,15 +283,30 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 	}
 	if a.Live {
 		step = "reload"
-		for _, u := range reloads(p, c.paths()) {
-			a.progress("reload: %s", u)
-			if err := a.reload(ctx, u); err != nil {
-				return fail(err)
+		for _, act := range serviceActions(p, c.paths()) {
+			// Journaled first: a rollback makes the daemon read the old
+			// files again, even if this process dies right after.
+			if act.Restart {
+				jr.Restarts = append(jr.Restarts, act.Unit)
+			} else {
+				jr.Reloads = append(jr.Reloads, act.Unit)
 			}
-			jr.Reloads = append(jr.Reloads, u)
-			res.Reloaded = append(res.Reloaded, u)
 			if err := js.save(jr); err != nil {
 				return fail(err)
+			}
+			done, err := a.serve(ctx, act)
+			if err != nil {
+				return fail(err)
+			}
+			switch {
+			case !done:
+				a.progress("%s: not running, it reads the new files when it starts", act.Unit)
+			case act.Restart:
+				a.progress("%s", act)
+				res.Restarted = append(res.Restarted, act.Unit)
+			default:
+				a.progress("%s", act)
+				res.Reloaded = append(res.Reloaded, act.Unit)
 			}
 		}
 		step = "enable"

@@ -59,6 +59,12 @@ func (a *Applier) Diff(ctx context.Context, p *steps.Plan) (string, error) {
 	if c.wg {
 		b.WriteString(wgDiff(c.wgNow, c.wgWant))
 	}
+	if a.Live {
+		// What apply then does to the daemons (those running, at apply).
+		for _, act := range serviceActions(p, c.paths()) {
+			fmt.Fprintf(&b, "@@ service: %s @@\n", act)
+		}
+	}
 	return b.String(), nil
 }
 

@@ -162,6 +162,8 @@ type fakeRunner struct {
 	real  map[string]bool // programs run for real besides nft
 	// onRun, when set, sees each faked command line before it returns.
 	onRun func(cmdline string, args []string)
+	// answers are the outputs of faked command lines, by exact line.
+	answers map[string]string
 }
 
 func newFakeRunner() *fakeRunner {
@@ -187,7 +189,7 @@ func (f *fakeRunner) Run(ctx context.Context, stdin []byte, name string, args ..
 			failing = true
 		}
 	}
-	real, onRun := f.real[name], f.onRun
+	real, onRun, answer := f.real[name], f.onRun, f.answers[line]
 	f.mu.Unlock()
 	if failing {
 		return []byte("fake failure of " + line), errors.New("exit status 1")
@@ -198,7 +200,20 @@ func (f *fakeRunner) Run(ctx context.Context, stdin []byte, name string, args ..
 	if onRun != nil {
 		onRun(line, args)
 	}
+	if answer != "" {
+		return []byte(answer), nil
+	}
 	return nil, nil
+}
+
+// answer makes the faked command line print out.
+func (f *fakeRunner) answer(line, out string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.answers == nil {
+		f.answers = map[string]string{}
+	}
+	f.answers[line] = out
 }
 
 // ran lists the command lines run so far that start with prefix.

@@ -36,7 +36,8 @@ type Journal struct {
 	Manifest *Manifest    `json:"manifest,omitempty"` // the manifest before this apply; nil: none
 	Firewall *FWSnapshot  `json:"firewall,omitempty"`
 	WG       *WGSnapshot  `json:"wireguard,omitempty"`
-	Reloads  []string     `json:"reloads,omitempty"`
+	Reloads  []string     `json:"reloads,omitempty"`  // units reloaded: reloaded again by a rollback
+	Restarts []string     `json:"restarts,omitempty"` // units restarted: restarted again by a rollback
 	Enabled  []string     `json:"enabled,omitempty"`  // units this apply enabled: disabled again by a rollback
 	Watchdog string       `json:"watchdog,omitempty"` // how the watchdog runs: "pid 123" or a systemd unit
 	// WatchdogStart is when a detached watchdog's process started (clock

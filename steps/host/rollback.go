@@ -77,6 +77,9 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 	}
 	// Units are disabled while their files are still there.
 	for i := len(jr.Enabled) - 1; i >= 0; i-- {
+		if a.loadState(ctx, jr.Enabled[i]) == "not-found" {
+			continue // never installed: its enable failed, nothing to undo
+		}
 		a.progress("rollback: disable %s", jr.Enabled[i])
 		if out, err := a.Run.Run(ctx, nil, "systemctl", "disable", "--quiet", jr.Enabled[i]); err != nil {
 			errs = append(errs, fmt.Errorf("systemctl disable %s: %w: %s", jr.Enabled[i], err, strings.TrimSpace(string(out))))
@@ -112,7 +115,13 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 	}
 	for _, u := range jr.Reloads {
 		a.progress("rollback: reload %s", u)
-		errs = append(errs, a.reload(ctx, u))
+		_, err := a.serve(ctx, Action{Unit: u})
+		errs = append(errs, err)
+	}
+	for _, u := range jr.Restarts {
+		a.progress("rollback: restart %s", u)
+		_, err := a.serve(ctx, Action{Unit: u, Restart: true, Why: "rollback"})
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("rollback: %w", err)

@@ -524,7 +524,7 @@ func TestSystemdUnitsUndone(t *testing.T) {
 	e.a.Window = time.Minute
 	res := mustApply(t, e.a, web)
 	if !slices.Equal(res.Reloaded, []string{"ssh.service", "nginx.service"}) ||
-		len(e.run.ran("systemctl try-reload-or-restart")) != 2 || len(e.run.ran("systemctl daemon-reload")) != 1 {
+		len(e.run.ran("systemctl reload-or-restart")) != 2 || len(e.run.ran("systemctl daemon-reload")) != 1 {
 		t.Errorf("reloads %v; systemctl calls %q", res.Reloaded, e.run.ran("systemctl"))
 	}
 	enabled := e.run.ran("systemctl enable")
@@ -549,11 +549,15 @@ func TestSystemdUnitsUndone(t *testing.T) {
 	}
 	wantSys := []string{
 		"systemctl stop " + DeviceUnit(steps.WireGuardName),
+		"systemctl show --property=LoadState --value " + DeviceUnit(steps.WireGuardName),
 		"systemctl disable --quiet " + DeviceUnit(steps.WireGuardName),
+		"systemctl show --property=LoadState --value ztwizard-firewall.service",
 		"systemctl disable --quiet ztwizard-firewall.service",
 		"systemctl daemon-reload",
-		"systemctl try-reload-or-restart ssh.service",
-		"systemctl try-reload-or-restart nginx.service",
+		"systemctl is-active --quiet ssh.service",
+		"systemctl reload-or-restart ssh.service",
+		"systemctl is-active --quiet nginx.service",
+		"systemctl reload-or-restart nginx.service",
 	}
 	if !slices.Equal(sys, wantSys) {
 		t.Errorf("rollback ran\n%q\nwant\n%q", sys, wantSys)

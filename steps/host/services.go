@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -140,6 +141,9 @@ func hasFiles(files []steps.File, dir string) bool {
 // check has nginx and sshd check the new configuration in a staging copy,
 // and nft check the new ruleset, before anything is touched.
 func (a *Applier) check(ctx context.Context, p *steps.Plan, changed map[string]bool) error {
+	if err := a.checkUnits(ctx, p); err != nil {
+		return err
+	}
 	touches := func(prefixes ...string) bool {
 		for path := range changed {
 			for _, pre := range prefixes {
@@ -182,26 +186,63 @@ func (a *Applier) check(ctx context.Context, p *steps.Plan, changed map[string]b
 	return nil
 }
 
-// reloads lists the units to reload for the files that changed.
-func reloads(p *steps.Plan, changed map[string]bool) []string {
-	owners := map[string][]string{
-		"nginx.service":      {"/etc/nginx/", steps.TLSDir + "/", steps.CACertPath, steps.CRLPath},
-		"ssh.service":        {"/etc/ssh/"},
-		"mariadb.service":    {"/etc/mysql/"},
-		"postgresql.service": {"/etc/postgresql/", steps.EtcDir + "/postgresql/"},
+// serviceOwners are the files each daemon reads: a change to one means the
+// daemon must read them again.
+var serviceOwners = map[string][]string{
+	"nginx.service":      {"/etc/nginx/", steps.TLSDir + "/", steps.CACertPath, steps.CRLPath},
+	"ssh.service":        {"/etc/ssh/"},
+	"mariadb.service":    {"/etc/mysql/"},
+	"postgresql.service": {"/etc/postgresql/", steps.EtcDir + "/postgresql/"},
+}
+
+// Action is what an apply does to a unit whose files changed.
+type Action struct {
+	Unit    string `json:"unit"`
+	Restart bool   `json:"restart,omitempty"` // a reload cannot apply the change
+	Why     string `json:"why,omitempty"`     // the file that needs the restart
+}
+
+// String says what the action does, and why for a restart.
+func (s Action) String() string {
+	if s.Restart {
+		return fmt.Sprintf("restart %s (%s changed: a reload cannot apply it)", s.Unit, s.Why)
 	}
-	var out []string
+	return "reload " + s.Unit
+}
+
+// serviceActions lists what to do to each unit whose files changed: a
+// restart where one of its Restart files changed, else a reload.
+func serviceActions(p *steps.Plan, changed map[string]bool) []Action {
+	var out []Action
 	for _, u := range p.Units {
 		if !u.Reload {
 			continue
 		}
-		for path := range changed {
-			if matchesAny(path, owners[u.Name]) {
-				out = append(out, u.Name)
-				break
+		var act *Action
+		for _, file := range sortedKeys(changed) {
+			if !matchesAny(file, serviceOwners[u.Name]) {
+				continue
+			}
+			if act == nil {
+				act = &Action{Unit: u.Name}
+			}
+			if slices.Contains(u.Restart, file) && !act.Restart {
+				act.Restart, act.Why = true, file
 			}
 		}
+		if act != nil {
+			out = append(out, *act)
+		}
 	}
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
 	return out
 }
 
@@ -235,35 +276,96 @@ func daemonPID(root, pidFile string) int {
 	return pid
 }
 
-// reload reloads a unit: with systemctl where systemd runs, else with the
-// daemon's own signal when it is running (nginx -s reload, SIGHUP to sshd);
-// a daemon that is not running needs nothing.
-func (a *Applier) reload(ctx context.Context, unit string) error {
+// serve reloads (or restarts) a unit so it reads its changed files, and
+// tells whether it did: with systemctl where systemd runs, else with the
+// daemon's own signal (nginx -s reload, SIGHUP to sshd). A daemon that is
+// not running needs nothing (it reads the files when it starts) and is not
+// reported as reloaded.
+func (a *Applier) serve(ctx context.Context, act Action) (bool, error) {
 	if systemd(a.Root) {
-		if out, err := a.Run.Run(ctx, nil, "systemctl", "try-reload-or-restart", unit); err != nil {
-			return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
+		if _, err := a.Run.Run(ctx, nil, "systemctl", "is-active", "--quiet", act.Unit); err != nil {
+			return false, nil
 		}
-		return nil
+		verb := "reload-or-restart"
+		if act.Restart {
+			verb = "restart"
+		}
+		if out, err := a.Run.Run(ctx, nil, "systemctl", verb, act.Unit); err != nil {
+			return false, fmt.Errorf("%s %s: %w: %s", verb, act.Unit, err, strings.TrimSpace(string(out)))
+		}
+		return true, nil
 	}
-	pidFile := map[string]string{"nginx.service": "/run/nginx.pid", "ssh.service": "/run/sshd.pid"}[unit]
+	pidFile := map[string]string{"nginx.service": "/run/nginx.pid", "ssh.service": "/run/sshd.pid"}[act.Unit]
 	if pidFile == "" {
-		return nil
+		return false, nil
 	}
 	pid := daemonPID(a.Root, pidFile)
 	if pid == 0 {
-		return nil
+		return false, nil
 	}
 	var out []byte
 	var err error
-	if unit == "nginx.service" {
+	if act.Unit == "nginx.service" {
 		out, err = a.Run.Run(ctx, nil, "nginx", "-s", "reload")
 	} else {
 		out, err = a.Run.Run(ctx, nil, "kill", "-HUP", strconv.Itoa(pid))
 	}
 	if err != nil {
-		return fmt.Errorf("reload %s: %w: %s", unit, err, strings.TrimSpace(string(out)))
+		return false, fmt.Errorf("reload %s: %w: %s", act.Unit, err, strings.TrimSpace(string(out)))
+	}
+	return true, nil
+}
+
+// loadState is systemd's LoadState of a unit: "loaded", "not-found", ...
+func (a *Applier) loadState(ctx context.Context, unit string) string {
+	out, err := a.Run.Run(ctx, nil, "systemctl", "show", "--property=LoadState", "--value", unit)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// checkUnits finds, before anything changes, the units the plan needs that
+// this host lacks (a database's engine not installed), naming the package
+// to install. Units whose files the plan writes itself are there by then.
+func (a *Applier) checkUnits(ctx context.Context, p *steps.Plan) error {
+	if !systemd(a.Root) {
+		return nil
+	}
+	writes := map[string]bool{}
+	for _, f := range p.Files {
+		if strings.HasPrefix(f.Path, steps.SystemdDir+"/") {
+			writes[path.Base(f.Path)] = true
+		}
+	}
+	var missing []string
+	for _, u := range p.Units {
+		if writes[u.Name] || writes[templateOf(u.Name)] {
+			continue
+		}
+		if a.loadState(ctx, u.Name) != "not-found" {
+			continue
+		}
+		msg := u.Name + " is not installed on this host"
+		if u.Package != "" {
+			msg += fmt.Sprintf(": install the package %s (apt-get install --no-install-recommends %s)", u.Package, u.Package)
+		}
+		missing = append(missing, msg)
+	}
+	if len(missing) > 0 {
+		return errors.New(strings.Join(missing, "; "))
 	}
 	return nil
+}
+
+// templateOf is the template of a unit instance (wg@zt0.service gives
+// wg@.service), or "".
+func templateOf(unit string) string {
+	at := strings.Index(unit, "@")
+	if at < 0 {
+		return ""
+	}
+	return unit[:at+1] + path.Ext(unit)
 }
 
 // enable makes the plan survive a reboot where systemd runs: the units'
