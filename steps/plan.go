@@ -59,7 +59,7 @@ type Secrets struct {
 	KRL           []byte                 // the OpenSSH KRL
 	HostCert      []byte                 // this node's SSH host certificate line, if signed
 	WireGuardKey  *wgtypes.Key           // this node's WireGuard private key, if known
-	WireGuardPubs map[string]wgtypes.Key // every node's WireGuard public key
+	WireGuardPubs map[string]wgtypes.Key // WireGuard public keys by node: at least the node's peers
 	PresharedKeys map[string]wgtypes.Key // per link, keyed by LinkKey(a, b); optional
 	Addresses     map[string]netip.Addr  // every node's mesh address
 }

@@ -91,3 +91,26 @@ func (a *Authority) WireGuardKey(node string) (wgtypes.Key, error) {
 	}
 	return k, nil
 }
+
+// WireGuardPublicKey returns a node's WireGuard public key from the file
+// beside its private key, making the pair on first use. It reads the private
+// key only when the public key file is missing.
+func (a *Authority) WireGuardPublicKey(node string) (wgtypes.Key, error) {
+	rel := path.Join("wireguard", node+".pub")
+	data, err := a.Store.ReadFile(rel)
+	switch {
+	case err == nil:
+		k, err := wgtypes.ParseKey(strings.TrimSpace(string(data)))
+		if err != nil {
+			return wgtypes.Key{}, fmt.Errorf("authority: %s: %w", rel, err)
+		}
+		return k, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return wgtypes.Key{}, fmt.Errorf("authority: %w", err)
+	}
+	k, err := a.WireGuardKey(node)
+	if err != nil {
+		return wgtypes.Key{}, err
+	}
+	return k.PublicKey(), nil
+}

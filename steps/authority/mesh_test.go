@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
 	"ztwizard/steps"
 )
 
@@ -68,5 +70,45 @@ func TestWireGuardKey(t *testing.T) {
 	pub, _ := os.ReadFile(a.Store.Path("wireguard/db.pub"))
 	if strings.TrimSpace(string(out)) != strings.TrimSpace(string(pub)) || string(pub) != k.PublicKey().String()+"\n" {
 		t.Fatalf("wg pubkey %q, stored %q", out, pub)
+	}
+}
+
+// TestSecretsWireGuardOnlyPeers: a node's secrets make and hold WireGuard
+// keys for the node and its peers only, and take the peers' public keys
+// from their .pub files (which a node that made its own key provides)
+// rather than from private keys.
+func TestSecretsWireGuardOnlyPeers(t *testing.T) {
+	a, _ := newAuthority(t, "")
+	a.Site.Nodes = append(a.Site.Nodes, steps.Node{Name: "lonely", Endpoint: "192.168.1.9:51820"})
+	sec, err := a.Secrets("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.WireGuardPubs) != 2 || sec.WireGuardKey == nil || sec.WireGuardPubs["db"] != sec.WireGuardKey.PublicKey() {
+		t.Fatalf("public keys %v, want db's own and its peer web's", sec.WireGuardPubs)
+	}
+	if ok, _ := a.Store.Exists("wireguard/lonely.key"); ok {
+		t.Fatal("a key was made for a node that is not db's peer")
+	}
+	// web's key pair made elsewhere: only its public key is in the store.
+	other, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.Remove("wireguard/web.key"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store.WriteFile("wireguard/web.pub", []byte(other.PublicKey().String()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sec, err = a.Secrets("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sec.WireGuardPubs["web"] != other.PublicKey() {
+		t.Fatalf("web's public key %s, want the one in web.pub %s", sec.WireGuardPubs["web"], other.PublicKey())
+	}
+	if ok, _ := a.Store.Exists("wireguard/web.key"); ok {
+		t.Fatal("a private key was made for web although its public key is known")
 	}
 }

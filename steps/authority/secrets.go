@@ -14,7 +14,8 @@ import (
 // missing: the CAs, a current server certificate for each of the node's
 // services (renewed within WarnWithin of its end, or when its server_name
 // changed), a CRL that is not due, the KRL, the WireGuard keys and the mesh
-// addresses.
+// addresses. Of the WireGuard keys it holds the node's private key and the
+// public keys of the node and its peers (Site.Links), making those missing.
 func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if err := CheckNode(a.Site, node); err != nil {
 		return nil, err
@@ -69,15 +70,19 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if sec.KRL, err = a.readFile(KRLFile); err != nil {
 		return nil, err
 	}
-	sec.WireGuardPubs = map[string]wgtypes.Key{}
-	for _, n := range a.Site.Nodes {
-		k, err := a.WireGuardKey(n.Name)
-		if err != nil {
+	// The node's own private key, and only its peers' public keys, read
+	// from their .pub files: a node's plan needs nothing of the others.
+	k, err := a.WireGuardKey(node)
+	if err != nil {
+		return nil, err
+	}
+	sec.WireGuardKey = &k
+	links := a.Site.Links(node)
+	sec.WireGuardPubs = make(map[string]wgtypes.Key, len(links)+1)
+	sec.WireGuardPubs[node] = k.PublicKey()
+	for _, p := range links {
+		if sec.WireGuardPubs[p], err = a.WireGuardPublicKey(p); err != nil {
 			return nil, err
-		}
-		sec.WireGuardPubs[n.Name] = k.PublicKey()
-		if n.Name == node {
-			sec.WireGuardKey = &k
 		}
 	}
 	if sec.Addresses, err = a.MeshAddresses(); err != nil {
