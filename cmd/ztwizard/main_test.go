@@ -501,3 +501,86 @@ func TestLeftoversOfAKilledRunRemoved(t *testing.T) {
 		}
 	}
 }
+
+// TestNoNewCAOverOldKeys removes ca/ca.pem from a store that issued
+// certificates: ca issue and render fail (exit 1) naming the missing file,
+// and neither writes anything (no new CA key, plain or not).
+func TestNoNewCAOverOldKeys(t *testing.T) {
+	dir, st := workdir(t)
+	os.WriteFile(filepath.Join(dir, "pass"), []byte("s3cret\n"), 0o600)
+	for _, args := range [][]string{{"ca", "init"}, {"ca", "issue", "--name", "service-worker-01"}} {
+		if r := ztw(t, dir, append(args, "--state", st, "--passphrase-file", "pass")...); r.code != 0 {
+			t.Fatalf("%s: %+v", args, r)
+		}
+	}
+	os.Remove(filepath.Join(st, "ca/ca.pem"))
+	before := testenv.TreeDump(t, st)
+	for _, args := range [][]string{
+		{"ca", "issue", "--name", "api"},
+		{"render", "--node", "web", "--out", filepath.Join(dir, "out")},
+		{"ca", "init", "--passphrase-file", "pass"},
+	} {
+		r := ztw(t, dir, append(args, "--state", st)...)
+		if r.code != 1 || !strings.Contains(r.stderr, "the X.509 CA certificate ca/ca.pem is missing from the state store") ||
+			!strings.Contains(r.stderr, "ca/ca-key.pem") {
+			t.Errorf("%s: %+v, want exit 1 naming ca/ca.pem", args, r)
+		}
+	}
+	if got := testenv.TreeDump(t, st); got != before {
+		t.Errorf("the store changed:\n%s", testenv.DiffLines(before, got))
+	}
+}
+
+// TestAuditLogReadOnly mounts audit.log read-only (a bind mount in a mount
+// namespace of its own, which root cannot write through): ca issue, ca
+// revoke and ssh sign fail, no certificate is left and the index records
+// nothing new.
+func TestAuditLogReadOnly(t *testing.T) {
+	testenv.Need(t, "unshare", "mount")
+	dir, st := workdir(t)
+	for _, args := range [][]string{{"ca", "init"}, {"ca", "issue", "--name", "api"}} {
+		if r := ztw(t, dir, append(args, "--state", st)...); r.code != 0 {
+			t.Fatalf("%s: %+v", args, r)
+		}
+	}
+	genKey(t, filepath.Join(dir, "id"))
+	records := func() []state.Record {
+		store, err := state.Open(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix, err := store.Index()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ix.Records
+	}
+	before := records()
+	log := filepath.Join(st, "audit.log")
+	script := `mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"`
+	for _, args := range [][]string{
+		{"ca", "issue", "--name", "service-worker-01"},
+		{"ca", "revoke", "--name", "api"},
+		{"ssh", "sign", "--user", "alice", "--key", filepath.Join(dir, "id.pub")},
+	} {
+		cmd := exec.Command("unshare", append([]string{"-m", "sh", "-c", script, "sh", log, bin, "--state", st}, args...)...)
+		cmd.Dir = dir
+		stdout, stderr, err := testenv.RunCmd(context.Background(), testenv.CmdTimeout, cmd)
+		code, err := testenv.ExitCode(err)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != 1 || !strings.Contains(stderr, "audit.log: read-only file system") {
+			t.Errorf("%s with audit.log read-only: exit %d\nstdout: %s\nstderr: %s\nwant exit 1 and the audit error", args, code, stdout, stderr)
+		}
+	}
+	after := records()
+	if len(after) != len(before) || after[len(after)-1].RevokedAt != nil {
+		t.Errorf("the index changed: %d records (was %d), last %+v", len(after), len(before), after[len(after)-1])
+	}
+	for _, p := range []string{"x509/client", "ssh/certs"} {
+		if _, err := os.Stat(filepath.Join(st, p)); !os.IsNotExist(err) {
+			t.Errorf("%s exists: something was issued without an audit record", p)
+		}
+	}
+}

@@ -79,14 +79,14 @@ func (a *Authority) WireGuardKey(node string) (wgtypes.Key, error) {
 	if err != nil {
 		return wgtypes.Key{}, fmt.Errorf("authority: wireguard key for %s: %w", node, err)
 	}
+	pub := k.PublicKey()
+	if err := a.audit("create", "wireguard", node, "", time.Time{}, "public key "+pub.String()); err != nil {
+		return wgtypes.Key{}, err
+	}
 	if err := a.write(rel, []byte(k.String()+"\n"), privateMode); err != nil {
 		return wgtypes.Key{}, err
 	}
-	pub := k.PublicKey()
 	if err := a.write(path.Join("wireguard", node+".pub"), []byte(pub.String()+"\n"), publicMode); err != nil {
-		return wgtypes.Key{}, err
-	}
-	if err := a.audit("create", "wireguard", node, "", time.Time{}, "public key "+pub.String()); err != nil {
 		return wgtypes.Key{}, err
 	}
 	return k, nil

@@ -16,15 +16,23 @@ import (
 )
 
 // SSHCA loads the SSH user CA (kind KindSSHUserCA) or host CA
-// (KindSSHHostCA), creating it on first use.
+// (KindSSHHostCA), creating it on first use. As for the X.509 CA, it is
+// made only where there is no trace of one (its .pub, certificates it
+// signed in the index, its records in the audit log), and its key must
+// match its .pub.
 func (a *Authority) SSHCA(kind string) (crypto.Signer, ssh.PublicKey, error) {
-	rel := SSHUserCAFile
+	rel, certKind := SSHUserCAFile, KindSSHUser
 	if kind == KindSSHHostCA {
-		rel = SSHHostCAFile
+		rel, certKind = SSHHostCAFile, KindSSHHost
 	}
 	ok, err := a.exists(rel)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !ok {
+		if err := a.noTraces("the "+kind+" key "+rel, []string{rel + ".pub", KRLFile}, []string{kind, certKind, KindKRL}, rel); err != nil {
+			return nil, nil, err
+		}
 	}
 	var key crypto.Signer
 	if ok {
@@ -35,6 +43,9 @@ func (a *Authority) SSHCA(kind string) (crypto.Signer, ssh.PublicKey, error) {
 		key, err = sshca.DecodePrivateKey(data, a.Passphrase)
 		if err != nil {
 			return nil, nil, keyError("the SSH CA key "+a.Store.Path(rel), err)
+		}
+		if err := a.matchSSHPub(rel, key); err != nil {
+			return nil, nil, err
 		}
 		if err := a.encryptIfPlain(rel, data, func() ([]byte, error) {
 			return sshca.EncodePrivateKey(key, a.caComment(kind), a.Passphrase)
@@ -51,21 +62,23 @@ func (a *Authority) SSHCA(kind string) (crypto.Signer, ssh.PublicKey, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("authority: %s key: %w", kind, err)
 		}
+		pub, err := ssh.NewPublicKey(key.Public())
+		if err != nil {
+			return nil, nil, fmt.Errorf("authority: %s public key: %w", kind, err)
+		}
+		if err := a.audit("create", kind, a.caComment(kind), "", time.Time{}, ssh.FingerprintSHA256(pub)); err != nil {
+			return nil, nil, err
+		}
 		if err := a.write(rel, data, privateMode); err != nil {
+			return nil, nil, err
+		}
+		if err := a.write(rel+".pub", []byte(sshca.PublicKeyLine(pub, a.caComment(kind))), publicMode); err != nil {
 			return nil, nil, err
 		}
 	}
 	pub, err := ssh.NewPublicKey(key.Public())
 	if err != nil {
 		return nil, nil, fmt.Errorf("authority: %s public key: %w", kind, err)
-	}
-	if !ok {
-		if err := a.write(rel+".pub", []byte(sshca.PublicKeyLine(pub, a.caComment(kind))), publicMode); err != nil {
-			return nil, nil, err
-		}
-		if err := a.audit("create", kind, a.caComment(kind), "", time.Time{}, ssh.FingerprintSHA256(pub)); err != nil {
-			return nil, nil, err
-		}
 	}
 	return key, pub, nil
 }
@@ -173,16 +186,19 @@ func (a *Authority) sign(kind, name string, pub ssh.PublicKey, principals []stri
 	}
 	line := sshca.CertLine(cert, req.KeyID)
 	file := path.Join(sshCertDir, strconv.FormatUint(serial, 10)+"-cert.pub")
-	if err := a.write(file, []byte(line), publicMode); err != nil {
-		return nil, err
-	}
 	rec := state.Record{Kind: kind, Name: name, Serial: strconv.FormatUint(serial, 10), Subject: req.KeyID,
 		Principals: principals, NotBefore: time.Unix(int64(cert.ValidAfter), 0).UTC(),
 		NotAfter: time.Unix(int64(cert.ValidBefore), 0).UTC(), File: file}
-	if err := a.record(rec); err != nil {
+	// The audit record first: if the log cannot be written, the
+	// certificate made above never leaves this function.
+	if err := a.audit("sign", kind, name, rec.Serial, rec.NotAfter, fmt.Sprintf("principals %v, key %s", principals, ssh.FingerprintSHA256(pub))); err != nil {
 		return nil, err
 	}
-	if err := a.audit("sign", kind, name, rec.Serial, rec.NotAfter, fmt.Sprintf("principals %v, key %s", principals, ssh.FingerprintSHA256(pub))); err != nil {
+	if err := a.write(file, []byte(line), publicMode); err != nil {
+		return nil, err
+	}
+	if err := a.record(rec); err != nil {
+		a.Store.Remove(file)
 		return nil, err
 	}
 	return &SSHSigned{Record: rec, Cert: cert, Line: line}, nil
@@ -213,13 +229,13 @@ func (a *Authority) RevokeSSH(name string, serial uint64) ([]state.Record, error
 		}
 		return nil, badInput("no unrevoked SSH certificate for %q (see `ztwizard ca list`)", name)
 	}
-	if err := a.Store.SaveIndex(ix); err != nil {
-		return nil, fmt.Errorf("authority: %w", err)
-	}
 	for _, r := range done {
 		if err := a.audit("revoke", r.Kind, r.Name, r.Serial, r.NotAfter, ""); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
 	}
 	if _, err := a.KRL(); err != nil {
 		return nil, err
@@ -259,14 +275,14 @@ func (a *Authority) KRL() ([]byte, error) {
 		krl.Certs = append(krl.Certs, sshca.CertRevocations{CA: pub, Serials: bySection[kind]})
 	}
 	data := krl.Marshal()
-	if err := a.write(KRLFile, data, publicMode); err != nil {
+	if err := a.audit("publish", KindKRL, a.Site.Site, fmt.Sprint(ix.KRLVersion), time.Time{},
+		fmt.Sprintf("%d revoked", len(bySection[KindSSHUser])+len(bySection[KindSSHHost]))); err != nil {
 		return nil, err
 	}
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	if err := a.audit("publish", KindKRL, a.Site.Site, fmt.Sprint(ix.KRLVersion), time.Time{},
-		fmt.Sprintf("%d revoked", len(bySection[KindSSHUser])+len(bySection[KindSSHHost]))); err != nil {
+	if err := a.write(KRLFile, data, publicMode); err != nil {
 		return nil, err
 	}
 	return data, nil

@@ -17,7 +17,11 @@ import (
 )
 
 // CA loads the site's X.509 CA, creating it on first use. created tells
-// whether it was made now.
+// whether it was made now. A CA is made only where there is no trace of
+// one: a store that has its key, its CRL, a record of it in the index or
+// the audit log, but not its certificate, is an error that changes nothing
+// (a new CA would orphan every certificate the old one issued). The key
+// must match the certificate.
 func (a *Authority) CA() (ca *pki.CA, created bool, err error) {
 	ok, err := a.exists(CACertFile)
 	if err != nil {
@@ -26,6 +30,10 @@ func (a *Authority) CA() (ca *pki.CA, created bool, err error) {
 	if ok {
 		ca, err := a.loadCA()
 		return ca, false, err
+	}
+	if err := a.noTraces("the X.509 CA certificate "+CACertFile, []string{CAKeyFile, CRLFile, x509Dir},
+		[]string{KindCA, KindClient, KindServer, KindCRL}, CAKeyFile); err != nil {
+		return nil, false, err
 	}
 	ca, err = a.createCA()
 	return ca, err == nil, err
@@ -48,6 +56,10 @@ func (a *Authority) loadCA() (*pki.CA, error) {
 	if err != nil {
 		return nil, keyError("the CA key "+a.Store.Path(CAKeyFile), err)
 	}
+	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
+		return nil, fmt.Errorf("authority: the CA key %s does not match the CA certificate %s: refusing to sign with it (restore the pair from a backup)",
+			a.Store.Path(CAKeyFile), a.Store.Path(CACertFile))
+	}
 	if err := a.encryptIfPlain(CAKeyFile, keyPEM, func() ([]byte, error) { return pki.EncodeKeyPEM(key, a.Passphrase) }); err != nil {
 		return nil, err
 	}
@@ -64,10 +76,10 @@ func (a *Authority) encryptIfPlain(rel string, current []byte, encode func() ([]
 	if err != nil {
 		return fmt.Errorf("authority: encrypt %s: %w", rel, err)
 	}
-	if err := a.write(rel, data, privateMode); err != nil {
+	if err := a.audit("encrypt", KindPassphrase, rel, "", time.Time{}, "private key now encrypted with the passphrase"); err != nil {
 		return err
 	}
-	return a.audit("encrypt", KindPassphrase, rel, "", time.Time{}, "private key now encrypted with the passphrase")
+	return a.write(rel, data, privateMode)
 }
 
 func (a *Authority) createCA() (*pki.CA, error) {
@@ -93,8 +105,12 @@ func (a *Authority) createCA() (*pki.CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority: CA key: %w", err)
 	}
-	// The key goes first: a certificate without its key would be useless,
-	// and its presence is what marks the CA as made.
+	// The audit record first: nothing is made that the log does not
+	// show. Then the key: a certificate without its key would be useless,
+	// and the certificate's presence is what marks the CA as made.
+	if err := a.audit("create", KindCA, ca.Cert.Subject.CommonName, hexSerial(ca.Cert.SerialNumber), ca.Cert.NotAfter, "key "+string(kt)); err != nil {
+		return nil, err
+	}
 	if err := a.write(CAKeyFile, keyPEM, privateMode); err != nil {
 		return nil, err
 	}
@@ -103,9 +119,6 @@ func (a *Authority) createCA() (*pki.CA, error) {
 	}
 	if err := a.record(state.Record{Kind: KindCA, Name: site.Site, Serial: hexSerial(ca.Cert.SerialNumber),
 		Subject: ca.Cert.Subject.String(), NotBefore: ca.Cert.NotBefore, NotAfter: ca.Cert.NotAfter, File: CACertFile}); err != nil {
-		return nil, err
-	}
-	if err := a.audit("create", KindCA, ca.Cert.Subject.CommonName, hexSerial(ca.Cert.SerialNumber), ca.Cert.NotAfter, "key "+string(kt)); err != nil {
 		return nil, err
 	}
 	if _, err := a.publishCRL(ca); err != nil {
@@ -175,8 +188,11 @@ func (a *Authority) prepare(kt pki.KeyType) (*pki.CA, crypto.Signer, *big.Int, e
 	return ca, key, serial, nil
 }
 
-// keep stores a new certificate and its key, and records it.
-func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.Signer) (*Issued, error) {
+// keep stores a new certificate and its key, and records it: the audit
+// record first (if the log cannot be written nothing is issued), then the
+// files, then the index entry; if that fails the files are removed again,
+// so no key is left that no record names.
+func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.Signer) (_ *Issued, err error) {
 	dir := path.Join(x509Dir, strings.TrimPrefix(kind, "x509-"), name)
 	serial := hexSerial(cert.SerialNumber)
 	keyPEM, err := pki.EncodeKeyPEM(key, nil)
@@ -184,6 +200,15 @@ func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.S
 		return nil, fmt.Errorf("authority: key for %s: %w", name, err)
 	}
 	certFile, keyFile := path.Join(dir, serial+".pem"), path.Join(dir, serial+"-key.pem")
+	if err := a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			a.Store.Remove(keyFile)
+			a.Store.Remove(certFile)
+		}
+	}()
 	if err := a.write(keyFile, keyPEM, privateMode); err != nil {
 		return nil, err
 	}
@@ -193,9 +218,6 @@ func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.S
 	rec := state.Record{Kind: kind, Name: name, Serial: serial, Subject: cert.Subject.String(),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, File: certFile}
 	if err := a.record(rec); err != nil {
-		return nil, err
-	}
-	if err := a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()); err != nil {
 		return nil, err
 	}
 	return &Issued{Record: rec, Cert: cert, Key: key, CertFile: certFile, KeyFile: keyFile}, nil
@@ -272,13 +294,13 @@ func (a *Authority) Revoke(name, serial string) ([]state.Record, error) {
 		}
 		return nil, badInput("no unrevoked certificate for %q%s (see `ztwizard ca list`)", name, steps.Suggest(name, names))
 	}
-	if err := a.Store.SaveIndex(ix); err != nil {
-		return nil, fmt.Errorf("authority: %w", err)
-	}
 	for _, r := range done {
 		if err := a.audit("revoke", r.Kind, r.Name, r.Serial, r.NotAfter, ""); err != nil {
 			return nil, err
 		}
+	}
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
 	}
 	if _, err := a.publishCRL(ca); err != nil {
 		return nil, err
@@ -322,14 +344,16 @@ func (a *Authority) publishCRL(ca *pki.CA) ([]byte, error) {
 		return nil, fmt.Errorf("authority: sign CRL: %w", err)
 	}
 	pemCRL := pki.EncodeCRLPEM(der)
-	if err := a.write(CRLFile, pemCRL, publicMode); err != nil {
+	// The audit record, then the CRL number (so it is never used twice),
+	// then the CRL.
+	if err := a.audit("publish", KindCRL, ca.Cert.Subject.CommonName, fmt.Sprint(ix.CRLNumber), crl.NextUpdate,
+		fmt.Sprintf("%d revoked", len(revoked))); err != nil {
 		return nil, err
 	}
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	if err := a.audit("publish", KindCRL, ca.Cert.Subject.CommonName, fmt.Sprint(ix.CRLNumber), crl.NextUpdate,
-		fmt.Sprintf("%d revoked", len(revoked))); err != nil {
+	if err := a.write(CRLFile, pemCRL, publicMode); err != nil {
 		return nil, err
 	}
 	return pemCRL, nil
