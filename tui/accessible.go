@@ -102,7 +102,8 @@ func (a *asker) steps(first stepID) error {
 	a.step = stepReview
 	a.m.cur = stepReview
 	a.say("\n== Review ==")
-	a.say("%s", strings.TrimRight(overview(a.m.site), "\n"))
+	a.m.sess.refreshRecord()
+	a.say("%s", strings.TrimRight(overview(a.m.site, a.m.sess.record), "\n"))
 	if len(a.m.errs) == 0 {
 		a.say("The site is valid.")
 		return nil

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	tea "charm.land/bubbletea/v2"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
 )
 
 // draftDelay is how long the wizard waits after a change before it writes
@@ -22,6 +24,33 @@ type session struct {
 	stateDir   string // where the Finish actions keep secrets
 	passphrase string // never written down
 	sitePath   string // where Save writes
+
+	// record is the state folder's record of mesh addresses (read from
+	// recordDir), so that the wizard shows the addresses render and apply
+	// give, however nodes were removed or inserted since.
+	record    map[string]netip.Addr
+	recordDir string
+	recordErr error
+}
+
+// refreshRecord reads the state folder's record of mesh addresses again.
+func (s *session) refreshRecord() {
+	s.record, s.recordErr = authority.RecordedAddresses(s.stateDir)
+	s.recordDir = s.stateDir
+}
+
+// addresses are the mesh addresses the site's nodes get, with the state
+// folder's record, as render and apply allocate them; nil when they cannot
+// be told (the site's problems say why).
+func (s *session) addresses(site *steps.Site) map[string]netip.Addr {
+	if s.recordDir != s.stateDir || s.record == nil && s.recordErr == nil {
+		s.refreshRecord()
+	}
+	addrs, err := site.Addresses(s.record)
+	if err != nil {
+		return nil
+	}
+	return addrs
 }
 
 // model is the wizard as a bubbletea model.
@@ -224,6 +253,7 @@ func (m *model) back() tea.Cmd {
 func (m *model) goTo(id stepID) tea.Cmd {
 	m.cur = id
 	m.reached = max(m.reached, id)
+	m.sess.refreshRecord()
 	if m.dirty {
 		m.saveDraft()
 	}

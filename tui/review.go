@@ -139,10 +139,10 @@ func (p *reviewPage) update(m *model, msg tea.KeyPressMsg) (tea.Cmd, bool) {
 }
 
 // glance is the site in a few lines.
-func glance(site *steps.Site, width int) []string {
+func glance(site *steps.Site, sess *session, width int) []string {
 	s := site.Clone()
 	s.SetDefaults()
-	addrs, _ := s.Addresses(nil)
+	addrs := sess.addresses(s)
 	var nodes, services, dbs, users []string
 	for _, n := range s.Nodes {
 		a := n.Address
@@ -226,7 +226,7 @@ func problemsByStep(m *model, width int) string {
 func (p *reviewPage) view(m *model, width, height int) string {
 	return m.pageFrame("Review", "The site, and what applying it would change on each node.", width, height,
 		func(h int) string {
-			lines := glance(m.site, width)
+			lines := glance(m.site, &m.sess, width)
 			for i, l := range lines {
 				lines[i] = m.th.value.Render(l)
 			}

@@ -37,7 +37,7 @@ func nodeItems() itemKind {
 		cols: func(e *env, _ int, n steps.Node) []string {
 			addr := n.Address
 			if addr == "" {
-				addr = allocated(e.site, n.Name)
+				addr = allocated(e, n.Name)
 			}
 			ep := n.Endpoint
 			if ep == "" {
@@ -61,7 +61,7 @@ func nodeItems() itemKind {
 				newText("Mesh address", "Its address in the mesh; empty takes the next free one.",
 					p("address"), text(func(s *steps.Site) *string { return &node(s).Address })).
 					withHint(func(e *env) string {
-						if a := allocated(e.site, node(e.site).Name); a != "" {
+						if a := allocated(e, node(e.site).Name); a != "" {
 							return a + " (allocated)"
 						}
 						return "allocated"
@@ -102,15 +102,11 @@ func nodeItems() itemKind {
 }
 
 // allocated is the mesh address a node gets, "" when none can be told.
-func allocated(s *steps.Site, name string) string {
+func allocated(e *env, name string) string {
 	if name == "" {
 		return ""
 	}
-	addrs, err := s.Addresses(nil)
-	if err != nil {
-		return ""
-	}
-	if a, ok := addrs[name]; ok {
+	if a, ok := e.sess.addresses(e.site)[name]; ok {
 		return a.String()
 	}
 	return ""

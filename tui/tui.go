@@ -17,12 +17,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
 	tea "charm.land/bubbletea/v2"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
 )
 
 // ErrNotAvailable is wrapped by an Actions error for something this
@@ -128,7 +130,7 @@ func Empty() *steps.Site {
 func Summary(site *steps.Site, name, stateDir string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ztwizard — site %q (%s)\nstate folder: %s\n\n", site.Site, name, stateDir)
-	b.WriteString(overview(site))
+	b.WriteString(overview(site, recorded(stateDir)))
 	if err := site.Validate(); err != nil {
 		fmt.Fprintf(&b, "\nproblems:\n%v\n", err)
 	} else {
@@ -137,14 +139,22 @@ func Summary(site *steps.Site, name, stateDir string) string {
 	return b.String()
 }
 
-// overview lists the site's parts, one per line.
-func overview(site *steps.Site) string {
+// recorded is the state folder's record of mesh addresses; none when it
+// cannot be read.
+func recorded(stateDir string) map[string]netip.Addr {
+	rec, _ := authority.RecordedAddresses(stateDir)
+	return rec
+}
+
+// overview lists the site's parts, one per line; record is the state
+// folder's record of mesh addresses.
+func overview(site *steps.Site, record map[string]netip.Addr) string {
 	site = site.Clone()
 	site.SetDefaults()
 	var b strings.Builder
 	fmt.Fprintf(&b, "CA          %s, %s, valid %s, leaves %s\n", site.CA.Subject.CommonName, site.CA.Key, site.CA.Validity, site.CA.CertValidity)
 	fmt.Fprintf(&b, "mesh        %s, port %d\n", site.WireGuard.Network, site.WireGuard.ListenPort)
-	addrs, _ := site.Addresses(nil)
+	addrs, _ := site.Addresses(record)
 	for _, n := range site.Nodes {
 		fmt.Fprintf(&b, "  node      %-12s %-15s peers %s\n", n.Name, addrs[n.Name], strings.Join(n.Peers, ", "))
 	}

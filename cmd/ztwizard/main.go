@@ -154,7 +154,17 @@ Every problem is printed with its line and field path; exit code 2 if any.`,
 			if err != nil {
 				return err
 			}
-			addrs, err := site.Addresses(nil)
+			// The addresses render and apply give: the state folder's
+			// record keeps them as nodes come and go.
+			dir, err := stateDir(g)
+			if err != nil {
+				return err
+			}
+			record, err := authority.RecordedAddresses(dir)
+			if err != nil {
+				return err
+			}
+			addrs, err := site.Addresses(record)
 			if err != nil {
 				return err
 			}

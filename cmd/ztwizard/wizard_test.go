@@ -99,8 +99,20 @@ func (p *tmuxPane) wait(want string) {
 // the shell around it prints.
 func (p *tmuxPane) exited() string {
 	p.t.Helper()
-	p.wait("ztwizard-exit=")
-	_, after, _ := strings.Cut(p.screen(), "ztwizard-exit=")
+	deadline := time.Now().Add(15 * time.Second)
+	var s string
+	for {
+		// The line may have scrolled off the screen: look in its history too.
+		s = p.tmux("capture-pane", "-p", "-S", "-100", "-t", "w")
+		if strings.Contains(s, "ztwizard-exit=") {
+			break
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the program never ended:\n%s", s)
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	_, after, _ := strings.Cut(s, "ztwizard-exit=")
 	return strings.Fields(after)[0]
 }
 
@@ -541,4 +553,67 @@ func TestWizardOpensExistingSite(t *testing.T) {
 	if _, err := os.Stat(st); !os.IsNotExist(err) {
 		t.Fatal("opening a site wrote the state folder")
 	}
+}
+
+// TestWizardAddressesAfterNodeRemoved removes a node after the addresses
+// were given out: validate, the plain summary and the wizard's mesh step
+// and review show the addresses render gives (the state's record), not a
+// fresh allocation.
+func TestWizardAddressesAfterNodeRemoved(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir, st := workdir(t)
+	three := `nodes:
+  - {name: gate, endpoint: "192.168.1.10:51820", peers: [web]}
+  - {name: db,  endpoint: "192.168.1.100:51820", peers: [web]}
+  - {name: web, endpoint: "192.168.1.50:51820",  peers: [db, gate], keepalive: 25}
+services:`
+	two := `nodes:
+  - {name: db,  endpoint: "192.168.1.100:51820", peers: [web]}
+  - {name: web, endpoint: "192.168.1.50:51820",  peers: [db], keepalive: 25}
+services:`
+	example := string(steps.ExampleYAML)
+	nodes := example[strings.Index(example, "nodes:") : strings.Index(example, "services:")+len("services:")]
+	write := func(block string) {
+		if err := os.WriteFile(filepath.Join(dir, "site.yaml"), []byte(strings.Replace(example, nodes, block, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(three)
+	if r := ztw(t, dir, "render", "-c", "site.yaml", "--state", st, "--node", "web", "--out", filepath.Join(dir, "web3")); r.code != 0 {
+		t.Fatalf("render: %+v", r)
+	}
+	write(two)
+	if r := ztw(t, dir, "render", "-c", "site.yaml", "--state", st, "--node", "db", "--out", filepath.Join(dir, "db")); r.code != 0 {
+		t.Fatalf("render: %+v", r)
+	}
+	conf, err := os.ReadFile(filepath.Join(dir, "db", "etc", "wireguard", "zt0.conf"))
+	if err != nil || !strings.Contains(string(conf), "Address = 10.100.0.2/24") {
+		t.Fatalf("render gives db another address than before: %v\n%s", err, conf)
+	}
+	r := ztw(t, dir, "validate", "-c", "site.yaml", "--state", st)
+	if r.code != 0 || !strings.Contains(r.stdout, "node db                   mesh 10.100.0.2") || !strings.Contains(r.stdout, "node web                  mesh 10.100.0.3") {
+		t.Fatalf("validate shows other addresses than render gives: %+v", r)
+	}
+	r = ztw(t, dir, "wizard", "-c", "site.yaml", "--state", st)
+	if r.code != 0 || !strings.Contains(r.stdout, "web          10.100.0.3") {
+		t.Fatalf("the summary shows other addresses than render gives: %+v", r)
+	}
+
+	p := startPane(t, dir, "wizard", "-c", "site.yaml", "--state", st)
+	p.wait("Site name")
+	p.next("Your own CA signs")
+	p.next("A WireGuard mesh joins")
+	p.wait("db   10.100.0.2")
+	p.wait("web  10.100.0.3")
+	for _, title := range []string{"nginx fronts each", "sshd trusts", "Each node drops", "Each database listens", "what applying it would change"} {
+		p.next(title)
+	}
+	p.wait("db 10.100.0.2")
+	p.wait("web 10.100.0.3")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
 }

@@ -11,11 +11,43 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/steps/state"
 )
 
 // MeshFile records every node's mesh address once given, so that a node
 // keeps its address however the site's node list is reordered.
 const MeshFile = "wireguard/addresses.json"
+
+// RecordedAddresses reads the record of mesh addresses in the state folder
+// dir, as MeshAddresses keeps it, without creating or changing anything:
+// an empty record when the folder or the record is not there yet. The
+// site's Addresses given this record are the addresses render and apply
+// use, so whatever shows addresses asks it too.
+func RecordedAddresses(dir string) (map[string]netip.Addr, error) {
+	prev := map[string]netip.Addr{}
+	if dir == "" {
+		return prev, nil
+	}
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return prev, nil
+	}
+	store, err := state.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	data, err := store.ReadFile(MeshFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return prev, nil
+	case err != nil:
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := json.Unmarshal(data, &prev); err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", MeshFile, err)
+	}
+	return prev, nil
+}
 
 // MeshAddresses allocates the nodes' mesh addresses from the site and the
 // record of earlier allocations, and updates the record.

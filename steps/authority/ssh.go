@@ -123,7 +123,7 @@ func (a *Authority) SignHost(node string, pub ssh.PublicKey, extra []string, val
 	}
 	n, _ := a.Site.Node(node)
 	names := []string{n.Name}
-	if addrs, err := a.Site.Addresses(nil); err == nil {
+	if addrs, err := a.MeshAddresses(); err == nil {
 		names = append(names, addrs[n.Name].String())
 	}
 	if n.Endpoint != "" {
