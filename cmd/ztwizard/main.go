@@ -63,7 +63,12 @@ func exitCode(err error) int {
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := fang.Execute(ctx, newRoot(), fang.WithErrorHandler(printError), fang.WithoutManpage())
+	var err error
+	if styled() {
+		err = fang.Execute(ctx, newRoot(), fang.WithErrorHandler(printError), fang.WithoutManpage())
+	} else {
+		err = executePlain(ctx, newRoot())
+	}
 	os.Exit(exitCode(err))
 }
 
