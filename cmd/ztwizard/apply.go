@@ -168,11 +168,8 @@ SSH connection; a watchdog that outlives this process and its session does it.`,
   ztwizard apply -c site.yaml --node db --root ./image-root`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if noConfirm && cmd.Flags().Changed("confirm") {
-				return usagef("give --confirm or --no-confirm, not both")
-			}
-			if confirm < 0 {
-				return usagef("--confirm %s must be positive", confirm)
+			if err := applyFlagsAgree(cmd, f, confirm, noConfirm, dryRun); err != nil {
+				return err
 			}
 			if !cmd.Flags().Changed("confirm") && os.Getenv("SSH_CONNECTION") == "" && os.Getenv("SSH_CLIENT") == "" {
 				confirm = 0
@@ -226,6 +223,26 @@ SSH connection; a watchdog that outlives this process and its session does it.`,
 	cmd.Flags().BoolVar(&noConfirm, "no-confirm", false, "keep the changes without waiting for confirmation")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (as plan does) and stop")
 	return cmd
+}
+
+// applyFlagsAgree refuses apply's flags that contradict each other, or
+// that would be silently ignored: a confirm window where nothing waits
+// for confirmation.
+func applyFlagsAgree(cmd *cobra.Command, f *applyFlags, confirm time.Duration, noConfirm, dryRun bool) error {
+	if !cmd.Flags().Changed("confirm") {
+		return nil
+	}
+	switch {
+	case confirm <= 0:
+		return usagef("--confirm %s: the window must be positive (--no-confirm keeps the changes without one)", confirm)
+	case noConfirm:
+		return usagef("--confirm %s and --no-confirm contradict each other: give one", confirm)
+	case dryRun:
+		return usagef("--confirm %s with --dry-run: a dry run changes nothing, so there is nothing to confirm", confirm)
+	case filepath.Clean(f.root) != "/":
+		return usagef("--confirm %s with --root %s: only an apply to this host (--root /) waits for confirmation", confirm, f.root)
+	}
+	return nil
 }
 
 func yesNo(b bool) string {

@@ -128,6 +128,12 @@ Run it without arguments on a terminal for the interactive wizard.`,
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if g.lockWait < 0 {
+			return usagef("--lock-wait %s: must not be negative (0 does not wait)", g.lockWait)
+		}
+		return nil
+	}
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.state, "state", "", "state folder holding the CA, keys and records (default /var/lib/ztwizard as root, else the XDG data dir; env ZTWIZARD_STATE)")
 	pf.StringVar(&g.passphraseFile, "passphrase-file", "", "file whose first line encrypts the CA private keys at rest")

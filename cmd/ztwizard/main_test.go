@@ -94,6 +94,13 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 		{"bad site", []string{"ca", "init", "-c", "bad.yaml"}, `bad.yaml:3: version: 7 is not supported`},
 		{"list without state", []string{"ca", "list"}, "no state at"},
 		{"revoke nothing", []string{"ca", "revoke"}, "exactly one of --name or --serial"},
+		{"negative lock wait", []string{"ca", "list", "--lock-wait", "-1s"}, "--lock-wait -1s: must not be negative"},
+		{"negative lock wait, apply", []string{"apply", "--node", "db", "--root", "img", "--lock-wait", "-5m"}, "--lock-wait -5m0s: must not be negative"},
+		{"confirm with root", []string{"apply", "--node", "db", "--root", "img", "--confirm", "60s"}, "--confirm 1m0s with --root img: only an apply to this host"},
+		{"confirm with no-confirm", []string{"apply", "--node", "db", "--confirm", "60s", "--no-confirm"}, "--confirm 1m0s and --no-confirm contradict each other"},
+		{"confirm with dry-run", []string{"apply", "--node", "db", "--dry-run", "--confirm", "60s"}, "--confirm 1m0s with --dry-run"},
+		{"zero confirm window", []string{"apply", "--node", "db", "--confirm", "0s"}, "--confirm 0s: the window must be positive"},
+		{"negative confirm window", []string{"apply", "--node", "db", "--confirm", "-1s"}, "--confirm -1s: the window must be positive"},
 	}
 	good := filepath.Join(filepath.Dir(dir), "good.pub")
 	genKey(t, strings.TrimSuffix(good, ".pub"))
@@ -118,6 +125,9 @@ func TestBadInputExitsTwoAndWritesNothing(t *testing.T) {
 			}
 			if _, err := os.Stat(st); !os.IsNotExist(err) {
 				t.Fatalf("bad input created the state folder")
+			}
+			if _, err := os.Stat(filepath.Join(dir, "img")); !os.IsNotExist(err) {
+				t.Fatalf("bad input created the --root folder")
 			}
 		})
 	}
