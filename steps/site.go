@@ -51,10 +51,14 @@ type SSH struct {
 }
 
 // SSHUser is a person allowed to log in, and the local accounts
-// (principals) their certificates name.
+// (principals) their certificates name. Forwarding is off unless the entry
+// grants it: "agent" and "port" put the certificate extensions
+// permit-agent-forwarding and permit-port-forwarding into the user's
+// certificates and allow them in sshd for the user's accounts.
 type SSHUser struct {
 	Name       string   `yaml:"name"`
 	Principals []string `yaml:"principals,flow"`
+	Forwarding []string `yaml:"forwarding,omitempty,flow"`
 }
 
 // WireGuard describes the mesh network.
@@ -257,6 +261,7 @@ func (s *Site) normalize() {
 	s.SSH.Users = nilIfEmpty(s.SSH.Users)
 	for i := range s.SSH.Users {
 		s.SSH.Users[i].Principals = nilIfEmpty(s.SSH.Users[i].Principals)
+		s.SSH.Users[i].Forwarding = nilIfEmpty(s.SSH.Users[i].Forwarding)
 	}
 	s.Nodes = nilIfEmpty(s.Nodes)
 	for i := range s.Nodes {

@@ -26,7 +26,16 @@ type sshDropIn struct {
 	UserCA        string
 	PrincipalsDir string
 	KRL           string
+	HostKey       string
 	HostCert      string // "" without a host certificate
+	Forwarding    []sshForward
+}
+
+// sshForward is what the drop-in's Match block allows one local account.
+type sshForward struct {
+	Account     string
+	Users       string // the site users granted it, comma separated
+	Agent, Port bool
 }
 
 // SSHFiles returns the files that make sshd on node accept only SSH
@@ -92,6 +101,10 @@ func sshFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 		UserCA:        SSHUserCAPath,
 		PrincipalsDir: SSHPrincipalsDir,
 		KRL:           SSHKRLPath,
+		HostKey:       SSHHostKeyPath,
+	}
+	if data.Forwarding, err = sshForwarding(site); err != nil {
+		return nil, err
 	}
 	files := []File{
 		{Path: SSHUserCAPath, Mode: 0o644, Content: sshLine(sec.SSHUserCA)},
@@ -253,6 +266,54 @@ func sshHostPatterns(site *Site, sec *Secrets) ([]string, error) {
 			}
 		}
 	}
+	return out, nil
+}
+
+// sshForwarding returns, per local account sorted by name, the forwarding
+// the site grants to users who may log in as it. sshd can match only the
+// account, not the person: the certificate extensions of users not granted
+// forwarding keep them from using what the account allows.
+func sshForwarding(site *Site) ([]sshForward, error) {
+	byAccount := map[string]*sshForward{}
+	for i, u := range site.SSH.Users {
+		if len(u.Forwarding) == 0 {
+			continue
+		}
+		// Both names go into the drop-in: check them here too, the site
+		// may not have been validated.
+		if err := ValidUserName(u.Name); err != nil {
+			return nil, fmt.Errorf("ssh.users[%d].name: %w", i, err)
+		}
+		for j, p := range u.Principals {
+			if err := sshca.ValidPrincipal(p); err != nil {
+				return nil, fmt.Errorf("ssh.users[%d].principals[%d]: %w", i, j, err)
+			}
+			f := byAccount[p]
+			if f == nil {
+				f = &sshForward{Account: p}
+				byAccount[p] = f
+			}
+			if f.Users != "" {
+				f.Users += ", "
+			}
+			f.Users += u.Name
+			for k, kind := range u.Forwarding {
+				switch kind {
+				case sshca.ForwardAgent:
+					f.Agent = true
+				case sshca.ForwardPort:
+					f.Port = true
+				default:
+					return nil, fmt.Errorf("ssh.users[%d].forwarding[%d]: %w", i, k, sshca.ValidForwarding(kind))
+				}
+			}
+		}
+	}
+	out := make([]sshForward, 0, len(byAccount))
+	for _, f := range byAccount {
+		out = append(out, *f)
+	}
+	slices.SortFunc(out, func(a, b sshForward) int { return strings.Compare(a.Account, b.Account) })
 	return out, nil
 }
 

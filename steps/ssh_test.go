@@ -127,6 +127,7 @@ func TestSSHFiles(t *testing.T) {
 		wantUsers  map[string]string // account -> "users" comment
 		wantHosts  []string          // known_hosts patterns
 		wantDirect []string          // directives that must be in the drop-in
+		wantMatch  string            // the drop-in's Match blocks, "" for none
 	}{
 		{
 			name:      "example db, no host certificate",
@@ -185,6 +186,27 @@ func TestSSHFiles(t *testing.T) {
 			wantUsers: map[string]string{"root": "alice", "devops": "alice"},
 			wantHosts: []string{"db", "10.100.0.1", "192.168.1.100", "web", "10.100.0.2"},
 		},
+		{
+			name: "forwarding granted per account",
+			node: "db",
+			edit: func(s *Site) {
+				s.SSH.Users = []SSHUser{
+					{Name: "carol", Principals: []string{"deploy", "devops"}, Forwarding: []string{"port"}},
+					{Name: "alice", Principals: []string{"root", "devops"}},
+					{Name: "bob", Principals: []string{"devops"}, Forwarding: []string{"agent", "port"}},
+				}
+			},
+			wantPaths: []string{
+				SSHPrincipalsDir + "/deploy",
+				SSHPrincipalsDir + "/devops",
+				SSHPrincipalsDir + "/root",
+				SSHDropInPath, SSHKRLPath, SSHUserCAPath, SSHKnownHostsPath,
+			},
+			wantUsers: map[string]string{"deploy": "carol", "devops": "alice, bob, carol", "root": "alice"},
+			wantHosts: []string{"db", "10.100.0.1", "192.168.1.100", "web", "10.100.0.2", "192.168.1.50"},
+			wantMatch: "Match User deploy\n    AllowTcpForwarding yes\n" +
+				"Match User devops\n    AllowAgentForwarding yes\n    AllowTcpForwarding yes\n",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,6 +254,12 @@ func TestSSHFiles(t *testing.T) {
 				"PubkeyAuthentication yes",
 				"AuthorizedKeysFile none",
 				"PermitRootLogin prohibit-password",
+				"HostKey " + SSHHostKeyPath,
+				"HostKeyAlgorithms ssh-ed25519-cert-v01@openssh.com,ssh-ed25519",
+				"AllowAgentForwarding no",
+				"AllowTcpForwarding no",
+				"X11Forwarding no",
+				"PermitTunnel no",
 			} {
 				if !slices.Contains(strings.Split(dropIn, "\n"), d) {
 					t.Errorf("drop-in lacks the line %q:\n%s", d, dropIn)
@@ -248,6 +276,17 @@ func TestSSHFiles(t *testing.T) {
 				if got := byPath[SSHHostCertPath].Content; !bytes.Equal(got, sec.HostCert) {
 					t.Errorf("host certificate file = %q, want %q", got, sec.HostCert)
 				}
+			}
+			var match strings.Builder
+			inMatch := false
+			for l := range strings.Lines(dropIn) {
+				inMatch = inMatch || strings.HasPrefix(l, "Match ")
+				if inMatch && !strings.HasPrefix(l, "#") && strings.TrimSpace(l) != "" {
+					match.WriteString(l)
+				}
+			}
+			if match.String() != tc.wantMatch {
+				t.Errorf("Match blocks:\n%s\nwant:\n%s", match.String(), tc.wantMatch)
 			}
 			if !strings.Contains(dropIn, "sshd keeps the first value") {
 				t.Errorf("drop-in does not explain why it wins:\n%s", dropIn)
@@ -422,6 +461,15 @@ func TestSSHFilesErrors(t *testing.T) {
 			s.SSH.Users[0].Principals = []string{"root,devops"}
 			return s
 		}, want: "comma"},
+		{name: "unknown forwarding", node: "db", site: func(s *Site) *Site {
+			s.SSH.Users[0].Forwarding = []string{"x11"}
+			return s
+		}, want: `ssh.users[0].forwarding[0]: forwarding "x11" is not one of`},
+		{name: "user name breaks a line", node: "db", site: func(s *Site) *Site {
+			s.SSH.Users[0].Name = "alice\nMatch all"
+			s.SSH.Users[0].Forwarding = []string{"agent"}
+			return s
+		}, want: "ssh.users[0].name"},
 		{name: "site name breaks a line", node: "db", site: func(s *Site) *Site {
 			s.Site = "x\nPasswordAuthentication yes"
 			return s
@@ -541,7 +589,6 @@ func sshdMainConf(root string, port int) string {
 	return fmt.Sprintf(`Include %[1]s%[2]s
 Port %[3]d
 ListenAddress 127.0.0.1
-HostKey %[1]s%[4]s
 PidFile %[1]s/sshd.pid
 UsePAM no
 # The temporary folder lives under the world-writable /tmp, which StrictModes
@@ -554,7 +601,7 @@ PasswordAuthentication yes
 KbdInteractiveAuthentication yes
 PermitRootLogin yes
 PubkeyAuthentication no
-`, root, SSHDropInPath, port, SSHHostKeyPath)
+`, root, SSHDropInPath, port)
 }
 
 // startSSHD runs sshd -D -e with conf until the test ends (see

@@ -279,6 +279,16 @@ func (s *Site) checkSSH(c *errs) {
 			}
 			seenP[p] = true
 		}
+		seenF := map[string]bool{}
+		for j, f := range u.Forwarding {
+			fp := fmt.Sprintf("%s.forwarding[%d]", path, j)
+			if err := sshca.ValidForwarding(f); err != nil {
+				c.add(fp, "%v", err)
+			} else if seenF[f] {
+				c.add(fp, "%q is listed twice", f)
+			}
+			seenF[f] = true
+		}
 	}
 }
 
@@ -574,6 +584,7 @@ func (s *Site) Clone() *Site {
 	c.SSH.Users = slices.Clone(s.SSH.Users)
 	for i := range c.SSH.Users {
 		c.SSH.Users[i].Principals = slices.Clone(c.SSH.Users[i].Principals)
+		c.SSH.Users[i].Forwarding = slices.Clone(c.SSH.Users[i].Forwarding)
 	}
 	c.Nodes = slices.Clone(s.Nodes)
 	for i := range c.Nodes {

@@ -179,6 +179,9 @@ func (a *Authority) sign(kind, name string, pub ssh.PublicKey, principals []stri
 	sign := sshca.SignUser
 	if kind == KindSSHHost {
 		sign = sshca.SignHost
+	} else if u, ok := a.Site.User(name); ok {
+		// Forwarding only where the site grants it to this user.
+		req.Forwarding = u.Forwarding
 	}
 	cert, err := sign(ca, req, a.now())
 	if err != nil {

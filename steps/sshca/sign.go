@@ -38,6 +38,29 @@ type Request struct {
 	// Serial is the certificate serial number. It must not be zero, since
 	// OpenSSH cannot revoke serial 0 by serial.
 	Serial uint64
+	// Forwarding lists what a user certificate permits beyond a pty:
+	// ForwardAgent, ForwardPort. Host certificates take none.
+	Forwarding []string
+}
+
+// What a user certificate may permit beyond a pty (Request.Forwarding).
+const (
+	ForwardAgent = "agent" // permit-agent-forwarding
+	ForwardPort  = "port"  // permit-port-forwarding (-L, -R, -D)
+)
+
+// forwardingExtensions maps Request.Forwarding to certificate extensions.
+var forwardingExtensions = map[string]string{
+	ForwardAgent: "permit-agent-forwarding",
+	ForwardPort:  "permit-port-forwarding",
+}
+
+// ValidForwarding checks one entry of Request.Forwarding.
+func ValidForwarding(f string) error {
+	if _, ok := forwardingExtensions[f]; !ok {
+		return fmt.Errorf("forwarding %q is not one of %q, %q", f, ForwardAgent, ForwardPort)
+	}
+	return nil
 }
 
 var principalRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
@@ -102,14 +125,17 @@ func ValidHostname(h string) error {
 }
 
 // SignUser signs a user certificate: principals are account names, and the
-// certificate permits a pty, port forwarding and agent forwarding (not X11
-// forwarding or ~/.ssh/rc) with no critical options.
+// certificate permits a pty, with no critical options. It permits agent or
+// port forwarding only when req.Forwarding grants it; never X11 forwarding
+// or ~/.ssh/rc.
 func SignUser(ca crypto.Signer, req Request, now time.Time) (*ssh.Certificate, error) {
-	perms := ssh.Permissions{Extensions: map[string]string{
-		"permit-pty":              "",
-		"permit-port-forwarding":  "",
-		"permit-agent-forwarding": "",
-	}}
+	perms := ssh.Permissions{Extensions: map[string]string{"permit-pty": ""}}
+	for _, f := range req.Forwarding {
+		if err := ValidForwarding(f); err != nil {
+			return nil, fmt.Errorf("sshca: sign user %q: %w", req.KeyID, err)
+		}
+		perms.Extensions[forwardingExtensions[f]] = ""
+	}
 	c, err := sign(ca, req, now, ssh.UserCert, ValidPrincipal, perms)
 	if err != nil {
 		return nil, fmt.Errorf("sshca: sign user %q: %w", req.KeyID, err)
@@ -120,6 +146,9 @@ func SignUser(ca crypto.Signer, req Request, now time.Time) (*ssh.Certificate, e
 // SignHost signs a host certificate whose principals are the host's names
 // and addresses. Host certificates carry no extensions.
 func SignHost(ca crypto.Signer, req Request, now time.Time) (*ssh.Certificate, error) {
+	if len(req.Forwarding) > 0 {
+		return nil, fmt.Errorf("sshca: sign host %q: a host certificate permits no forwarding", req.KeyID)
+	}
 	c, err := sign(ca, req, now, ssh.HostCert, ValidHostname, ssh.Permissions{})
 	if err != nil {
 		return nil, fmt.Errorf("sshca: sign host %q: %w", req.KeyID, err)

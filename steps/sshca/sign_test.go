@@ -3,6 +3,7 @@ package sshca
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -76,9 +77,42 @@ func TestSignUserListedBySSHKeygen(t *testing.T) {
 	if got := section(lines, "Principals:"); !slices.Equal(got, []string{"alice", "devops"}) {
 		t.Errorf("principals = %q", got)
 	}
-	want := []string{"permit-agent-forwarding", "permit-port-forwarding", "permit-pty"}
-	if got := section(lines, "Extensions:"); !slices.Equal(got, want) {
+	// No forwarding unless granted.
+	if got, want := section(lines, "Extensions:"), []string{"permit-pty"}; !slices.Equal(got, want) {
 		t.Errorf("extensions = %q, want %q", got, want)
+	}
+}
+
+func TestSignUserForwarding(t *testing.T) {
+	dir := t.TempDir()
+	ca, _ := newKey(t)
+	_, userPub := newKey(t)
+	tests := []struct {
+		forwarding []string
+		want       []string
+	}{
+		{nil, []string{"permit-pty"}},
+		{[]string{ForwardAgent}, []string{"permit-agent-forwarding", "permit-pty"}},
+		{[]string{ForwardPort}, []string{"permit-port-forwarding", "permit-pty"}},
+		{[]string{ForwardPort, ForwardAgent}, []string{"permit-agent-forwarding", "permit-port-forwarding", "permit-pty"}},
+	}
+	for _, tc := range tests {
+		c, err := SignUser(ca, Request{Key: userPub, KeyID: "ops", Principals: []string{"root"}, Validity: time.Hour, Serial: 9, Forwarding: tc.forwarding}, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := section(listCert(t, dir, c), "Extensions:"); !slices.Equal(got, tc.want) {
+			t.Errorf("forwarding %q: extensions = %q, want %q", tc.forwarding, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"x11", "", "Agent", "tunnel"} {
+		_, err := SignUser(ca, Request{Key: userPub, KeyID: "ops", Principals: []string{"root"}, Validity: time.Hour, Serial: 9, Forwarding: []string{bad}}, testNow)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%q", bad)) {
+			t.Errorf("forwarding %q: err = %v, want one naming it", bad, err)
+		}
+	}
+	if _, err := SignHost(ca, Request{Key: userPub, KeyID: "h", Principals: []string{"h.example"}, Validity: time.Hour, Serial: 2, Forwarding: []string{ForwardPort}}, testNow); err == nil {
+		t.Error("a host certificate with forwarding was signed")
 	}
 }
 
