@@ -140,6 +140,7 @@ Run it without arguments on a terminal for the interactive wizard.`,
 	pf.StringVarP(&g.site, "config", "c", "site.yaml", "the site file")
 	pf.DurationVar(&g.lockWait, "lock-wait", 30*time.Second, "how long to wait for another ztwizard to release the state folder")
 	root.AddCommand(wizardCmd(g), validateCmd(g), renderCmd(g), caCmd(g), sshCmd(g), statusCmd(g), planCmd(g), applyCmd(g), confirmCmd(g), rollbackCmd(g), wgCmd(g), bakeCmd(g), seedCmd(g), firstbootCmd(g), selfcheckCmd(g))
+	root.AddCommand(ansibleCmd(g))
 	return root
 }
 
