@@ -65,7 +65,11 @@ func main() {
 	defer stop()
 	var err error
 	if styled() {
-		err = fang.Execute(ctx, newRoot(), fang.WithErrorHandler(printError), fang.WithoutManpage())
+		root, failed := newRoot(), error(nil)
+		printOwnErrors(root, &failed)
+		if err = fang.Execute(ctx, root, fang.WithErrorHandler(printError), fang.WithoutManpage()); err == nil {
+			err = failed
+		}
 	} else {
 		err = executePlain(ctx, newRoot())
 	}

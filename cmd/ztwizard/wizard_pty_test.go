@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/sys/unix"
 
 	"ztwizard/steps/authority"
 )
@@ -25,6 +26,7 @@ type ptyRun struct {
 	out  bytes.Buffer
 	seen int // the output before this is matched already
 	done chan error
+	read chan struct{} // closed when the output is read to its end
 }
 
 // startPty starts ztwizard with args in dir on a 80x24 pseudo-terminal; it
@@ -38,8 +40,9 @@ func startPty(t *testing.T, dir string, args ...string) *ptyRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &ptyRun{t: t, cmd: cmd, f: f, done: make(chan error, 1)}
+	r := &ptyRun{t: t, cmd: cmd, f: f, done: make(chan error, 1), read: make(chan struct{})}
 	go func() {
+		defer close(r.read)
 		buf := make([]byte, 4096)
 		for {
 			n, err := f.Read(buf)
@@ -102,6 +105,10 @@ func (r *ptyRun) exit(within time.Duration) int {
 	select {
 	case err := <-r.done:
 		r.done <- err
+		select {
+		case <-r.read:
+		case <-time.After(2 * time.Second):
+		}
 		if ee, ok := err.(*exec.ExitError); ok {
 			return ee.ExitCode()
 		}
@@ -171,4 +178,62 @@ func TestWizardAccessiblePassphraseOnTerminal(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestWizardAccessibleCtrlC presses ctrl+c in the plain prompts on a real
+// terminal, at an answer and at the passphrase: the wizard ends at once,
+// keeps the answers so far in the draft, and leaves the terminal's echo on.
+func TestWizardAccessibleCtrlC(t *testing.T) {
+	for _, at := range []string{"Common name", "CA passphrase"} {
+		t.Run(at, func(t *testing.T) {
+			dir := t.TempDir()
+			st := filepath.Join(dir, "state")
+			r := startPty(t, dir, "wizard", "--empty", "--accessible", "--state", st, "-c", "site.yaml")
+			r.expect("Site name")
+			r.line("half-way")
+			r.expect("State folder")
+			r.line("")
+			r.expect("CA passphrase")
+			if at == "Common name" {
+				r.line("")
+				r.expect("Common name")
+			}
+			time.Sleep(100 * time.Millisecond)
+			start := time.Now()
+			r.f.Write([]byte{3})
+			r.exit(3 * time.Second)
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("ctrl+c took %s", d)
+			}
+			if !strings.Contains(r.output(), "interrupted") {
+				t.Fatalf("no word of the interruption:\n%s", r.output())
+			}
+			d, err := os.ReadFile(filepath.Join(st, "wizard-draft.yaml"))
+			if err != nil || !bytes.Contains(d, []byte("site: half-way")) {
+				t.Fatalf("the draft lacks the answers: %v\n%s", err, d)
+			}
+			attrs, err := unix.IoctlGetTermios(int(r.f.Fd()), unix.TCGETS)
+			if err != nil || attrs.Lflag&unix.ECHO == 0 {
+				t.Fatalf("the terminal's echo is left off: %v", err)
+			}
+		})
+	}
+}
+
+// TestErrorOnTerminalIsQuick fails a command on a real terminal: the
+// reason shows at once, with no query to the terminal before it.
+func TestErrorOnTerminalIsQuick(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	r := startPty(t, dir, "validate", "-c", "missing.yaml")
+	r.expect("missing.yaml")
+	if code := r.exit(5 * time.Second); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("the error took %s", d)
+	}
+	if out := r.output(); strings.Contains(out, "\x1b]11;?") {
+		t.Fatalf("the terminal was queried:\n%q", out)
+	}
 }
