@@ -2,7 +2,6 @@ package authority
 
 import (
 	"fmt"
-	"slices"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -13,8 +12,11 @@ import (
 // Secrets gathers what a node's plan needs from the store, creating what is
 // missing: the CAs, a current server certificate for each of the node's
 // services (renewed within WarnWithin of its end, or when its server_name
-// changed), a CRL that is not due, the KRL, the WireGuard keys and the mesh
-// addresses. Of the WireGuard keys it holds the node's private key and the
+// changed; for the same key, the old one marked superseded), a CRL that is
+// not due, the KRL, the WireGuard keys and the mesh addresses and, when the
+// node's SSH host key is recorded, its host certificate. For a node that
+// imported a request (see ImportRequest) the certificates are for the keys
+// it holds and no private key of it is returned. Of the WireGuard keys it holds the node's private key and the
 // public keys of the node and its peers (Site.Links), making those missing.
 func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if err := CheckNode(a.Site, node); err != nil {
@@ -35,16 +37,34 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if sec.CRL, err = a.readFile(CRLFile); err != nil {
 		return nil, err
 	}
+	req, err := a.NodeRequest(node)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range a.Site.Services {
 		if s.Node != node {
+			continue
+		}
+		if req != nil {
+			// The node holds the key: a certificate for what it requested.
+			kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
+			if err != nil {
+				return nil, err
+			}
+			sec.Servers[s.Name] = kp
 			continue
 		}
 		cur, err := a.Current(KindServer, s.Name)
 		if err != nil {
 			return nil, err
 		}
-		if cur == nil || cur.Cert.NotAfter.Sub(a.now()) < WarnWithin || !slices.Equal(cur.Cert.DNSNames, []string{s.ServerName}) {
+		switch {
+		case cur == nil:
 			if cur, err = a.Issue(s.Name, ""); err != nil {
+				return nil, err
+			}
+		case a.due(cur.Cert, s):
+			if cur, err = a.renewServer(s, cur); err != nil {
 				return nil, err
 			}
 		}
@@ -70,18 +90,27 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if sec.KRL, err = a.readFile(KRLFile); err != nil {
 		return nil, err
 	}
-	// The node's own private key, and only its peers' public keys, read
-	// from their .pub files: a node's plan needs nothing of the others.
-	k, err := a.WireGuardKey(node)
-	if err != nil {
-		return nil, err
-	}
-	sec.WireGuardKey = &k
+	// The node's own private key (unless it holds it itself: a request
+	// was imported), and only its peers' public keys: a node's plan needs
+	// nothing of the others.
 	links := a.Site.Links(node)
 	sec.WireGuardPubs = make(map[string]wgtypes.Key, len(links)+1)
-	sec.WireGuardPubs[node] = k.PublicKey()
-	for _, p := range links {
-		if sec.WireGuardPubs[p], err = a.WireGuardPublicKey(p); err != nil {
+	for _, n := range append([]string{node}, links...) {
+		if n == node && req == nil {
+			k, err := a.WireGuardKey(node)
+			if err != nil {
+				return nil, err
+			}
+			sec.WireGuardKey = &k
+		}
+		if sec.WireGuardPubs[n], err = a.wireGuardPublic(n); err != nil {
+			return nil, err
+		}
+	}
+	if hk, err := a.HostKey(node); err != nil {
+		return nil, err
+	} else if hk != nil {
+		if sec.HostCert, err = a.hostCert(node, hk); err != nil {
 			return nil, err
 		}
 	}

@@ -54,7 +54,7 @@ func (a *Authority) Status() ([]Expiry, error) {
 		if r.Kind == KindCA || now.Sub(r.NotAfter) > WarnWithin {
 			continue
 		}
-		if r.RevokedAt != nil {
+		if r.RevokedAt != nil || r.SupersededAt != nil {
 			continue
 		}
 		horizon := WarnWithin

@@ -234,7 +234,7 @@ func (a *Authority) Current(kind, name string) (*Issued, error) {
 	now := a.now()
 	for i := len(recs) - 1; i >= 0; i-- {
 		r := recs[i]
-		if r.RevokedAt != nil || !now.Before(r.NotAfter) {
+		if r.RevokedAt != nil || r.SupersededAt != nil || !now.Before(r.NotAfter) {
 			continue
 		}
 		certPEM, err := a.readFile(r.File)

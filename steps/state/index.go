@@ -19,7 +19,11 @@ type Record struct {
 	NotBefore  time.Time  `json:"not_before"`
 	NotAfter   time.Time  `json:"not_after"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
-	File       string     `json:"file,omitempty"` // where its certificate lives, relative to the store
+	// SupersededAt is when a newer certificate replaced this one for the
+	// same name (SupersededBy is its serial).
+	SupersededAt *time.Time `json:"superseded_at,omitempty"`
+	SupersededBy string     `json:"superseded_by,omitempty"`
+	File         string     `json:"file,omitempty"` // where its certificate lives, relative to the store
 }
 
 // Index lists the issued certificates and the counters for the next SSH

@@ -1,0 +1,455 @@
+package authority
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/steps"
+	"ztwizard/steps/bundle"
+	"ztwizard/steps/pki"
+	"ztwizard/steps/sshca"
+	"ztwizard/steps/state"
+)
+
+// Record kinds of the fleet in the audit log.
+const (
+	KindNodeRequest = "node-request"
+	KindBundle      = "bundle"
+	KindSSHHostKey  = "ssh-host-key"
+)
+
+// Fleet files in the store, per node.
+func requestFile(node string) string { return path.Join("nodes", node, "request.json") }
+func hostKeyFile(node string) string { return path.Join("nodes", node, "ssh_host_key.pub") }
+func serialFile(node string) string  { return path.Join("nodes", node, "bundle-serial") }
+
+// ImportRequest records a node's request, checked against the site: from
+// now on the node's keys are its own (bundles carry no private key of it),
+// its certificates are issued for the keys it requested, and its SSH host
+// key is the one it sent.
+func (a *Authority) ImportRequest(r *bundle.Request) (*bundle.Checked, error) {
+	c, err := bundle.Check(a.Site, r)
+	if err != nil {
+		return nil, badInput("%v", err)
+	}
+	for _, n := range a.Site.Nodes {
+		if n.Name == r.Node {
+			continue
+		}
+		r, err := a.readRequest(n.Name)
+		if err != nil {
+			return nil, err
+		}
+		var other *wgtypes.Key
+		if r != nil {
+			k, _ := wgtypes.ParseKey(r.WireGuardPublicKey)
+			other = &k
+		} else if ok, err := a.exists(path.Join("wireguard", n.Name+".pub")); err != nil {
+			return nil, err
+		} else if ok {
+			k, err := a.WireGuardPublicKey(n.Name)
+			if err != nil {
+				return nil, err
+			}
+			other = &k
+		}
+		if other != nil && *other == c.WireGuard {
+			return nil, badInput("wireguard_public_key: node %q already has this WireGuard key", n.Name)
+		}
+	}
+	data, err := r.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	if err := a.audit("import", KindNodeRequest, r.Node, "", time.Time{},
+		fmt.Sprintf("wireguard %s, host key %s, %d CSR(s)", r.WireGuardPublicKey, ssh.FingerprintSHA256(c.HostKey), len(c.CSRs))); err != nil {
+		return nil, err
+	}
+	if err := a.write(requestFile(r.Node), data, publicMode); err != nil {
+		return nil, err
+	}
+	if err := a.RecordHostKey(r.Node, c.HostKey); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NodeRequest returns node's imported request, checked against the site
+// as it is now; nil when none was imported (its keys are made here).
+func (a *Authority) NodeRequest(node string) (*bundle.Checked, error) {
+	r, err := a.readRequest(node)
+	if err != nil || r == nil {
+		return nil, err
+	}
+	c, err := bundle.Check(a.Site, r)
+	if err != nil {
+		return nil, badInput("node %q: its imported request no longer fits the site (%v): make a new one on the node with `ztwizard node request` and import it", node, err)
+	}
+	return c, nil
+}
+
+func (a *Authority) readRequest(node string) (*bundle.Request, error) {
+	data, err := a.Store.ReadFile(requestFile(node))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	r, err := bundle.ParseRequest(data)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", requestFile(node), err)
+	}
+	return r, nil
+}
+
+// wireGuardPublic returns a node's WireGuard public key: from its request,
+// else from the key made here (made now if missing).
+func (a *Authority) wireGuardPublic(node string) (wgtypes.Key, error) {
+	r, err := a.readRequest(node)
+	if err != nil {
+		return wgtypes.Key{}, err
+	}
+	if r == nil {
+		return a.WireGuardPublicKey(node)
+	}
+	k, err := wgtypes.ParseKey(r.WireGuardPublicKey)
+	if err != nil {
+		return wgtypes.Key{}, fmt.Errorf("authority: %s: %w", requestFile(node), err)
+	}
+	return k, nil
+}
+
+// RecordHostKey records a node's SSH host public key: every later bundle,
+// render and apply of the node carries a host certificate for it.
+func (a *Authority) RecordHostKey(node string, pub ssh.PublicKey) error {
+	if err := CheckNode(a.Site, node); err != nil {
+		return err
+	}
+	line := []byte(sshca.PublicKeyLine(pub, "root@"+node))
+	old, err := a.Store.ReadFile(hostKeyFile(node))
+	if err == nil && bytes.Equal(old, line) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("authority: %w", err)
+	}
+	if err := a.audit("record", KindSSHHostKey, node, "", time.Time{}, ssh.FingerprintSHA256(pub)); err != nil {
+		return err
+	}
+	return a.write(hostKeyFile(node), line, publicMode)
+}
+
+// HostKey returns the node's recorded SSH host public key, nil if none.
+func (a *Authority) HostKey(node string) (ssh.PublicKey, error) {
+	data, err := a.Store.ReadFile(hostKeyFile(node))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	pub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %s: %w", hostKeyFile(node), err)
+	}
+	return pub, nil
+}
+
+// hostCert returns a host certificate for the node's recorded host key:
+// the current one while it is for that key, names the node as now and is
+// not within WarnWithin of its end, else a new one (the old one marked
+// superseded, and revoked when the key changed).
+func (a *Authority) hostCert(node string, pub ssh.PublicKey) ([]byte, error) {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	recs := ix.Find(KindSSHHost, node)
+	now := a.now()
+	var cur *state.Record
+	var curCert *ssh.Certificate
+	var curLine []byte
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.RevokedAt != nil || r.SupersededAt != nil || !now.Before(r.NotAfter) {
+			continue
+		}
+		line, err := a.readFile(r.File)
+		if err != nil {
+			return nil, err
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(line)
+		if err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", r.File, err)
+		}
+		c, ok := k.(*ssh.Certificate)
+		if !ok {
+			return nil, fmt.Errorf("authority: %s: not a certificate", r.File)
+		}
+		cur, curCert, curLine = &r, c, line
+		break
+	}
+	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && cur.NotAfter.Sub(now) >= WarnWithin {
+		return curLine, nil
+	}
+	signed, err := a.SignHost(node, pub, nil, 0)
+	if err != nil {
+		return nil, err
+	}
+	if cur != nil {
+		keyChanged := !bytes.Equal(curCert.Key.Marshal(), pub.Marshal())
+		if err := a.supersede(cur.Kind, cur.Serial, signed.Record.Serial, keyChanged); err != nil {
+			return nil, err
+		}
+	}
+	return []byte(signed.Line), nil
+}
+
+// currentCert returns the newest certificate of a name in force and not
+// superseded, without its key; nil when there is none.
+func (a *Authority) currentCert(kind, name string) (*state.Record, *x509.Certificate, error) {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return nil, nil, fmt.Errorf("authority: %w", err)
+	}
+	recs := ix.Find(kind, name)
+	now := a.now()
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		if r.RevokedAt != nil || r.SupersededAt != nil || !now.Before(r.NotAfter) {
+			continue
+		}
+		data, err := a.readFile(r.File)
+		if err != nil {
+			return nil, nil, err
+		}
+		cert, err := pki.DecodeCertPEM(data)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authority: %s: %w", r.File, err)
+		}
+		return &r, cert, nil
+	}
+	return nil, nil, nil
+}
+
+// due tells whether a server certificate must be re-issued: renewal is
+// near (within WarnWithin of its end) or its names are not the service's.
+func (a *Authority) due(cert *x509.Certificate, s steps.Service) bool {
+	return cert.NotAfter.Sub(a.now()) < WarnWithin || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
+}
+
+// serverForKey returns the service's certificate for a key the node holds
+// (from its request): the current one unless it is due or for another
+// key; a new one otherwise, the old one superseded (and revoked when the
+// key changed).
+func (a *Authority) serverForKey(s steps.Service, pub crypto.PublicKey) (steps.KeyPair, error) {
+	rec, cert, err := a.currentCert(KindServer, s.Name)
+	if err != nil {
+		return steps.KeyPair{}, err
+	}
+	same := cert != nil && samePublicKey(cert.PublicKey, pub)
+	if cert != nil && same && !a.due(cert, s) {
+		return steps.KeyPair{Cert: pki.EncodeCertPEM(cert)}, nil
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return steps.KeyPair{}, err
+	}
+	serial, err := pki.RandomSerial(rand.Reader)
+	if err != nil {
+		return steps.KeyPair{}, fmt.Errorf("authority: serial: %w", err)
+	}
+	nc, err := ca.IssueServer(pub, s.ServerName, []string{s.ServerName}, nil, a.Site.CA.CertValidity.D(), a.now(), serial)
+	if err != nil {
+		return steps.KeyPair{}, fmt.Errorf("authority: issue %s: %w", s.Name, err)
+	}
+	newRec, err := a.keepCert(KindServer, s.Name, nc)
+	if err != nil {
+		return steps.KeyPair{}, err
+	}
+	if rec != nil {
+		if err := a.supersede(rec.Kind, rec.Serial, newRec.Serial, !same); err != nil {
+			return steps.KeyPair{}, err
+		}
+	}
+	return steps.KeyPair{Cert: pki.EncodeCertPEM(nc)}, nil
+}
+
+// renewServer re-issues a service's certificate made here for the same
+// key (its renewal is due or its names changed) and marks the old one
+// superseded.
+func (a *Authority) renewServer(s steps.Service, cur *Issued) (*Issued, error) {
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, err
+	}
+	serial, err := pki.RandomSerial(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("authority: serial: %w", err)
+	}
+	nc, err := ca.IssueServer(cur.Key.Public(), s.ServerName, []string{s.ServerName}, nil, a.Site.CA.CertValidity.D(), a.now(), serial)
+	if err != nil {
+		return nil, fmt.Errorf("authority: issue %s: %w", s.Name, err)
+	}
+	is, err := a.keep(KindServer, s.Name, nc, cur.Key)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.supersede(KindServer, cur.Record.Serial, is.Record.Serial, false); err != nil {
+		return nil, err
+	}
+	return is, nil
+}
+
+// keepCert stores a certificate whose key is not here, and records it.
+func (a *Authority) keepCert(kind, name string, cert *x509.Certificate) (state.Record, error) {
+	dir := path.Join(x509Dir, strings.TrimPrefix(kind, "x509-"), name)
+	serial := hexSerial(cert.SerialNumber)
+	file := path.Join(dir, serial+".pem")
+	rec := state.Record{Kind: kind, Name: name, Serial: serial, Subject: cert.Subject.String(),
+		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, File: file}
+	if err := a.write(file, pki.EncodeCertPEM(cert), publicMode); err != nil {
+		return rec, err
+	}
+	if err := a.record(rec); err != nil {
+		return rec, err
+	}
+	return rec, a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()+", key held by the node")
+}
+
+// supersede marks the certificate of kind and serial replaced by the one
+// of serial by; with revoke it is also revoked (its key is no longer the
+// node's) and a new CRL or KRL is published.
+func (a *Authority) supersede(kind, serial, by string, revoke bool) error {
+	ix, err := a.Store.Index()
+	if err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	now := a.now()
+	var found *state.Record
+	for i := range ix.Records {
+		if ix.Records[i].Kind == kind && ix.Records[i].Serial == serial {
+			found = &ix.Records[i]
+		}
+	}
+	if found == nil {
+		return fmt.Errorf("authority: no %s record with serial %s", kind, serial)
+	}
+	found.SupersededAt, found.SupersededBy = &now, by
+	if revoke && found.RevokedAt == nil {
+		found.RevokedAt = &now
+	}
+	name, notAfter := found.Name, found.NotAfter
+	detail := "superseded by " + by
+	if revoke {
+		detail += "; revoked: the key changed"
+	}
+	if err := a.audit("supersede", kind, name, serial, notAfter, detail); err != nil {
+		return err
+	}
+	if err := a.Store.SaveIndex(ix); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	if !revoke {
+		return nil
+	}
+	if kind == KindSSHHost {
+		_, err := a.KRL()
+		return err
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return err
+	}
+	_, err = a.publishCRL(ca)
+	return err
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// NextBundleSerial takes the next bundle serial of a node. It is saved
+// before it is used, so a serial is never given twice and never goes back.
+func (a *Authority) NextBundleSerial(node string) (uint64, error) {
+	var last uint64
+	data, err := a.Store.ReadFile(serialFile(node))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return 0, fmt.Errorf("authority: %w", err)
+	default:
+		if last, err = strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); err != nil {
+			return 0, fmt.Errorf("authority: %s: not a serial", serialFile(node))
+		}
+	}
+	next := last + 1
+	if err := a.write(serialFile(node), []byte(strconv.FormatUint(next, 10)+"\n"), publicMode); err != nil {
+		return 0, err
+	}
+	return next, nil
+}
+
+// Bundle builds node's bundle: its share of the secrets (see Secrets), the
+// site file, a new serial, signed by the CA. The payload says whether it
+// carries private keys (a node that imported no request).
+func (a *Authority) Bundle(node string) ([]byte, *bundle.Payload, error) {
+	sec, err := a.Secrets(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, _, err := a.CA()
+	if err != nil {
+		return nil, nil, err
+	}
+	siteFile, err := a.Site.Marshal()
+	if err != nil {
+		return nil, nil, fmt.Errorf("authority: bundle: %w", err)
+	}
+	s, private := bundle.FromSecrets(a.Site, node, sec)
+	serial, err := a.NextBundleSerial(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &bundle.Payload{Site: a.Site.Site, Node: node, Serial: serial, Created: a.now(), SiteFile: string(siteFile),
+		PrivateKeys: private, Secrets: s}
+	data, err := bundle.Sign(p, ca)
+	if err != nil {
+		return nil, nil, err
+	}
+	detail := "public material only"
+	if private {
+		detail = "with the node's private keys"
+	}
+	if err := a.audit("bundle", KindBundle, node, strconv.FormatUint(serial, 10), time.Time{}, detail); err != nil {
+		return nil, nil, err
+	}
+	return data, p, nil
+}
+
+// RequestSummary is what `node import` reports.
+func RequestSummary(c *bundle.Checked) string {
+	names := make([]string, 0, len(c.CSRs))
+	for n := range c.CSRs {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	js, _ := json.Marshal(names)
+	return fmt.Sprintf("node %s: WireGuard %s, SSH host key %s, CSRs %s", c.Node, c.WireGuardPublicKey, ssh.FingerprintSHA256(c.HostKey), js)
+}
