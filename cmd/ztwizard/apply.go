@@ -24,11 +24,14 @@ import (
 
 // applyFlags are what plan and apply share.
 type applyFlags struct {
-	node, root string
+	node, root            string
+	bundle, caFingerprint string
 }
 
 func (f *applyFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node", "", "the node this host is")
+	cmd.Flags().StringVar(&f.bundle, "bundle", "", "apply this node's signed bundle (N.ztb from `ztwizard bundle`): no site file, no CA state needed")
+	cmd.Flags().StringVar(&f.caFingerprint, "ca-fingerprint", "", "with --bundle, the first time: the CA to trust (`ztwizard ca fingerprint` on the CA host)")
 	cmd.Flags().StringVar(&f.root, "root", "/", "apply the files into this folder only: no firewall, WireGuard or services (images use this)")
 }
 
@@ -49,6 +52,12 @@ func journalDir(state, root string) (string, error) {
 // prepare loads the site, builds the node's plan from the state store and
 // makes the applier for --root.
 func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Plan, *host.Applier, func(), error) {
+	if f.bundle != "" {
+		return prepareBundle(cmd, g, f)
+	}
+	if f.caFingerprint != "" {
+		return nil, nil, nil, nil, usagef("--ca-fingerprint goes with --bundle")
+	}
 	if f.node == "" {
 		return nil, nil, nil, nil, usagef("--node is required: the node this host is")
 	}
@@ -114,8 +123,13 @@ func planCmd(g *globals) *cobra.Command {
 		Short: "Show what apply would change on this host, as a diff",
 		Long: `Builds the node's plan and compares it with what the host has now: a unified
 diff of every file (private keys named, never shown), of the firewall as nft
-text, and of the WireGuard interface's peers. Changes nothing.`,
+text, and of the WireGuard interface's peers. Changes nothing.
+
+With --bundle the plan comes from the node's signed bundle, checked first
+(the CA's signature, this node, a serial above the last applied): no site
+file and no CA state are needed.`,
 		Example: `  ztwizard plan -c site.yaml --node db
+  ztwizard plan --bundle db.ztb --ca-fingerprint SHA256:3f2a...
   ztwizard plan -c site.yaml --node db --root /mnt/image`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -161,8 +175,20 @@ units so it all survives a reboot. A failed step undoes the ones before it.
 
 With --confirm (the default, 120s, when run from an SSH session) everything
 reverts at the deadline unless ` + "`ztwizard confirm`" + ` is run, ideally from a new
-SSH connection; a watchdog that outlives this process and its session does it.`,
+SSH connection; a watchdog that outlives this process and its session does it.
+apply does not wait for that: it returns as soon as the changes are in and the
+watchdog is armed (exit 0), so a script or Ansible can run ` + "`ztwizard confirm`" + `
+over a new connection; ` + "`ztwizard status`" + ` shows the pending deadline.
+
+With --bundle (on a node of a fleet) the plan comes from the node's signed
+bundle, and no site file, state of the CA or CA key is needed. The bundle is
+checked before anything is touched: signed by the CA this node trusts (the
+first time, by the CA with --ca-fingerprint), for this node, with a serial
+above the last one applied here (an older bundle could bring back revoked
+material). A bundle refused for any of these is bad input (exit 2). Once
+applied, its serial and CA are kept in the state folder (node/bundle.json).`,
 		Example: `  ztwizard apply -c site.yaml --node db
+  ztwizard apply --bundle db.ztb --ca-fingerprint SHA256:3f2a... --confirm 120s
   ztwizard apply -c site.yaml --node db --confirm 60s
   ztwizard apply -c site.yaml --node db --dry-run
   ztwizard apply -c site.yaml --node db --root ./image-root`,
@@ -200,6 +226,11 @@ SSH connection; a watchdog that outlives this process and its session does it.`,
 					return usageError{err}
 				}
 				return err
+			}
+			if s.applied != nil {
+				if err := s.applied(); err != nil {
+					return err
+				}
 			}
 			if !res.Changed() {
 				fmt.Fprintf(w, "node %s: no changes\n", plan.Node)

@@ -30,7 +30,7 @@ state folder on first use, from the site's ca: section. With --passphrase-file
 its private key is stored encrypted (PKCS#8, AES-256).`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g))
+	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g))
 	return cmd
 }
 

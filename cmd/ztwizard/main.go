@@ -145,6 +145,7 @@ Run it without arguments on a terminal for the interactive wizard.`,
 	pf.DurationVar(&g.lockWait, "lock-wait", 30*time.Second, "how long to wait for another ztwizard to release the state folder")
 	root.AddCommand(wizardCmd(g), validateCmd(g), renderCmd(g), caCmd(g), sshCmd(g), statusCmd(g), planCmd(g), applyCmd(g), confirmCmd(g), rollbackCmd(g), wgCmd(g), bakeCmd(g), seedCmd(g), firstbootCmd(g), selfcheckCmd(g))
 	root.AddCommand(ansibleCmd(g))
+	root.AddCommand(nodeCmd(g), bundleCmd(g))
 	return root
 }
 
@@ -271,6 +272,9 @@ type session struct {
 	site   *steps.Site
 	auth   *authority.Authority
 	unlock func()
+	// applied, when set, runs once an apply succeeded (--bundle: record
+	// the bundle the node now holds).
+	applied func() error
 }
 
 func (s *session) close() {

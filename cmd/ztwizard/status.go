@@ -22,7 +22,9 @@ func statusCmd(g *globals) *cobra.Command {
 		Long: `Shows an apply that waits for confirmation (and its deadline), what the last
 apply installed, then the CA, every certificate in force and the CRL, soonest
 to expire first. WARN marks a CA or certificate within 30 days of its end and
-a CRL within a day of its nextUpdate. Needs no site file.`,
+a CRL within a day of its nextUpdate. Needs no site file. On a node of a
+fleet, also what it holds from its CA host: the serial of the bundle applied,
+the CA it trusts (fingerprint) and when each piece of the bundle runs out.`,
 		Example: `  ztwizard status`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -42,9 +44,16 @@ a CRL within a day of its nextUpdate. Needs no site file.`,
 			if err := printApplied(w, dir); err != nil {
 				return err
 			}
+			held, err := printHeld(w, store, g.now())
+			if err != nil {
+				return err
+			}
 			list, err := (&authority.Authority{Store: store, Now: g.now}).Status()
 			if err != nil {
 				return err
+			}
+			if len(list) == 0 && held {
+				return nil
 			}
 			if len(list) == 0 {
 				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", dir)

@@ -79,7 +79,7 @@ func (a *Authority) ImportRequest(r *bundle.Request) (*bundle.Checked, error) {
 		fmt.Sprintf("wireguard %s, host key %s, %d CSR(s)", r.WireGuardPublicKey, ssh.FingerprintSHA256(c.HostKey), len(c.CSRs))); err != nil {
 		return nil, err
 	}
-	if err := a.write(requestFile(r.Node), data, publicMode); err != nil {
+	if err := a.write(requestFile(r.Node), data, privateMode); err != nil {
 		return nil, err
 	}
 	if err := a.RecordHostKey(r.Node, c.HostKey); err != nil {
@@ -151,7 +151,7 @@ func (a *Authority) RecordHostKey(node string, pub ssh.PublicKey) error {
 	if err := a.audit("record", KindSSHHostKey, node, "", time.Time{}, ssh.FingerprintSHA256(pub)); err != nil {
 		return err
 	}
-	return a.write(hostKeyFile(node), line, publicMode)
+	return a.write(hostKeyFile(node), line, privateMode)
 }
 
 // HostKey returns the node's recorded SSH host public key, nil if none.
@@ -400,7 +400,7 @@ func (a *Authority) NextBundleSerial(node string) (uint64, error) {
 		}
 	}
 	next := last + 1
-	if err := a.write(serialFile(node), []byte(strconv.FormatUint(next, 10)+"\n"), publicMode); err != nil {
+	if err := a.write(serialFile(node), []byte(strconv.FormatUint(next, 10)+"\n"), privateMode); err != nil {
 		return 0, err
 	}
 	return next, nil

@@ -61,7 +61,7 @@ func SaveHeld(store *state.Store, p *Payload, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
-	if err := store.WriteFile(HeldFile, append(data, '\n'), 0o644); err != nil {
+	if err := store.WriteFile(HeldFile, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
 	return nil

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"ztwizard/steps"
+	"ztwizard/steps/atomicfile"
+	"ztwizard/steps/authority"
+	"ztwizard/steps/bundle"
+	"ztwizard/steps/host"
+	"ztwizard/steps/pki"
+	"ztwizard/steps/state"
+)
+
+func nodeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node",
+		Short: "A live node's request: its public keys, CSRs and SSH host key, for the CA host",
+		Long: `The fleet loop: on each node, ` + "`node request`" + ` makes the node's own private keys
+where they are used (if missing) and writes only public material to N.req; on
+the CA host, ` + "`node import N.req`" + ` checks it against the site and records it, and
+` + "`bundle --node N`" + ` then signs the node's certificates for the keys it holds.`,
+		Args: noArgs,
+	}
+	cmd.AddCommand(nodeRequestCmd(g), nodeImportCmd(g))
+	return cmd
+}
+
+func nodeRequestCmd(g *globals) *cobra.Command {
+	var node, out, root string
+	cmd := &cobra.Command{
+		Use:   "request",
+		Short: "On a node: make its own keys if missing and write its public request",
+		Long: `Run on the node itself (as root). Makes the node's private keys where they are
+used, if missing: the WireGuard key (` + steps.WireGuardKeyPath + `), a TLS key
+per service the node runs (` + steps.TLSDir + `/SERVICE.key, the site's CA key type)
+and the SSH Ed25519 host key (` + steps.SSHHostKeyPath + `), each 0600. Writes
+--out with public material only: the WireGuard public key, a certificate
+request (CSR) per service and the SSH host public key. Carry it to the CA
+host and run ` + "`ztwizard node import`" + `. Needs no state and no CA.`,
+		Example: `  ztwizard node request -c site.yaml --node web --out web.req
+  scp web.req admin@ca-host:`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if node == "" || out == "" {
+				return usagef("--node and --out are required")
+			}
+			site, err := loadSite(g)
+			if err != nil {
+				return err
+			}
+			if err := authority.CheckNode(site, node); err != nil {
+				return err
+			}
+			if filepath.Clean(root) == "/" && os.Geteuid() != 0 {
+				return usagef("making this host's keys needs root; use --root DIR to work in a folder")
+			}
+			req, made, err := bundle.MakeRequest(root, site, node, g.now())
+			if err != nil {
+				return err
+			}
+			data, err := req.Marshal()
+			if err != nil {
+				return err
+			}
+			if err := atomicfile.WriteFile(out, data, 0o644); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			for _, m := range made {
+				fmt.Fprintf(w, "made %s\n", m)
+			}
+			fmt.Fprintf(w, "wrote the request of node %s to %s: WireGuard %s, %d CSR(s), SSH host key; no private key\n",
+				node, out, req.WireGuardPublicKey, len(req.CSRs))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node this host is")
+	cmd.Flags().StringVar(&out, "out", "", "the request file to write (public material, 0644)")
+	cmd.Flags().StringVar(&root, "root", "/", "the node's root folder (tests, images)")
+	return cmd
+}
+
+func nodeImportCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "import N.req",
+		Short: "On the CA host: check a node's request against the site and record it",
+		Long: `Checks a node's request: the right site, a node of it, a well-formed
+WireGuard public key not used by another node, exactly one CSR per service of
+the node, each with a valid self-signature, for the service's server_name and
+nothing else, with an accepted key type, and an Ed25519 SSH host public key.
+Records it in the state folder (nodes/N/) and the audit log. From then on the
+node's bundles carry certificates for its own keys and no private key.`,
+		Example: `  ztwizard node import -c site.yaml web.req
+  ztwizard bundle -c site.yaml --node web --out web.ztb`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("%s takes one request file", cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			data, err := os.ReadFile(args[0])
+			if err != nil {
+				return usagef("%s: %v", args[0], unwrapPath(err))
+			}
+			req, err := bundle.ParseRequest(data)
+			if err != nil {
+				return usagef("%s: %v", args[0], err)
+			}
+			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error {
+				if _, err := bundle.Check(site, req); err != nil {
+					return usagef("%s: %v", args[0], err)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			c, err := s.auth.ImportRequest(req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported %s\n", authority.RequestSummary(c))
+			return nil
+		},
+	}
+}
+
+func bundleCmd(g *globals) *cobra.Command {
+	var node, out string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "bundle",
+		Short: "On the CA host: everything a node needs, signed by the CA, with a serial",
+		Long: `Writes node N's bundle: the site file and the node's share of the secrets
+(its server certificates, its SSH host certificate when its host key is
+known, the CA certificate, CRL and KRL, the SSH CAs' public keys, the public
+keys of the node and its WireGuard peers, every node's mesh address), with a
+serial that only grows, signed by the site's CA. Nothing of another node's
+private keys, nothing of the CAs' private keys.
+
+A node that imported a request (` + "`ztwizard node import`" + `) holds its own keys: its
+bundle carries no private key and is written 0644. Otherwise (the default,
+as for images and seeds) the node's keys are made here and travel inside the
+bundle, which is then written 0600.
+
+On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.`,
+		Example: `  ztwizard bundle -c site.yaml --node web --out web.ztb
+  ztwizard bundle -c site.yaml --all --out ./bundles`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if out == "" || (node == "") == !all {
+				return usagef("give --node N or --all, and --out")
+			}
+			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error {
+				if all {
+					return nil
+				}
+				return authority.CheckNode(site, node)
+			})
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			nodes := []string{node}
+			if all {
+				nodes = nodes[:0]
+				for _, n := range s.site.Nodes {
+					nodes = append(nodes, n.Name)
+				}
+				if err := os.MkdirAll(out, 0o700); err != nil {
+					return usagef("--out %s: %v", out, unwrapPath(err))
+				}
+			}
+			w := cmd.OutOrStdout()
+			for _, n := range nodes {
+				file := out
+				if all {
+					file = filepath.Join(out, n+".ztb")
+				}
+				if err := writeNodeBundle(w, s.auth, n, file); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&node, "node", "", "the node to bundle")
+	cmd.Flags().BoolVar(&all, "all", false, "bundle every node of the site into the folder --out (N.ztb each)")
+	cmd.Flags().StringVar(&out, "out", "", "the bundle file (N.ztb), or the folder with --all")
+	return cmd
+}
+
+// writeNodeBundle builds node's bundle and writes it to file: 0600 when it
+// carries private keys, else 0644.
+func writeNodeBundle(w io.Writer, a *authority.Authority, node, file string) error {
+	data, p, err := a.Bundle(node)
+	if err != nil {
+		return err
+	}
+	mode, what := os.FileMode(0o644), "public material only"
+	if p.PrivateKeys {
+		mode, what = 0o600, "with the node's private keys: keep it secret"
+	}
+	if err := atomicfile.WriteFile(file, data, mode); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote the bundle of node %s to %s: serial %d, CA %s, %s\n", node, file, p.Serial, p.CAFingerprint, what)
+	return nil
+}
+
+func caFingerprintCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "fingerprint",
+		Short: "Print the CA certificate's SHA-256 fingerprint, for a node's first bundle",
+		Long: `Prints SHA256: and the 64 hex digits of the SHA-256 of the CA certificate's
+DER encoding (the digits ` + "`openssl x509 -noout -fingerprint -sha256`" + ` prints, without
+its colons). A node checks its first bundle against it
+(` + "`apply --bundle N.ztb --ca-fingerprint FP`" + `); later ones against the CA it then
+trusts. Needs no site file and no passphrase.`,
+		Example: `  ztwizard ca fingerprint`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			dir, err := stateDir(g)
+			if err != nil {
+				return err
+			}
+			if _, err := os.Stat(dir); err != nil {
+				return usagef("no state at %s yet: run `ztwizard ca init` first, or pass --state", dir)
+			}
+			store, err := state.Open(dir)
+			if err != nil {
+				return err
+			}
+			data, err := store.ReadFile(authority.CACertFile)
+			if errors.Is(err, os.ErrNotExist) {
+				return usagef("no CA in %s yet: run `ztwizard ca init`", dir)
+			}
+			if err != nil {
+				return err
+			}
+			cert, err := pki.DecodeCertPEM(data)
+			if err != nil {
+				return fmt.Errorf("%s: %w", store.Path(authority.CACertFile), err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), bundle.Fingerprint(cert))
+			return nil
+		},
+	}
+}
+
+// prepareBundle is prepare for --bundle: it needs no site and no CA, only
+// this node's state folder (its journal, the CA it trusts, the serial of
+// the last bundle applied). It checks the bundle before anything is
+// touched; a refused bundle is bad input.
+func prepareBundle(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Plan, *host.Applier, func(), error) {
+	fail := func(err error) (*session, *steps.Plan, *host.Applier, func(), error) {
+		return nil, nil, nil, nil, err
+	}
+	if cmd.Flags().Changed("config") {
+		return fail(usagef("--bundle carries the site: give no -c"))
+	}
+	live := filepath.Clean(f.root) == "/"
+	if live && os.Geteuid() != 0 {
+		return fail(usagef("applying to this host needs root; use --root DIR to write the files into a folder"))
+	}
+	var fp string
+	if f.caFingerprint != "" {
+		var err error
+		if fp, err = bundle.ParseFingerprint(f.caFingerprint); err != nil {
+			return fail(usagef("--ca-fingerprint: %v", err))
+		}
+	}
+	data, err := os.ReadFile(f.bundle)
+	if err != nil {
+		return fail(usagef("--bundle %s: %v", f.bundle, unwrapPath(err)))
+	}
+	dir, err := stateDir(g)
+	if err != nil {
+		return fail(err)
+	}
+	s, err := openStore(cmd.Context(), g, dir)
+	if err != nil {
+		return fail(err)
+	}
+	store, err := state.Open(dir)
+	if err != nil {
+		s.close()
+		return fail(err)
+	}
+	failS := func(err error) (*session, *steps.Plan, *host.Applier, func(), error) {
+		s.close()
+		if errors.Is(err, bundle.ErrRefused) {
+			err = usageError{fmt.Errorf("--bundle %s: %w", f.bundle, err)}
+		}
+		return nil, nil, nil, nil, err
+	}
+	held, err := bundle.LoadHeld(store)
+	if err != nil {
+		return failS(err)
+	}
+	trust, err := bundle.TrustFor(held, fp)
+	if err != nil {
+		return failS(err)
+	}
+	if f.node != "" {
+		if trust.Node != "" && trust.Node != f.node {
+			return failS(usagef("--node %s: this host applied bundles of node %q", f.node, trust.Node))
+		}
+		trust.Node = f.node
+	}
+	now := g.now()
+	p, err := bundle.Open(data, trust, now)
+	if err != nil {
+		return failS(err)
+	}
+	plan, err := p.Plan(f.root, now)
+	if err != nil {
+		return failS(err)
+	}
+	s.applied = func() error { return bundle.SaveHeld(store, p, g.now()) }
+	jdir, err := journalDir(dir, f.root)
+	if err != nil {
+		return failS(err)
+	}
+	if !live {
+		return s, plan, host.NewFiles(f.root, jdir), func() {}, nil
+	}
+	a, closeFn, err := liveApplier(dir)
+	if err != nil {
+		return failS(err)
+	}
+	return s, plan, a, closeFn, nil
+}
+
+// printHeld tells what this node holds from its CA host: the last bundle
+// applied and when each piece of it runs out.
+func printHeld(w io.Writer, store *state.Store, now time.Time) (bool, error) {
+	h, err := bundle.LoadHeld(store)
+	if err != nil || h == nil {
+		return false, err
+	}
+	fmt.Fprintf(w, "node %s of site %s: bundle serial %d applied %s, CA %s\n", h.Node, h.Site, h.Serial,
+		h.Applied.UTC().Format(time.RFC3339), h.CAFingerprint)
+	for _, e := range h.Expiries {
+		mark := "  "
+		if e.NotAfter.Sub(now) < authority.WarnWithin && !strings.HasPrefix(e.What, "CRL") || e.What == "CRL" && e.NotAfter.Sub(now) < authority.WarnCRLWithin {
+			mark = "WARN "
+		}
+		fmt.Fprintf(w, "%s%-28s %s  %s\n", mark, e.What, e.NotAfter.UTC().Format(time.RFC3339), left(e.NotAfter.Sub(now)))
+	}
+	return true, nil
+}
