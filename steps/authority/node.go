@@ -323,13 +323,13 @@ func (a *Authority) keepCert(kind, name string, cert *x509.Certificate) (state.R
 	file := path.Join(dir, serial+".pem")
 	rec := state.Record{Kind: kind, Name: name, Serial: serial, Subject: cert.Subject.String(),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, File: file}
+	if err := a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()+", key held by the node"); err != nil {
+		return rec, err
+	}
 	if err := a.write(file, pki.EncodeCertPEM(cert), publicMode); err != nil {
 		return rec, err
 	}
-	if err := a.record(rec); err != nil {
-		return rec, err
-	}
-	return rec, a.audit("issue", kind, name, serial, cert.NotAfter, cert.Subject.String()+", key held by the node")
+	return rec, a.record(rec)
 }
 
 // supersede marks the certificate of kind and serial replaced by the one
@@ -427,17 +427,17 @@ func (a *Authority) Bundle(node string) ([]byte, *bundle.Payload, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	p := &bundle.Payload{Site: a.Site.Site, Node: node, Serial: serial, Created: a.now(), SiteFile: string(siteFile),
-		PrivateKeys: private, Secrets: s}
-	data, err := bundle.Sign(p, ca)
-	if err != nil {
-		return nil, nil, err
-	}
 	detail := "public material only"
 	if private {
 		detail = "with the node's private keys"
 	}
 	if err := a.audit("bundle", KindBundle, node, strconv.FormatUint(serial, 10), time.Time{}, detail); err != nil {
+		return nil, nil, err
+	}
+	p := &bundle.Payload{Site: a.Site.Site, Node: node, Serial: serial, Created: a.now(), SiteFile: string(siteFile),
+		PrivateKeys: private, Secrets: s}
+	data, err := bundle.Sign(p, ca)
+	if err != nil {
 		return nil, nil, err
 	}
 	return data, p, nil
