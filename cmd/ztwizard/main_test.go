@@ -594,3 +594,62 @@ func TestAuditLogReadOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexResetRefused issues, revokes and signs, then resets index.json
+// ({}, null, empty) or puts an older copy back: ca crl and ssh sign fail
+// (exit 1) saying the index is behind, the CRL keeps its number and its
+// revocation, and no SSH serial is used twice.
+func TestIndexResetRefused(t *testing.T) {
+	dir, st := workdir(t)
+	genKey(t, filepath.Join(dir, "id"))
+	run := func(args ...string) result {
+		return ztw(t, dir, append([]string{"--state", st}, args...)...)
+	}
+	if r := run("ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	older, err := os.ReadFile(filepath.Join(st, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"ca", "issue", "--name", "api"}, {"ca", "revoke", "--name", "api"},
+		{"ssh", "sign", "--user", "alice", "--key", "id.pub"}} {
+		if r := run(args...); r.code != 0 {
+			t.Fatalf("%s: %+v", args, r)
+		}
+	}
+	crl, err := os.ReadFile(filepath.Join(st, "ca/crl.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, err := os.ReadFile(filepath.Join(st, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := testenv.TreeDump(t, filepath.Join(st, "ssh/certs"))
+	for name, content := range map[string][]byte{"{}": []byte("{}\n"), "null": []byte("null"), "empty": nil, "older": older} {
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(filepath.Join(st, "index.json"), content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for _, args := range [][]string{{"ca", "crl"}, {"ssh", "sign", "--user", "alice", "--key", "id.pub"}, {"ca", "list"}} {
+				r := run(args...)
+				if r.code != 1 || !strings.Contains(r.stderr, "the index is behind what this store has issued") {
+					t.Errorf("%s: %+v, want exit 1: the index is behind", args, r)
+				}
+			}
+			if got, _ := os.ReadFile(filepath.Join(st, "ca/crl.pem")); !bytes.Equal(got, crl) {
+				t.Error("a CRL was signed from the reset index")
+			}
+			if got := testenv.TreeDump(t, filepath.Join(st, "ssh/certs")); got != certs {
+				t.Errorf("an SSH certificate was signed from the reset index:\n%s", testenv.DiffLines(certs, got))
+			}
+		})
+	}
+	if err := os.WriteFile(filepath.Join(st, "index.json"), current, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := run("ca", "crl"); r.code != 0 {
+		t.Fatalf("with the index put back: %+v", r)
+	}
+}

@@ -181,11 +181,21 @@ func (a *Authority) prepare(kt pki.KeyType) (*pki.CA, crypto.Signer, *big.Int, e
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("key: %w", err)
 	}
-	serial, err := pki.RandomSerial(rand.Reader)
+	ix, err := a.Store.Index()
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("serial: %w", err)
+		return nil, nil, nil, err
 	}
-	return ca, key, serial, nil
+	// 127 random bits do not repeat; the check costs nothing and makes
+	// sure of it.
+	for {
+		serial, err := pki.RandomSerial(rand.Reader)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("serial: %w", err)
+		}
+		if _, used := ix.BySerial(hexSerial(serial)); !used {
+			return ca, key, serial, nil
+		}
+	}
 }
 
 // keep stores a new certificate and its key, and records it: the audit

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +37,9 @@ type Index struct {
 }
 
 // Index reads the index. A missing index is empty, with NextSSHSerial 1
-// (SSH serial 0 means "no serial"). To change the index, hold Lock from
+// (SSH serial 0 means "no serial"). An index behind the store's high-water
+// mark (counters.json, or the audit log where that is missing) is an error
+// wrapping ErrIndexBehind. To change the index, hold Lock from
 // Index until SaveIndex returns, or a concurrent writer's changes are lost.
 func (s *Store) Index() (*Index, error) {
 	ix := &Index{}
@@ -45,6 +48,8 @@ func (s *Store) Index() (*Index, error) {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return nil, fmt.Errorf("state: read %s: %w", indexName, err)
+	case len(bytes.TrimSpace(data)) == 0:
+		// An emptied index is an empty one, which the mark then judges.
 	default:
 		if err := json.Unmarshal(data, ix); err != nil {
 			return nil, fmt.Errorf("state: read %s: %w", indexName, err)
@@ -53,21 +58,44 @@ func (s *Store) Index() (*Index, error) {
 	if ix.NextSSHSerial == 0 {
 		ix.NextSSHSerial = 1
 	}
+	m, err := s.readMark()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkMark(ix, m); err != nil {
+		return nil, err
+	}
 	return ix, nil
 }
 
-// SaveIndex atomically replaces index.json (mode 0600) with ix. Hold Lock
+// SaveIndex atomically replaces index.json (mode 0600) with ix, then raises
+// the high-water mark to it. An ix behind the mark is refused. Hold Lock
 // around the Index call that produced ix and SaveIndex.
 func (s *Store) SaveIndex(ix *Index) error {
 	out := *ix
 	if out.Records == nil {
 		out.Records = []Record{}
 	}
+	m, err := s.readMark()
+	if err != nil {
+		return err
+	}
+	if err := s.checkMark(&out, m); err != nil {
+		return err
+	}
 	data, err := json.MarshalIndent(&out, "", "  ")
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", indexName, err)
 	}
-	return s.writeFile(indexName, append(data, '\n'), 0o600)
+	if err := s.writeFile(indexName, append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	// The mark after the index: a crash between the two leaves the mark
+	// behind the index, which is safe, never ahead of it.
+	if data, err = json.MarshalIndent(m.raise(markOf(&out)), "", "  "); err != nil {
+		return fmt.Errorf("state: write %s: %w", markName, err)
+	}
+	return s.writeFile(markName, append(data, '\n'), 0o600)
 }
 
 // Find returns copies of the records of that kind and name, newest (by

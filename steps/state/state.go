@@ -1,8 +1,9 @@
 // Package state keeps a site's secrets (CA keys, SSH CA keys, WireGuard keys,
 // issued certificates) in a state folder: a 0700 folder of files written
 // atomically, an append-only audit log (audit.log), an index of issued
-// certificates (index.json) and a lock file (lock) that serialises ztwizard
-// processes working on the same folder.
+// certificates (index.json) with its high-water mark (counters.json), and a
+// lock file (lock) that serialises ztwizard processes working on the same
+// folder.
 //
 // Nothing in the store follows a symlink: a symlinked folder or file inside
 // the store is an error.
@@ -35,7 +36,7 @@ var ErrSymlink = atomicfile.ErrSymlink
 
 // ErrInvalidPath is wrapped by the errors returned for a path that is not a
 // clean relative path inside the store, or names a file the store manages
-// itself (lock, audit.log).
+// itself (lock, audit.log, counters.json).
 var ErrInvalidPath = errors.New("invalid path")
 
 // Store is an open state folder. Its methods may be used from several
@@ -105,7 +106,7 @@ func checkUserRel(rel string) error {
 	if err := checkRel(rel); err != nil {
 		return err
 	}
-	if rel == lockName || rel == auditName {
+	if rel == lockName || rel == auditName || rel == markName {
 		return fmt.Errorf("%w: %s is managed by the store", ErrInvalidPath, rel)
 	}
 	return nil

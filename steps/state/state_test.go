@@ -445,3 +445,87 @@ func TestIndexFile(t *testing.T) {
 		t.Errorf("corrupt index: err = %v, want an error naming index.json", err)
 	}
 }
+
+// TestIndexBehindMark saves an index with counters and revocations, then
+// puts back an index that is behind it in each way an admin or a restore
+// can: every read and save of it is refused with a clear error, also when
+// counters.json is gone too (the audit log holds the history).
+func TestIndexBehindMark(t *testing.T) {
+	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	build := func(t *testing.T) (s *Store, older []byte) {
+		s = openStore(t)
+		ix := &Index{NextSSHSerial: 1}
+		ix.Records = append(ix.Records, Record{Kind: "x509-client", Name: "a", Serial: "ff01", NotBefore: t1, NotAfter: t1.Add(time.Hour)})
+		ix.CRLNumber = 1
+		if err := s.SaveIndex(ix); err != nil {
+			t.Fatal(err)
+		}
+		older, err := os.ReadFile(s.Path("index.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix.Records[0].RevokedAt = &t1
+		ix.Records = append(ix.Records, Record{Kind: "ssh-user", Name: "a", Serial: "1", NotBefore: t1, NotAfter: t1.Add(time.Hour)})
+		ix.NextSSHSerial, ix.CRLNumber, ix.KRLVersion = 2, 2, 1
+		for _, ev := range []Event{{Action: "revoke", Kind: "x509-client", Name: "a", Serial: "ff01"},
+			{Action: "publish", Kind: "crl", Serial: "2"}, {Action: "sign", Kind: "ssh-user", Name: "a", Serial: "1"},
+			{Action: "publish", Kind: "krl", Serial: "1"}} {
+			if err := s.Audit(ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.SaveIndex(ix); err != nil {
+			t.Fatal(err)
+		}
+		return s, older
+	}
+	tests := []struct {
+		name    string
+		index   string // "-" removes it, "older" puts the older copy back
+		noMark  bool
+		wantMsg string
+	}{
+		{"emptied", "", false, "CRL number 0, but CRL 2 was published"},
+		{"{}", "{}", false, "next SSH serial 1, but serial 1 was used"},
+		{"null", "null", false, "0 certificate record(s), but 2 were recorded"},
+		{"removed", "-", false, "KRL version 0, but KRL 1 was published"},
+		{"older copy", "older", false, "1 revocation(s) missing (x509-client ff01)"},
+		{"older copy, counters.json removed", "older", true, "1 revocation(s) missing (x509-client ff01)"},
+		{"{}, counters.json removed", "{}", true, "CRL number 0, but CRL 2 was published"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, older := build(t)
+			path := s.Path("index.json")
+			var err error
+			switch tt.index {
+			case "-":
+				err = os.Remove(path)
+			case "older":
+				err = os.WriteFile(path, older, 0o600)
+			default:
+				err = os.WriteFile(path, []byte(tt.index), 0o600)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.noMark {
+				if err := os.Remove(s.Path("counters.json")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err = s.Index()
+			if !errors.Is(err, ErrIndexBehind) || !strings.Contains(err.Error(), tt.wantMsg) {
+				t.Fatalf("Index: %v, want ErrIndexBehind saying %q", err, tt.wantMsg)
+			}
+			if err := s.SaveIndex(&Index{NextSSHSerial: 1}); !errors.Is(err, ErrIndexBehind) {
+				t.Fatalf("SaveIndex of an empty index: %v, want ErrIndexBehind", err)
+			}
+		})
+	}
+	// The store's own file is not the caller's to write.
+	s := openStore(t)
+	if err := s.WriteFile("counters.json", []byte("{}"), 0o600); !errors.Is(err, ErrInvalidPath) {
+		t.Errorf("WriteFile(counters.json): %v, want ErrInvalidPath", err)
+	}
+}
