@@ -14,6 +14,7 @@ const (
 	SetAdminV6   = "admin_v6"   // ssh.admin_cidrs, IPv6
 	SetPublicTCP = "public_tcp" // firewall.public_tcp
 	SetDBClients = "db_clients" // client mesh address . database port, for this node's databases
+	SetSSHNodes  = "ssh_nodes"  // mesh addresses of ssh.admin_nodes
 )
 
 // ICMP messages a node answers or takes, rate-limited by firewall.icmp_rate.
@@ -34,7 +35,8 @@ var (
 
 // FirewallFor builds the node's firewall: the inet ztwizard table with an
 // input chain that drops everything except loopback, established traffic,
-// WireGuard, SSH from ssh.admin_cidrs and from the mesh, firewall.public_tcp,
+// WireGuard, SSH from ssh.admin_cidrs and over the mesh from ssh.admin_nodes
+// (or from every node with ssh.mesh_access "all"), firewall.public_tcp,
 // this node's databases from their client nodes over the mesh, and
 // rate-limited ICMP; a forward chain that drops; an output chain that
 // accepts. Addresses and ports live in sets, so the number of rules does
@@ -79,6 +81,18 @@ func FirewallFor(site *Site, node string, addrs map[string]netip.Addr, iface str
 		{Name: SetAdminV6, Key: []nft.Type{nft.TypeIPv6Addr}, Interval: true, Elements: admin6},
 		{Name: SetPublicTCP, Key: []nft.Type{nft.TypeInetService}, Elements: ports(s.Firewall.PublicTCP)},
 	}}
+	// SSH over the mesh: from the admin nodes only, unless the site opens
+	// it to every node.
+	meshSSH := nft.Rule{Match: []nft.Match{nft.Is(nft.IifName, wg), nft.InSet(SetSSHNodes, meshSaddr), nft.Is(nft.TCPDport, nft.Port(SSHPort))}, Verdict: nft.Accept}
+	if s.SSH.MeshAccess == MeshSSHAll {
+		meshSSH.Match[1] = nft.Is(meshSaddr, nft.Net(mesh))
+	} else {
+		admins, err := sshNodes(s, mesh, addrs)
+		if err != nil {
+			return nil, err
+		}
+		t.Sets = append(t.Sets, nft.Set{Name: SetSSHNodes, Key: []nft.Type{meshType}, Elements: admins})
+	}
 	input := []nft.Rule{
 		{Match: []nft.Match{nft.Is(nft.IifName, lo)}, Verdict: nft.Accept},
 		// Conntrack files every echo request of one ping run (one ICMP id)
@@ -91,7 +105,7 @@ func FirewallFor(site *Site, node string, addrs map[string]netip.Addr, iface str
 		{Match: []nft.Match{nft.Is(nft.UDPDport, nft.Port(s.WireGuard.ListenPort))}, Verdict: nft.Accept},
 		{Match: []nft.Match{nft.InSet(SetAdminV4, nft.IPSaddr), nft.Is(nft.TCPDport, nft.Port(SSHPort))}, Verdict: nft.Accept},
 		{Match: []nft.Match{nft.InSet(SetAdminV6, nft.IP6Saddr), nft.Is(nft.TCPDport, nft.Port(SSHPort))}, Verdict: nft.Accept},
-		{Match: []nft.Match{nft.Is(nft.IifName, wg), nft.Is(meshSaddr, nft.Net(mesh)), nft.Is(nft.TCPDport, nft.Port(SSHPort))}, Verdict: nft.Accept},
+		meshSSH,
 		{Match: []nft.Match{nft.InSet(SetPublicTCP, nft.TCPDport)}, Verdict: nft.Accept},
 	}
 	clients, err := dbClients(s, node, mesh, addrs)
@@ -154,6 +168,22 @@ func ports(ps []int) []nft.Element {
 		out = append(out, nft.Element{nft.Port(p)})
 	}
 	return out
+}
+
+// sshNodes lists the mesh addresses of ssh.admin_nodes.
+func sshNodes(s *Site, mesh netip.Prefix, addrs map[string]netip.Addr) ([]nft.Element, error) {
+	var out []nft.Element
+	for i, n := range s.SSH.AdminNodes {
+		a, ok := addrs[n]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("firewall: ssh.admin_nodes[%d]: node %q has no mesh address", i, n)
+		case !mesh.Contains(a):
+			return nil, fmt.Errorf("firewall: ssh.admin_nodes[%d]: node %q's address %s is outside wireguard.network %s", i, n, a, mesh)
+		}
+		out = append(out, nft.Element{nft.Addr(a)})
+	}
+	return out, nil
 }
 
 // dbClients lists client mesh address . port for every database on node.

@@ -177,6 +177,15 @@ func TestFirewallFor(t *testing.T) {
 	if err := v6.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	adminNode := Example()
+	adminNode.SSH.AdminNodes = []string{"web"}
+	meshAll := Example()
+	meshAll.SSH.MeshAccess = MeshSSHAll
+	for _, s := range []*Site{adminNode, meshAll} {
+		if err := s.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	for _, tc := range []struct {
 		name       string
@@ -192,7 +201,7 @@ func TestFirewallFor(t *testing.T) {
 			name: "example db", site: Example(), node: "db",
 			sets: map[string][]string{
 				SetAdminV4: {"192.168.10.0/24"}, SetAdminV6: {}, SetPublicTCP: {"443", "80"},
-				SetDBClients: {"10.100.0.2 . 3306"},
+				SetDBClients: {"10.100.0.2 . 3306"}, SetSSHNodes: {},
 			},
 			rules: []string{
 				`iifname "lo" accept`,
@@ -203,7 +212,7 @@ func TestFirewallFor(t *testing.T) {
 				`udp dport 51820 accept`,
 				`ip saddr @admin_v4 tcp dport 22 accept`,
 				`ip6 saddr @admin_v6 tcp dport 22 accept`,
-				`iifname "zt0" ip saddr 10.100.0.0/24 tcp dport 22 accept`,
+				`iifname "zt0" ip saddr @ssh_nodes tcp dport 22 accept`,
 				`tcp dport @public_tcp accept`,
 				`iifname "zt0" ip saddr . tcp dport @db_clients accept`,
 				`icmp type { destination-unreachable, echo-request, time-exceeded, parameter-problem } limit rate 10/second accept`,
@@ -225,10 +234,24 @@ func TestFirewallFor(t *testing.T) {
 				SetDBClients: {"fd00:100::2 . 3306"},
 			},
 			rules: []string{
-				`iifname "zt0" ip6 saddr fd00:100::/64 tcp dport 22 accept`,
+				`iifname "zt0" ip6 saddr @ssh_nodes tcp dport 22 accept`,
 				`iifname "zt0" ip6 saddr . tcp dport @db_clients accept`,
 				`icmp type { destination-unreachable, echo-request, time-exceeded, parameter-problem } limit rate 600/minute accept`,
 			},
+			ruleCount: 14,
+		},
+		{
+			name: "SSH over the mesh from an admin node", site: adminNode, node: "db",
+			sets:      map[string][]string{SetSSHNodes: {"10.100.0.2"}},
+			rules:     []string{`iifname "zt0" ip saddr @ssh_nodes tcp dport 22 accept`},
+			notRules:  []string{`iifname "zt0" ip saddr 10.100.0.0/24 tcp dport 22 accept`},
+			ruleCount: 14,
+		},
+		{
+			name: "SSH over the mesh from every node", site: meshAll, node: "db",
+			sets:      map[string][]string{SetSSHNodes: nil},
+			rules:     []string{`iifname "zt0" ip saddr 10.100.0.0/24 tcp dport 22 accept`},
+			notRules:  []string{`iifname "zt0" ip saddr @ssh_nodes tcp dport 22 accept`},
 			ruleCount: 14,
 		},
 		{name: "unknown node", site: Example(), node: "nope", wantErrSub: `unknown node "nope"`},

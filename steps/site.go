@@ -43,12 +43,22 @@ type Subject struct {
 	Country      string `yaml:"country,omitempty"`
 }
 
-// SSH describes SSH certificates and who may reach sshd.
+// SSH describes SSH certificates and who may reach sshd: hosts in
+// AdminCIDRs, and over the mesh the nodes in AdminNodes (MeshAccess
+// MeshSSHAdminNodes, the default) or every node (MeshSSHAll).
 type SSH struct {
 	CertValidity Duration  `yaml:"cert_validity,omitempty"`
 	AdminCIDRs   []string  `yaml:"admin_cidrs,omitempty,flow"`
+	MeshAccess   string    `yaml:"mesh_access,omitempty"`
+	AdminNodes   []string  `yaml:"admin_nodes,omitempty,flow"`
 	Users        []SSHUser `yaml:"users,omitempty"`
 }
+
+// Values of ssh.mesh_access: who may reach sshd over the mesh.
+const (
+	MeshSSHAdminNodes = "admin_nodes" // only the nodes in ssh.admin_nodes (the default; "" means it too)
+	MeshSSHAll        = "all"         // every node of the mesh
+)
 
 // SSHUser is a person allowed to log in, and the local accounts
 // (principals) their certificates name. Forwarding is off unless the entry
@@ -258,6 +268,7 @@ func (d Duration) D() time.Duration {
 // a write (an empty list is not written).
 func (s *Site) normalize() {
 	s.SSH.AdminCIDRs = nilIfEmpty(s.SSH.AdminCIDRs)
+	s.SSH.AdminNodes = nilIfEmpty(s.SSH.AdminNodes)
 	s.SSH.Users = nilIfEmpty(s.SSH.Users)
 	for i := range s.SSH.Users {
 		s.SSH.Users[i].Principals = nilIfEmpty(s.SSH.Users[i].Principals)

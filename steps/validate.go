@@ -256,6 +256,7 @@ func (s *Site) checkSSH(c *errs) {
 		}
 		seenCIDR[p] = i
 	}
+	s.checkMeshSSH(c)
 	seen := map[string]int{}
 	for i, u := range s.SSH.Users {
 		path := fmt.Sprintf("ssh.users[%d]", i)
@@ -289,6 +290,30 @@ func (s *Site) checkSSH(c *errs) {
 			}
 			seenF[f] = true
 		}
+	}
+}
+
+// checkMeshSSH checks ssh.mesh_access and ssh.admin_nodes.
+func (s *Site) checkMeshSSH(c *errs) {
+	switch s.SSH.MeshAccess {
+	case "", MeshSSHAdminNodes:
+	case MeshSSHAll:
+		if len(s.SSH.AdminNodes) > 0 {
+			c.add("ssh.admin_nodes", "%q: with ssh.mesh_access %q every node may reach SSH over the mesh; list admin nodes only with %q",
+				s.SSH.AdminNodes, MeshSSHAll, MeshSSHAdminNodes)
+		}
+	default:
+		c.add("ssh.mesh_access", "%q is not %q or %q", s.SSH.MeshAccess, MeshSSHAdminNodes, MeshSSHAll)
+	}
+	seen := map[string]int{}
+	for i, n := range s.SSH.AdminNodes {
+		path := fmt.Sprintf("ssh.admin_nodes[%d]", i)
+		if _, ok := s.Node(n); !ok {
+			c.add(path, "%q is not a node of the site", n)
+		} else if j, dup := seen[n]; dup {
+			c.add(path, "%q repeats ssh.admin_nodes[%d]", n, j)
+		}
+		seen[n] = i
 	}
 }
 
@@ -581,6 +606,7 @@ func (s *Site) clientNames() []string {
 func (s *Site) Clone() *Site {
 	c := *s
 	c.SSH.AdminCIDRs = slices.Clone(s.SSH.AdminCIDRs)
+	c.SSH.AdminNodes = slices.Clone(s.SSH.AdminNodes)
 	c.SSH.Users = slices.Clone(s.SSH.Users)
 	for i := range c.SSH.Users {
 		c.SSH.Users[i].Principals = slices.Clone(c.SSH.Users[i].Principals)

@@ -563,7 +563,8 @@ func TestApplyReachability(t *testing.T) {
 		{"outsider", "db", "192.168.1.100:3306", reachOpen, reachDropped},     // nobody else
 		{"outsider", "db", "192.168.1.100:22", reachOpen, reachDropped},       // SSH only from admin_cidrs and the mesh
 		{"admin", "db", "192.168.1.100:22", reachOpen, reachOpen},             // admin_cidrs
-		{"web", "db", "10.100.0.1:22", "", reachOpen},                         // SSH over the mesh
+		{"web", "db", "10.100.0.1:22", "", reachDropped},                      // SSH over the mesh only from ssh.admin_nodes (none)
+		{"db", "web", "10.100.0.2:22", "", reachDropped},                      // nor from the database node
 		{"outsider", "web", "192.168.1.50:443", reachRefused, reachOpen},      // public_tcp; nginx reloaded with the service
 		{"outsider", "web", "192.168.1.50:80", reachOpen, reachOpen},          // public_tcp
 		{"outsider", "web", "192.168.1.50:22", reachOpen, reachDropped},       // SSH only from admin_cidrs and the mesh
