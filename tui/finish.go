@@ -310,6 +310,9 @@ func (p *finishPage) view(m *model, width, height int) string {
 	if m.dirty {
 		intro = "The site is valid but not saved yet. Save it, then put it to work."
 	}
+	if bad := m.pages[stepReview].(*reviewPage).failed(m); len(bad) > 0 {
+		intro = "The site is valid, but the plan of " + plural(len(bad), "node") + " fails (" + strings.Join(bad, ", ") + "): see Review."
+	}
 	return m.pageFrame("Finish", intro, width, height, func(h int) string {
 		tw := 0
 		for _, a := range p.actions {

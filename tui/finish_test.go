@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -111,11 +112,47 @@ func TestFinishSavesRendersExports(t *testing.T) {
 		t.Fatalf("no export:\n%s\n%v", scr, a.calls)
 	}
 	press(m, "esc", "esc")
-	want := []string{"review db", "save " + filepath.Join(dir, "site.yaml"), "render web ./web", "export client service-worker-01"}
+	want := []string{"review db", "review web", "save " + filepath.Join(dir, "site.yaml"), "render web ./web", "export client service-worker-01"}
 	if strings.Join(a.calls, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("actions %q, want %q", a.calls, want)
 	}
 	if !strings.Contains(screen(m), "✓ Wrote node web into ./web") {
 		t.Fatalf("render result not shown:\n%s", screen(m))
+	}
+}
+
+// failingReview fails the review of one node, as a plan that cannot be
+// built for it.
+type failingReview struct {
+	fakeActions
+	node string
+}
+
+func (f *failingReview) Review(ctx context.Context, job Job, node string) (string, error) {
+	if node == f.node {
+		return "", errors.New("wireguard: web: no key")
+	}
+	return f.fakeActions.Review(ctx, job, node)
+}
+
+// TestReviewNodeProblem fails one node's review: the other node's review
+// is there, the failing node is marked as having the problem, the step
+// list marks Review, and Finish does not call the site fine.
+func TestReviewNodeProblem(t *testing.T) {
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &failingReview{node: "web"} })
+	press(m, nexts(7)...)
+	scr := screen(m)
+	for _, want := range []string{"# Files (3)", "✗ web"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("review lacks %q:\n%s", want, scr)
+		}
+	}
+	press(m, "right")
+	if scr := screen(m); !strings.Contains(scr, "✗ The plan of node web fails:") || !strings.Contains(scr, "wireguard: web: no") {
+		t.Errorf("web's problem is not shown as web's:\n%s", scr)
+	}
+	press(m, "ctrl+n")
+	if scr := screen(m); !strings.Contains(scr, "the plan of 1 node fails") || !strings.Contains(scr, "✗ Review") || strings.Contains(scr, "The site is valid. Save") {
+		t.Errorf("Finish calls the site fine:\n%s", scr)
 	}
 }

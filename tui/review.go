@@ -40,9 +40,29 @@ func newReviewPage() *reviewPage {
 
 func (p *reviewPage) reload(*model) {}
 
+// enter starts every node's review, the selected one first, so that a node
+// whose plan fails is marked whichever is selected.
 func (p *reviewPage) enter(m *model) tea.Cmd {
 	p.vp.GotoTop()
-	return p.request(m)
+	cmds := []tea.Cmd{p.request(m)}
+	for _, n := range nodeNames(m.site) {
+		cmds = append(cmds, p.requestNode(m, n))
+	}
+	return tea.Batch(cmds...)
+}
+
+// failed are the nodes whose review failed, for the site as it is now.
+func (p *reviewPage) failed(m *model) []string {
+	if p.version != m.version || len(m.errs) > 0 {
+		return nil
+	}
+	var out []string
+	for _, n := range nodeNames(m.site) {
+		if r, ok := p.results[n]; ok && r.err != nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // current is the selected node's name.
@@ -56,13 +76,15 @@ func (p *reviewPage) current(m *model) string {
 }
 
 // request starts building the selected node's review, unless it is there.
-func (p *reviewPage) request(m *model) tea.Cmd {
+func (p *reviewPage) request(m *model) tea.Cmd { return p.requestNode(m, p.current(m)) }
+
+// requestNode starts building node's review, unless it is there.
+func (p *reviewPage) requestNode(m *model, node string) tea.Cmd {
 	if p.version != m.version {
 		p.version = m.version
 		p.results = map[string]reviewResult{}
 		p.pending = map[string]bool{}
 	}
-	node := p.current(m)
 	if len(m.errs) > 0 || node == "" || p.pending[node] {
 		return nil
 	}
@@ -253,7 +275,10 @@ func (p *reviewPage) tabs(m *model, width int) string {
 	cur := p.current(m)
 	var out []string
 	for _, n := range nodeNames(m.site) {
-		if n == cur {
+		if r, ok := p.results[n]; ok && r.err != nil && p.version == m.version {
+			n = "✗ " + n
+		}
+		if strings.TrimPrefix(n, "✗ ") == cur {
 			out = append(out, m.th.tabOn.Render(n))
 		} else {
 			out = append(out, m.th.tab.Render(n))
@@ -272,7 +297,7 @@ func (p *reviewPage) nodeText(m *model, width int) string {
 	case !ok:
 		return m.th.desc.Render("Building the plan of " + node + "…")
 	case r.err != nil:
-		return m.th.errText.Render(strings.Join(wrap("✗ "+r.err.Error(), width), "\n"))
+		return m.th.errText.Render(strings.Join(wrap("✗ The plan of node "+node+" fails: "+r.err.Error(), width), "\n"))
 	}
 	var b strings.Builder
 	for _, l := range strings.Split(strings.TrimRight(r.text, "\n"), "\n") {

@@ -95,7 +95,7 @@ func (m *model) stepState(id stepID) (icon string, st lipgloss.Style) {
 	var bad bool
 	switch id {
 	case stepReview:
-		bad = len(m.errs) > 0
+		bad = len(m.errs) > 0 || len(m.pages[stepReview].(*reviewPage).failed(m)) > 0
 	case stepFinish:
 	default:
 		bad = len(ownedBy(m.errs, id)) > 0

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -157,7 +159,11 @@ func isTerminal(f any) bool {
 
 // wizardActions does what the wizard's Finish step asks, with the same code
 // as the commands.
-type wizardActions struct{ g *globals }
+type wizardActions struct {
+	g *globals
+	// self tells whether this host is the node; nil: thisHostIs.
+	self func(site *steps.Site, node string) bool
+}
 
 // Save writes the site file atomically.
 func (a *wizardActions) Save(site *steps.Site, path string) error {
@@ -224,30 +230,78 @@ func (a *wizardActions) Render(ctx context.Context, job tui.Job, node, dir strin
 		node, dir, total, written, plan.Firewall.RuleCount(), len(plan.WireGuard.Config.Peers)), nil
 }
 
-// Review builds the node's plan and tells what applying it to this host
-// would change, as `ztwizard plan` does. Where the host cannot be read (not
-// root) it shows the plan itself: files, firewall, peers.
+// Review builds the node's plan and tells what the node receives: its
+// files, firewall, peers and units, whatever this workstation is (names in
+// endpoints stay names: nothing is looked up). Only when this host is that
+// node, and the wizard runs as root, does it add what applying it here
+// would change, as `ztwizard plan` does; a failure there is told beside the
+// plan, not instead of it.
 func (a *wizardActions) Review(ctx context.Context, job tui.Job, node string) (string, error) {
 	_, plan, _, err := a.plan(ctx, job, node)
 	if err != nil {
 		return "", err
 	}
-	if os.Geteuid() != 0 {
-		return "# This host cannot be read without root: the plan itself.\n" + wizardPlanText(plan), nil
+	text := fmt.Sprintf("# What node %s receives\n", node) + wizardPlanText(plan)
+	self := a.self
+	if self == nil {
+		self = thisHostIs
 	}
+	if !self(job.Site, node) {
+		return text, nil
+	}
+	if os.Geteuid() != 0 {
+		return text + "\n# This host is node " + node + ": reading it needs root, so what applying changes is not shown.\n", nil
+	}
+	diff, err := a.hostDiff(ctx, job, plan)
+	switch {
+	case err != nil:
+		return text + "\n# This host is node " + node + ", but it cannot be compared: " + err.Error() + "\n", nil
+	case diff == "":
+		return text + fmt.Sprintf("\n# This host already matches node %s: applying changes nothing.\n", node), nil
+	}
+	return text + fmt.Sprintf("\n# What applying node %s to this host changes\n", node) + diff, nil
+}
+
+// hostDiff is what applying plan to this host would change.
+func (a *wizardActions) hostDiff(ctx context.Context, job tui.Job, plan *steps.Plan) (string, error) {
 	ap, closeFn, err := liveApplier(job.StateDir)
 	if err != nil {
 		return "", err
 	}
 	defer closeFn()
-	diff, err := ap.Diff(ctx, plan)
+	return ap.Diff(ctx, plan)
+}
+
+// thisHostIs tells whether this host is the site's node: its host name is
+// the node's name, or the node's endpoint is one of its addresses.
+func thisHostIs(site *steps.Site, node string) bool {
+	if h, err := os.Hostname(); err == nil {
+		if short, _, _ := strings.Cut(h, "."); short == node {
+			return true
+		}
+	}
+	n, ok := site.Node(node)
+	if !ok || n.Endpoint == "" {
+		return false
+	}
+	hostPart, _, err := net.SplitHostPort(n.Endpoint)
 	if err != nil {
-		return "", err
+		return false
 	}
-	if diff == "" {
-		return fmt.Sprintf("This host already matches node %s: applying changes nothing.\n", node), nil
+	ip, err := netip.ParseAddr(hostPart)
+	if err != nil {
+		return false
 	}
-	return fmt.Sprintf("# What applying node %s to this host changes\n", node) + diff, nil
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr() == ip.Unmap() {
+			return true
+		}
+	}
+	return false
 }
 
 // wizardPlanText is a plan as text: its files, its firewall as nft, its
@@ -276,7 +330,9 @@ func wizardPlanText(plan *steps.Plan) string {
 			ips = append(ips, ip.String())
 		}
 		line := fmt.Sprintf("peer %s allowed %s", p.PublicKey.String()[:8]+"…", strings.Join(ips, " "))
-		if p.Endpoint != nil {
+		if name, ok := plan.WireGuard.Resolve[p.PublicKey]; ok {
+			line += " endpoint " + name + " (looked up when applied)"
+		} else if p.Endpoint != nil {
 			line += " endpoint " + p.Endpoint.String()
 		}
 		peers = append(peers, line)

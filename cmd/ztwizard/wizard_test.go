@@ -403,7 +403,7 @@ func TestWizardInputEndsExitsTwo(t *testing.T) {
 func TestWizardActions(t *testing.T) {
 	dir := t.TempDir()
 	g := &globals{lockWait: 5 * time.Second, now: time.Now}
-	a := &wizardActions{g: g}
+	a := &wizardActions{g: g, self: func(*steps.Site, string) bool { return true }}
 	site := steps.Example()
 	job := tui.Job{Site: site, StateDir: filepath.Join(dir, "state")}
 	ctx := context.Background()
@@ -418,9 +418,10 @@ func TestWizardActions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// As root the review is the diff against this host, which has none of
-	// the node's files, table or interface.
-	for _, want := range []string{"# What applying node db to this host changes", "+++ /etc/ssh/sshd_config.d/50-ztwizard.conf",
+	// The review is what the node receives and, as root on the node
+	// itself, the diff against this host, which has none of the node's
+	// files, table or interface.
+	for _, want := range []string{"# What node db receives", "+ /etc/ssh/sshd_config.d/50-ztwizard.conf 0644", "# What applying node db to this host changes", "+++ /etc/ssh/sshd_config.d/50-ztwizard.conf",
 		"@@ secret (mode 0600): new, content not shown @@", "policy drop", "wireguard zt0:", "allowed 10.100.0.2/32 endpoint 192.168.1.50:51820"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("review lacks %q:\n%s", want, text)
@@ -616,4 +617,36 @@ services:`
 	p.wait("Leave the wizard?")
 	p.keys("y")
 	p.exited()
+}
+
+// TestWizardReviewNeedsNoDNS reviews nodes of a site where one endpoint is
+// a name this machine cannot look up: every node's review is there, the
+// name kept as it is; on the node itself only the comparison with this
+// host fails, and says why beside the plan.
+func TestWizardReviewNeedsNoDNS(t *testing.T) {
+	dir := t.TempDir()
+	site := steps.Example()
+	site.Nodes[1].Endpoint = "web.nowhere.invalid:51820"
+	job := tui.Job{Site: site, StateDir: filepath.Join(dir, "state")}
+	a := &wizardActions{g: &globals{lockWait: 5 * time.Second, now: time.Now}, self: func(*steps.Site, string) bool { return false }}
+	for _, node := range []string{"db", "web"} {
+		text, err := a.Review(context.Background(), job, node)
+		if err != nil {
+			t.Fatalf("review of %s: %v", node, err)
+		}
+		if !strings.Contains(text, "# What node "+node+" receives") || strings.Contains(text, "this host") {
+			t.Fatalf("review of %s:\n%s", node, text)
+		}
+		if node == "db" && !strings.Contains(text, "endpoint web.nowhere.invalid:51820 (looked up when applied)") {
+			t.Fatalf("the name is not kept:\n%s", text)
+		}
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the comparison with this host needs root")
+	}
+	a.self = func(*steps.Site, string) bool { return true }
+	text, err := a.Review(context.Background(), job, "db")
+	if err != nil || !strings.Contains(text, "# What node db receives") || !strings.Contains(text, "cannot be compared: ") || !strings.Contains(text, "web.nowhere.invalid") {
+		t.Fatalf("review on the node: %v\n%s", err, text)
+	}
 }
