@@ -28,6 +28,11 @@ func caCmd(g *globals) *cobra.Command {
 		Long: `The private certificate authority behind mutual TLS. It is created in the
 state folder on first use, from the site's ca: section. With --passphrase-file
 its private key is stored encrypted (PKCS#8, AES-256).`,
+		Example: `  ztwizard ca init -c site.yaml --passphrase-file /root/ca.pass
+  ztwizard ca issue --name service-worker-01 --out ./worker
+  ztwizard ca revoke --name service-worker-01
+  ztwizard ca crl --if-due --out /etc/ztwizard/crl.pem
+  ztwizard ca list`,
 		Args: noArgs,
 	}
 	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g))

@@ -329,7 +329,7 @@ func TestWizardPlainWithoutTerminal(t *testing.T) {
 
 func TestHelpHasExamples(t *testing.T) {
 	for _, args := range [][]string{{"validate"}, {"ca", "issue"}, {"ca", "revoke"}, {"ca", "crl"}, {"ca", "list"},
-		{"ssh", "sign"}, {"ssh", "revoke"}, {"status"}} {
+		{"ssh", "sign"}, {"ssh", "revoke"}, {"status"}, {"ca"}, {"ssh"}, {"wg"}, {"wg", "export"}} {
 		r := ztw(t, t.TempDir(), append(args, "--help")...)
 		if r.code != 0 || !strings.Contains(strings.ToLower(r.stdout), "example") || !strings.Contains(r.stdout, "ztwizard "+strings.Join(args, " ")) {
 			t.Errorf("%v --help: exit %d\n%s", args, r.code, r.stdout)

@@ -23,6 +23,10 @@ func sshCmd(g *globals) *cobra.Command {
 principals (local accounts) the site gives that user, for a few hours; a host's
 key is signed with the host CA so clients trust it through one @cert-authority
 line. A certificate without principals is never signed.`,
+		Example: `  ztwizard ssh sign --user alice --key ~/.ssh/id_ed25519.pub
+  ztwizard ssh sign --host db --key /etc/ssh/ssh_host_ed25519_key.pub
+  ztwizard ssh revoke --user alice
+  ztwizard ssh ca`,
 		Args: noArgs,
 	}
 	cmd.AddCommand(sshSignCmd(g), sshRevokeCmd(g), sshCACmd(g))

@@ -75,6 +75,7 @@ var packages = map[string]string{
 	"unshare":           "util-linux",
 	"wg":                "wireguard-tools",
 	"wg-quick":          "wireguard-tools",
+	"zbarimg":           "zbar-tools",
 }
 
 // Need fails t unless every tool is installed. A name is looked up on PATH,
