@@ -4,10 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -16,49 +21,208 @@ import (
 // read a disk image.
 const MaxSiteSize = 4 << 20
 
+// maxScalar bounds one field name or value in a site file: no real one is
+// near it, and it keeps every message that quotes a value short.
+const maxScalar = 1024
+
 // Load reads, checks and validates a site file. Every problem is reported at
 // once as Errors, each with the file, line, field path and value; the
-// returned site has its defaults filled in.
+// returned site has its defaults filled in. Only a regular file or a pipe
+// is read, and never more than MaxSiteSize bytes of it.
 func Load(path string) (*Site, error) {
-	data, err := os.ReadFile(path)
+	data, err := readSite(path)
 	if err != nil {
-		return nil, fmt.Errorf("site: %w", err)
+		return nil, err
 	}
 	return Parse(data, path)
 }
 
+// readSite reads at most MaxSiteSize bytes of a regular file or a pipe.
+// Anything else (a device, a folder, a socket) is refused before it is read.
+func readSite(path string) ([]byte, error) {
+	// Stat first: opening a device can have effects of its own.
+	fi, err := os.Stat(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = &os.PathError{Op: "open", Path: pe.Path, Err: pe.Err}
+		}
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	if err := siteFileType(path, fi); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	if err := siteFileType(path, fi); err != nil {
+		return nil, err
+	}
+	if fi.Mode().IsRegular() && fi.Size() > MaxSiteSize {
+		return nil, tooLarge(path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxSiteSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	if len(data) > MaxSiteSize {
+		return nil, tooLarge(path)
+	}
+	return data, nil
+}
+
+// siteFileType refuses what is neither a regular file nor a pipe.
+func siteFileType(path string, fi os.FileInfo) error {
+	m := fi.Mode()
+	if m.IsRegular() || m&os.ModeNamedPipe != 0 {
+		return nil
+	}
+	what := "not a regular file"
+	switch {
+	case m.IsDir():
+		what = "a folder"
+	case m&os.ModeCharDevice != 0:
+		what = "a character device"
+	case m&os.ModeDevice != 0:
+		what = "a block device"
+	case m&os.ModeSocket != 0:
+		what = "a socket"
+	}
+	return Errors{{File: path, Msg: "is " + what + ", not a site file"}}
+}
+
+func tooLarge(name string) error {
+	return Errors{{File: name, Msg: fmt.Sprintf("larger than %d bytes (%d MiB), the limit for a site file", MaxSiteSize, MaxSiteSize>>20)}}
+}
+
 // Parse is Load for a site already in memory; name is used in messages.
+// No message quotes the file unless it is a site mapping, and then only
+// the short value of one of its fields.
 func Parse(data []byte, name string) (*Site, error) {
 	if len(data) > MaxSiteSize {
-		return nil, Errors{{File: name, Msg: fmt.Sprintf("%d bytes is too large for a site file (at most %d)", len(data), MaxSiteSize)}}
+		return nil, tooLarge(name)
 	}
+	if line, ok := binaryAt(data); ok {
+		return nil, Errors{{File: name, Line: line, Msg: "not a site file: it holds binary data"}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{{File: name, Line: yamlErrLine(err), Msg: yamlErrMsg(err)}}
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: name, Msg: "empty site file"}}
+		}
+		if line, kind := sniff(data); kind != "" {
+			return nil, notASite(name, line, kind)
+		}
+		return nil, Errors{{File: name, Line: yamlErrLineIn(err, data), Msg: yamlErrMsg(err)}}
 	}
-	if doc.Kind == 0 || len(doc.Content) == 0 {
+	if len(doc.Content) == 0 {
 		return nil, Errors{{File: name, Msg: "empty site file"}}
 	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, Errors{{File: name, Line: root.Line, Msg: "empty site file"}}
+	}
+	if !isSiteMapping(root) {
+		if line, kind := sniff(data); kind != "" {
+			return nil, notASite(name, line, kind)
+		}
+		return nil, Errors{{File: name, Line: root.Line, Msg: "not a site file: " + holds(root)}}
+	}
+	if err := onlyDocument(dec, name); err != nil {
+		return nil, err
+	}
 	w := &walker{lines: map[string]int{}}
-	w.walk(doc.Content[0], reflect.TypeFor[Site](), "")
+	w.walk(root, reflect.TypeFor[Site](), "")
 	if len(w.errs) > 0 {
 		return nil, w.located(w.errs, name)
 	}
 	var site Site
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&site); err != nil {
+	if err := root.Decode(&site); err != nil {
 		return nil, Errors{{File: name, Line: yamlErrLine(err), Msg: yamlErrMsg(err)}}
 	}
 	site.SetDefaults()
+	list := w.later
 	if err := site.Validate(); err != nil {
-		var list Errors
-		if errors.As(err, &list) {
-			return nil, w.located(list, name)
+		var vl Errors
+		if !errors.As(err, &vl) {
+			return nil, err
 		}
-		return nil, err
+		list = append(list, vl...)
+	}
+	if len(list) > 0 {
+		return nil, w.located(list, name)
 	}
 	return &site, nil
+}
+
+// onlyDocument refuses a second YAML document with content: it would be
+// silently ignored.
+func onlyDocument(dec *yaml.Decoder, name string) error {
+	for {
+		var next yaml.Node
+		err := dec.Decode(&next)
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return Errors{{File: name, Line: yamlErrLine(err), Msg: yamlErrMsg(err)}}
+		}
+		if len(next.Content) == 0 || (next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null" && next.Content[0].Value == "") {
+			continue
+		}
+		return Errors{{File: name, Line: next.Line, Msg: "a second YAML document (after \"---\"); a site file holds exactly one"}}
+	}
+}
+
+// isSiteMapping tells whether the top of a YAML document is a mapping that
+// a site file could be: empty, or with at least one site field (or a near
+// miss of one, to be reported as a typo).
+func isSiteMapping(n *yaml.Node) bool {
+	if n.Kind != yaml.MappingNode {
+		return false
+	}
+	if len(n.Content) == 0 {
+		return true
+	}
+	names := fieldNames(reflect.TypeFor[Site]())
+	for i := 0; i < len(n.Content); i += 2 {
+		k := n.Content[i]
+		if k.Kind == yaml.ScalarNode && len(k.Value) <= 64 && (slices.Contains(names, k.Value) || Suggest(k.Value, names) != "") {
+			return true
+		}
+	}
+	return false
+}
+
+// holds names what a YAML node is, without its content.
+func holds(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "it holds a mapping without any site field (version, site, ca, ssh, wireguard, nodes, ...)"
+	case yaml.SequenceNode:
+		return "it holds a list, not a mapping of site fields"
+	default:
+		return "it holds text, not a mapping of site fields"
+	}
+}
+
+func notASite(name string, line int, kind string) error {
+	return Errors{{File: name, Line: line, Msg: "not a site file: it looks like " + kind}}
+}
+
+func fieldNames(t reflect.Type) []string {
+	var names []string
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		names = append(names, name)
+	}
+	return names
 }
 
 // Marshal writes the site as YAML that Parse reads back to the same site.
@@ -81,6 +245,9 @@ func (s *Site) Marshal() ([]byte, error) {
 type walker struct {
 	lines map[string]int
 	errs  Errors
+	// later are problems that do not stop decoding (a 0 where leaving the
+	// field out means the default); they are reported with Validate's.
+	later Errors
 }
 
 func (w *walker) fail(n *yaml.Node, path, format string, args ...any) {
@@ -93,6 +260,10 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	w.lines[path] = n.Line
+	if n.Kind == yaml.ScalarNode && len(n.Value) > maxScalar {
+		w.fail(n, path, "a value of %d bytes is too long (at most %d)", len(n.Value), maxScalar)
+		return
+	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return
 	}
@@ -103,16 +274,21 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		fields := map[string]reflect.StructField{}
-		var names []string
+		names := fieldNames(t)
 		for i := range t.NumField() {
-			f := t.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
-			fields[name] = f
-			names = append(names, name)
+			fields[names[i]] = t.Field(i)
 		}
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yaml.ScalarNode {
+				w.fail(k, path, "a field name must be text, not %s", describe(k))
+				continue
+			}
+			if len(k.Value) > 64 {
+				w.fail(k, path, "a field name of %d bytes is too long (at most 64)", len(k.Value))
+				continue
+			}
 			sub := join(path, k.Value)
 			f, ok := fields[k.Value]
 			switch {
@@ -122,6 +298,11 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 				w.fail(k, sub, "field given twice")
 			default:
 				w.walk(v, f.Type, sub)
+				if f.Tag.Get("site") == "nonzero" && v.Kind == yaml.ScalarNode && v.Tag == "!!int" {
+					if z, err := strconv.ParseInt(v.Value, 0, 64); err == nil && z == 0 {
+						w.later = append(w.later, FieldError{Line: v.Line, Path: sub, Msg: "0 is not a port; leave the field out for the default"})
+					}
+				}
 			}
 			seen[k.Value] = true
 		}
@@ -144,7 +325,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			return
 		}
 		if _, err := strconv.ParseInt(n.Value, 0, 64); err != nil || n.Tag != "!!int" {
-			w.fail(n, path, "%q is not a whole number", n.Value)
+			w.fail(n, path, "%s is not a whole number", describe(n))
 		}
 	case reflect.String:
 		if n.Kind != yaml.ScalarNode {
@@ -188,6 +369,8 @@ func join(path, key string) string {
 	return path + "." + key
 }
 
+// describe names a node for a message: its kind, or a scalar's value,
+// quoted and cut short.
 func describe(n *yaml.Node) string {
 	switch n.Kind {
 	case yaml.MappingNode:
@@ -195,8 +378,17 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	default:
-		return strconv.Quote(n.Value)
+		return quoteShort(n.Value)
 	}
+}
+
+// quoteShort quotes a value for a message, cut to at most 40 characters.
+func quoteShort(s string) string {
+	const limit = 40
+	if utf8.RuneCountInString(s) <= limit {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(string([]rune(s)[:limit])) + "…"
 }
 
 // yamlErrLine digs the line out of a yaml error ("yaml: line 3: ...").
@@ -213,16 +405,62 @@ func yamlErrLine(err error) int {
 	return 0
 }
 
-// yamlErrMsg strips the "yaml: line N:" prefix, since the line is shown anyway.
+// yamlAnchorRE finds the anchor a yaml error names ("unknown anchor 'x'
+// referenced"): such errors come without a line.
+var yamlAnchorRE = regexp.MustCompile(`anchor '([^']*)'`)
+
+// yamlErrLineIn is yamlErrLine, or for an error about an anchor the line
+// where that anchor is first used.
+func yamlErrLineIn(err error, data []byte) int {
+	if l := yamlErrLine(err); l > 0 {
+		return l
+	}
+	m := yamlAnchorRE.FindStringSubmatch(err.Error())
+	if m == nil || m[1] == "" {
+		return 0
+	}
+	for _, mark := range []string{"*", "&"} {
+		if i := bytes.Index(data, []byte(mark+m[1])); i >= 0 {
+			return 1 + bytes.Count(data[:i], []byte("\n"))
+		}
+	}
+	return 0
+}
+
+// yamlQuoted is a quoted fragment of a yaml error: an anchor name, a key or
+// a value from the file.
+var yamlQuoted = regexp.MustCompile("(^|\\s)('[^']*'|`[^`]*`|\"(?:[^\"\\\\]|\\\\.)*\")")
+
+// yamlErrMsg keeps the first problem of a yaml error, without its "yaml:
+// line N:" prefix (the line is shown anyway) and without any fragment of
+// the file it quotes. Quoted single characters (an expected ',' or ']')
+// are the grammar, not the file, and stay.
 func yamlErrMsg(err error) string {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	if strings.HasPrefix(msg, "unmarshal errors:") {
 		msg = strings.TrimSpace(strings.TrimPrefix(msg, "unmarshal errors:"))
 	}
+	msg, _, _ = strings.Cut(msg, "\n")
 	if strings.HasPrefix(msg, "line ") {
 		if _, after, ok := strings.Cut(msg, ": "); ok {
 			msg = after
 		}
 	}
-	return "bad YAML: " + msg
+	var kept []string
+	msg = yamlQuoted.ReplaceAllStringFunc(msg, func(m string) string {
+		frag := strings.TrimLeftFunc(m, unicode.IsSpace)
+		if len(frag) == 3 && frag[1] < utf8.RuneSelf {
+			kept = append(kept, frag)
+			return m
+		}
+		return ""
+	})
+	rest := msg
+	for _, k := range kept {
+		rest = strings.Replace(rest, k, "", 1)
+	}
+	if strings.ContainsAny(rest, "'`\"") || len(msg) > 120 {
+		msg = "the file is not well-formed YAML"
+	}
+	return "bad YAML: " + strings.Join(strings.Fields(msg), " ")
 }
