@@ -1,7 +1,10 @@
 package steps
 
 import (
+	"errors"
 	"fmt"
+	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -74,7 +77,7 @@ type SSHUser struct {
 // WireGuard describes the mesh network.
 type WireGuard struct {
 	Network    string `yaml:"network"`
-	ListenPort int    `yaml:"listen_port,omitempty"`
+	ListenPort int    `yaml:"listen_port,omitempty" site:"nonzero"`
 }
 
 // Node is one host of the mesh.
@@ -92,7 +95,7 @@ type Service struct {
 	Name       string   `yaml:"name"`
 	Node       string   `yaml:"node"`
 	ServerName string   `yaml:"server_name"`
-	Listen     int      `yaml:"listen,omitempty"`
+	Listen     int      `yaml:"listen,omitempty" site:"nonzero"`
 	Upstream   string   `yaml:"upstream"`
 	Allow      []string `yaml:"allow,omitempty,flow"`
 }
@@ -103,7 +106,7 @@ type Database struct {
 	Name    string   `yaml:"name"`
 	Node    string   `yaml:"node"`
 	Engine  string   `yaml:"engine"`
-	Port    int      `yaml:"port,omitempty"`
+	Port    int      `yaml:"port,omitempty" site:"nonzero"`
 	Clients []string `yaml:"clients,omitempty,flow"`
 }
 
@@ -237,21 +240,36 @@ func (s *Site) User(name string) (*SSHUser, bool) {
 // ("4h", "2160h", "90m") or a whole number of days ("90d").
 type Duration string
 
-// Parse returns the duration, or an error that quotes the text.
+// MaxDays is the longest duration in days a site may give: more does not
+// fit a time.Duration (about 292 years).
+const MaxDays = int64(math.MaxInt64 / int64(24*time.Hour))
+
+// goDurationRE is the shape time.ParseDuration accepts, to tell a number
+// too large from text that is no duration.
+var goDurationRE = regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
+
+// Parse returns the duration, or an error that quotes the text. A duration
+// too long for a time.Duration is an error, never a wrapped-around value.
 func (d Duration) Parse() (time.Duration, error) {
 	s := strings.TrimSpace(string(d))
 	if s == "" {
 		return 0, fmt.Errorf("missing duration")
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, err := strconv.ParseInt(days, 10, 32)
-		if err != nil {
+		n, err := strconv.ParseInt(days, 10, 64)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
 			return 0, fmt.Errorf("%q is not a duration (use e.g. 90d, 2160h, 4h)", string(d))
+		}
+		if err != nil || n > MaxDays || n < -MaxDays {
+			return 0, fmt.Errorf("%q is too long (at most %dd)", string(d), MaxDays)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
+		if goDurationRE.MatchString(s) {
+			return 0, fmt.Errorf("%q is too long (at most %dd)", string(d), MaxDays)
+		}
 		return 0, fmt.Errorf("%q is not a duration (use e.g. 90d, 2160h, 4h)", string(d))
 	}
 	return v, nil

@@ -175,6 +175,43 @@ func TestValidateRules(t *testing.T) {
 		{"public database", func(s *Site) { s.Firewall.PublicTCP = []int{3306} }, `firewall.public_tcp[0]: port 3306 is database "main"'s port; databases are reachable only over the mesh`},
 		{"icmp rate", func(s *Site) { s.Firewall.ICMPRate = "10 per second" }, `firewall.icmp_rate: "10 per second" is not a rate (e.g. 10/second, 600/minute)`},
 		{"icmp rate zero", func(s *Site) { s.Firewall.ICMPRate = "0/second" }, `firewall.icmp_rate: "0/second" must allow at least 1`},
+		{"icmp rate overflow", func(s *Site) { s.Firewall.ICMPRate = "99999999999999999999/second" }, `firewall.icmp_rate: "99999999999999999999/second" is too large (at most 4294967295 per second)`},
+		{"icmp rate above uint32", func(s *Site) { s.Firewall.ICMPRate = "4294967296/day" }, `firewall.icmp_rate: "4294967296/day" is too large (at most 4294967295 per day)`},
+		{"ca validity days overflow", func(s *Site) { s.CA.Validity = "217154d" }, `ca.validity: "217154d" is too long (at most 106751d)`},
+		{"ssh validity days overflow", func(s *Site) { s.SSH.CertValidity = "213504d" }, `ssh.cert_validity: "213504d" is too long (at most 106751d)`},
+		{"leaf validity days overflow", func(s *Site) { s.CA.CertValidity = "9223372036854775807d" }, `ca.cert_validity: "9223372036854775807d" is too long (at most 106751d)`},
+		{"crl validity days past int64", func(s *Site) { s.CA.CRLValidity = "99999999999999999999d" }, `ca.crl_validity: "99999999999999999999d" is too long (at most 106751d)`},
+		{"ssh validity hours overflow", func(s *Site) { s.SSH.CertValidity = "2562048h" }, `ssh.cert_validity: "2562048h" is too long (at most 106751d)`},
+		{"admin cidr v4-mapped", func(s *Site) { s.SSH.AdminCIDRs = []string{"::ffff:192.168.10.0/120"} },
+			`ssh.admin_cidrs[0]: "::ffff:192.168.10.0/120" is an IPv4 network written as IPv6, which IPv4 packets never match (write "192.168.10.0/24")`},
+		{"admin cidr v4-mapped short", func(s *Site) { s.SSH.AdminCIDRs = []string{"::ffff:0.0.0.0/80"} },
+			`ssh.admin_cidrs[0]: "::ffff:0.0.0.0/80" mixes IPv4-mapped and IPv6 addresses (write IPv4 networks in IPv4 form)`},
+		{"network v4-mapped", func(s *Site) { s.WireGuard.Network = "::ffff:10.100.0.0/120" },
+			`wireguard.network: "::ffff:10.100.0.0/120" is an IPv4 network written as IPv6, which IPv4 packets never match (write "10.100.0.0/24")`},
+		{"endpoint zone injection", func(s *Site) { s.Nodes[1].Endpoint = "[fe80::1%x\nPreUp = id]:51820" },
+			`nodes[1].endpoint: "[fe80::1%x\nPreUp = id]:51820": an endpoint may not have an IPv6 zone (%...): other nodes reach it by an address without one`},
+		{"endpoint zone", func(s *Site) { s.Nodes[1].Endpoint = "[fe80::1%eth0]:51820" },
+			`nodes[1].endpoint: "[fe80::1%eth0]:51820": an endpoint may not have an IPv6 zone (%...): other nodes reach it by an address without one`},
+		{"endpoint zone on a name", func(s *Site) { s.Nodes[1].Endpoint = "[web%eth0]:51820" }, `nodes[1].endpoint: "[web%eth0]:51820": host "web%eth0" is not an IP address with a zone`},
+		{"endpoint ipv6 bare", func(s *Site) { s.Nodes[1].Endpoint = "[2001:db8::1]:51820x" }, `nodes[1].endpoint: "[2001:db8::1]:51820x" has a bad port (1-65535)`},
+		{"endpoint ipv4 in brackets", func(s *Site) { s.Nodes[1].Endpoint = "[192.168.1.50]:51820" }, `nodes[1].endpoint: "[192.168.1.50]:51820": an IPv4 address is written without brackets`},
+		{"endpoint name in brackets", func(s *Site) { s.Nodes[1].Endpoint = "[web.example]:51820" }, `nodes[1].endpoint: "[web.example]:51820": only an IPv6 address goes in brackets`},
+		{"endpoint port sign", func(s *Site) { s.Nodes[1].Endpoint = "192.168.1.50:+51820" }, `nodes[1].endpoint: "192.168.1.50:+51820" has a bad port (1-65535)`},
+		{"endpoint port zeros", func(s *Site) { s.Nodes[1].Endpoint = "192.168.1.50:051820" }, `nodes[1].endpoint: "192.168.1.50:051820" has a bad port (1-65535)`},
+		{"endpoint numeric name", func(s *Site) { s.Nodes[1].Endpoint = "0x7f000001:51820" }, `nodes[1].endpoint: "0x7f000001:51820": host "0x7f000001" is neither an IP address nor a DNS name`},
+		{"upstream empty port", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:" }, `services[0].upstream: "http://127.0.0.1:" has an empty port (leave out the ':' or give a port 1-65535)`},
+		{"upstream user info", func(s *Site) { s.Services[0].Upstream = "http://user:pw@127.0.0.1:8080" }, `services[0].upstream: "http://user:pw@127.0.0.1:8080" has user info (user@ or user:password@), which an upstream URL may not`},
+		{"upstream user only", func(s *Site) { s.Services[0].Upstream = "https://u@backend.internal" }, `services[0].upstream: "https://u@backend.internal" has user info (user@ or user:password@), which an upstream URL may not`},
+		{"upstream query", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:8080/?a=b" }, `services[0].upstream: "http://127.0.0.1:8080/?a=b" has a query (?...), which an upstream URL may not`},
+		{"upstream empty query", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:8080/?" }, `services[0].upstream: "http://127.0.0.1:8080/?" has a query (?...), which an upstream URL may not`},
+		{"upstream fragment", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:8080/#x" }, `services[0].upstream: "http://127.0.0.1:8080/#x" has a fragment (#...), which an upstream URL may not`},
+		{"upstream zone", func(s *Site) { s.Services[0].Upstream = "http://[fe80::1%25eth0]:8080" }, `services[0].upstream: "http://[fe80::1%25eth0]:8080": an upstream address may not have an IPv6 zone`},
+		{"upstream port sign", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:08080" }, `services[0].upstream: "http://127.0.0.1:08080" has a bad port (1-65535)`},
+		{"upstream bad host", func(s *Site) { s.Services[0].Upstream = "http://back_end:8080" }, `services[0].upstream: "http://back_end:8080": host "back_end" is neither an IP address nor a DNS name`},
+		{"client named like a service", func(s *Site) { s.Clients = append(s.Clients, Client{Name: "api"}) },
+			`clients[1].name: "api" is also services[0]'s name; clients and services share the CA's certificate names, so each must differ`},
+		{"user named like a node", func(s *Site) { s.SSH.Users = append(s.SSH.Users, SSHUser{Name: "db", Principals: []string{"dba"}}) },
+			`ssh.users[1].name: "db" is also nodes[0]'s name; SSH users and nodes share the SSH CA's certificate names, so each must differ`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,10 +264,32 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestDurationDays(t *testing.T) {
-	for in, want := range map[Duration]string{"90d": "2160h0m0s", "4h": "4h0m0s", "1h30m": "1h30m0s"} {
+	for in, want := range map[Duration]string{"90d": "2160h0m0s", "4h": "4h0m0s", "1h30m": "1h30m0s", "106751d": "2562024h0m0s"} {
 		v, err := in.Parse()
 		if err != nil || v.String() != want {
 			t.Errorf("%q: got %v, %v; want %s", in, v, err, want)
+		}
+	}
+	// Too long never wraps around to a short or negative duration.
+	for _, in := range []Duration{"106752d", "217154d", "213504d", "2147483648d", "99999999999999999999d", "-106752d", "2562048h", "9999999999999999999ns"} {
+		if v, err := in.Parse(); err == nil || !strings.Contains(err.Error(), "is too long (at most 106751d)") {
+			t.Errorf("%q: got %v, %v; want too long", in, v, err)
+		}
+	}
+}
+
+// TestValidEndpointAccepts keeps the endpoint rules from refusing what
+// WireGuard takes.
+func TestValidEndpointAccepts(t *testing.T) {
+	for _, e := range []string{"192.168.1.50:51820", "[2001:db8::1]:51820", "[fe80::1]:1",
+		"vpn.example.com:51820", "db1:65535", "[::ffff:192.0.2.1]:51820"} {
+		if err := ValidEndpoint(e); err != nil {
+			t.Errorf("%s: %v", e, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8080", "https://backend.internal", "http://[2001:db8::5]:8080/app/", "http://localhost:1/a%20b"} {
+		if err := ValidUpstream(u); err != nil {
+			t.Errorf("%s: %v", u, err)
 		}
 	}
 }

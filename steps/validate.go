@@ -3,6 +3,7 @@ package steps
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -85,6 +86,16 @@ func ValidPrefix(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, fmt.Errorf("%q is not a network in CIDR form (e.g. 10.100.0.0/24)", s)
 	}
+	if p.Addr().Is4In6() {
+		if p.Bits() >= 96 {
+			v4 := netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked()
+			return netip.Prefix{}, fmt.Errorf("%q is an IPv4 network written as IPv6, which IPv4 packets never match (write %q)", s, v4.String())
+		}
+		return netip.Prefix{}, fmt.Errorf("%q mixes IPv4-mapped and IPv6 addresses (write IPv4 networks in IPv4 form)", s)
+	}
+	if p.Addr().Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("%q has an IPv6 zone, which a network may not", s)
+	}
 	if p.Masked() != p {
 		return netip.Prefix{}, fmt.Errorf("%q has host bits set (did you mean %q?)", s, p.Masked().String())
 	}
@@ -92,24 +103,72 @@ func ValidPrefix(s string) (netip.Prefix, error) {
 }
 
 // ValidEndpoint checks a WireGuard endpoint: host:port, the host an IP
-// address or a DNS name.
+// address (IPv6 in brackets, without a zone: the zone names an interface of
+// the node itself, which its peers do not have) or a DNS name, the port
+// digits only.
 func ValidEndpoint(s string) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port", s)
 	}
-	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
+	if err := validPortText(port); err != nil {
 		return fmt.Errorf("%q has a bad port (1-65535)", s)
 	}
-	if _, err := netip.ParseAddr(host); err == nil {
+	bracketed := strings.HasPrefix(s, "[")
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Is4() && bracketed {
+			return fmt.Errorf("%q: an IPv4 address is written without brackets", s)
+		}
+		if !a.Is4() && !bracketed {
+			return fmt.Errorf("%q: an IPv6 address goes in brackets ([addr]:port)", s)
+		}
+		if a.Zone() != "" {
+			return fmt.Errorf("%q: an endpoint may not have an IPv6 zone (%%...): other nodes reach it by an address without one", s)
+		}
 		return nil
 	}
-	if ValidDNSName(host) != nil {
+	if strings.Contains(host, "%") {
+		return fmt.Errorf("%q: host %q is not an IP address with a zone", s, host)
+	}
+	if bracketed {
+		return fmt.Errorf("%q: only an IPv6 address goes in brackets", s)
+	}
+	if validHostName(host) != nil {
 		return fmt.Errorf("%q: host %q is neither an IP address nor a DNS name", s, host)
 	}
 	return nil
 }
+
+// numberRE is a last label that resolvers read as a number (inet_aton
+// takes "10.1" and "0x7f000001"), so it is no host name.
+var numberRE = regexp.MustCompile(`^([0-9]+|0[xX][0-9a-fA-F]*)$`)
+
+// validHostName checks a DNS name that is resolved (an endpoint's or an
+// upstream's host): a DNS name whose last label is not a number.
+func validHostName(s string) error {
+	if err := ValidDNSName(s); err != nil {
+		return err
+	}
+	labels := strings.Split(strings.TrimSuffix(s, "."), ".")
+	if numberRE.MatchString(labels[len(labels)-1]) {
+		return fmt.Errorf("%q is neither an IP address nor a DNS name", s)
+	}
+	return nil
+}
+
+// validPortText checks a port written as text: digits only, no sign or
+// leading zero, 1-65535.
+func validPortText(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || strconv.Itoa(n) != s {
+		return fmt.Errorf("%q is not a port number", s)
+	}
+	return ValidPort(n)
+}
+
+// MaxRate bounds firewall.icmp_rate's count, well inside what nft and the
+// kernel take.
+const MaxRate = math.MaxUint32
 
 // ValidRate checks a rate limit such as "10/second".
 func ValidRate(s string) error {
@@ -117,15 +176,20 @@ func ValidRate(s string) error {
 	if m == nil {
 		return fmt.Errorf("%q is not a rate (e.g. 10/second, 600/minute)", s)
 	}
-	if n, _ := strconv.Atoi(m[1]); n < 1 {
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	switch {
+	case err != nil || n > MaxRate:
+		return fmt.Errorf("%q is too large (at most %d per %s)", s, uint64(MaxRate), m[2])
+	case n < 1:
 		return fmt.Errorf("%q must allow at least 1", s)
 	}
 	return nil
 }
 
-// ValidUpstream checks a service's upstream URL: http or https with a host,
-// and none of the characters that could end an nginx directive or string
-// (";", "{", "}", quotes, back-slash, white space).
+// ValidUpstream checks a service's upstream URL: http or https with a host
+// (an IP address or a DNS name) and an optional port and path; no user
+// info, query or fragment, and none of the characters that could end an
+// nginx directive or string (";", "{", "}", quotes, back-slash, white space).
 func ValidUpstream(s string) error {
 	if i := strings.IndexFunc(s, func(r rune) bool {
 		return r <= ' ' || r >= 0x7f || strings.ContainsRune(";{}\"'\\`$<>|^", r)
@@ -136,10 +200,33 @@ func ValidUpstream(s string) error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("%q is not an http:// or https:// URL with a host", s)
 	}
+	switch {
+	case u.User != nil || strings.Contains(u.Host, "@"):
+		return fmt.Errorf("%q has user info (user@ or user:password@), which an upstream URL may not", s)
+	case u.RawQuery != "" || u.ForceQuery || strings.Contains(s, "?"):
+		return fmt.Errorf("%q has a query (?...), which an upstream URL may not", s)
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("%q has a fragment (#...), which an upstream URL may not", s)
+	case strings.HasSuffix(u.Host, ":"):
+		return fmt.Errorf("%q has an empty port (leave out the ':' or give a port 1-65535)", s)
+	}
 	if u.Port() != "" {
-		if n, err := strconv.Atoi(u.Port()); err != nil || n < 1 || n > 65535 {
+		if validPortText(u.Port()) != nil {
 			return fmt.Errorf("%q has a bad port (1-65535)", s)
 		}
+	}
+	host := u.Hostname()
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" || strings.Contains(u.Host, "%") {
+			return fmt.Errorf("%q: an upstream address may not have an IPv6 zone", s)
+		}
+		if a.Is4() && strings.HasPrefix(u.Host, "[") {
+			return fmt.Errorf("%q: an IPv4 address is written without brackets", s)
+		}
+		return nil
+	}
+	if strings.HasPrefix(u.Host, "[") || validHostName(host) != nil {
+		return fmt.Errorf("%q: host %q is neither an IP address nor a DNS name", s, host)
 	}
 	return nil
 }
@@ -187,6 +274,7 @@ func (s *Site) Validate() error {
 	site.checkClients(c)
 	site.checkFirewall(c)
 	site.checkPorts(c)
+	site.checkNamespaces(c)
 	return c.err()
 }
 
@@ -572,6 +660,38 @@ func (s *Site) checkPorts(c *errs) {
 			continue
 		}
 		owner[k] = fmt.Sprintf("service %q", sv.Name)
+	}
+}
+
+// checkNamespaces finds one name used by two kinds of thing that the
+// authority tells apart by name alone: `ca issue` and `ca revoke` take a
+// client or a service name (a client named like a service would have its
+// client certificate installed as nginx's server certificate), and `ssh
+// revoke` takes an SSH user or a node name (revoking one would revoke the
+// other). Databases and nodes have no X.509 certificates of their own, so
+// they may share a name with a client or service.
+func (s *Site) checkNamespaces(c *errs) {
+	services := map[string]int{}
+	for i, sv := range s.Services {
+		if _, dup := services[sv.Name]; !dup && sv.Name != "" {
+			services[sv.Name] = i
+		}
+	}
+	for i, cl := range s.Clients {
+		if j, dup := services[cl.Name]; dup {
+			c.add(fmt.Sprintf("clients[%d].name", i), "%q is also services[%d]'s name; clients and services share the CA's certificate names, so each must differ", cl.Name, j)
+		}
+	}
+	nodes := map[string]int{}
+	for i, n := range s.Nodes {
+		if _, dup := nodes[n.Name]; !dup && n.Name != "" {
+			nodes[n.Name] = i
+		}
+	}
+	for i, u := range s.SSH.Users {
+		if j, dup := nodes[u.Name]; dup {
+			c.add(fmt.Sprintf("ssh.users[%d].name", i), "%q is also nodes[%d]'s name; SSH users and nodes share the SSH CA's certificate names, so each must differ", u.Name, j)
+		}
 	}
 }
 

@@ -151,7 +151,7 @@ func TestValidate(t *testing.T) {
 	abs, _ := filepath.Abs(bad)
 	r = ztw(t, dir, "validate", "-c", abs)
 	if r.code != 2 || !strings.Contains(r.stderr, `many-problems.yaml:19: nodes[1].peers[0]: unknown node "wbe" (did you mean "web"?)`) ||
-		!strings.Contains(r.stderr, "3 problem(s)") {
+		!strings.Contains(r.stderr, "4 problem(s)") {
 		t.Fatalf("validate bad: %+v", r)
 	}
 }
