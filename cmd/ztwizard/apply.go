@@ -26,6 +26,7 @@ import (
 type applyFlags struct {
 	node, root            string
 	bundle, caFingerprint string
+	dry                   bool // plan, apply --dry-run: nothing is written to the state store
 }
 
 func (f *applyFlags) add(cmd *cobra.Command) {
@@ -65,7 +66,7 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 	if live && os.Geteuid() != 0 {
 		return nil, nil, nil, nil, usagef("applying to this host needs root; use --root DIR to write the files into a folder")
 	}
-	s, err := open(cmd.Context(), g, true, func(site *steps.Site) error { return authority.CheckNode(site, f.node) })
+	s, err := openSession(cmd.Context(), g, !f.dry, f.dry, func(site *steps.Site) error { return authority.CheckNode(site, f.node) })
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -76,6 +77,9 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 	sec, err := s.auth.Secrets(f.node)
 	if err != nil {
 		return fail(err)
+	}
+	if f.dry {
+		printPending(cmd.OutOrStdout(), s.auth.Store)
 	}
 	plan, err := steps.BuildPlan(s.site, f.node, sec, g.now())
 	if err != nil {
@@ -117,7 +121,7 @@ func liveApplier(state string) (*host.Applier, func(), error) {
 }
 
 func planCmd(g *globals) *cobra.Command {
-	f := &applyFlags{}
+	f := &applyFlags{dry: true}
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what apply would change on this host, as a diff",
@@ -144,6 +148,18 @@ file and no CA state are needed.`,
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// printPending says what a dry run would have written to the state store.
+func printPending(w io.Writer, store *state.Store) {
+	changes, _ := store.Pending()
+	if len(changes) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "state %s: nothing written; keys and certificates of this plan were made in memory only. apply would:\n", store.Dir())
+	for _, c := range changes {
+		fmt.Fprintf(w, "  %-6s %s\n", c.Action, c.Path)
+	}
 }
 
 func printDiff(ctx context.Context, w io.Writer, a *host.Applier, plan *steps.Plan) error {
@@ -203,6 +219,7 @@ applied, its serial and CA are kept in the state folder (node/bundle.json).`,
 			if noConfirm {
 				confirm = 0
 			}
+			f.dry = dryRun
 			s, plan, a, closeFn, err := prepare(cmd, g, f)
 			if err != nil {
 				return err

@@ -287,6 +287,13 @@ func (s *session) close() {
 // the store is touched, so bad input writes nothing. Writers take the lock,
 // waiting up to --lock-wait for another ztwizard to finish.
 func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) error) (*session, error) {
+	return openSession(ctx, g, write, false, check)
+}
+
+// openSession is open that, with dry, opens the store as a dry run
+// (state.OpenDryRun): nothing is created or changed in it, and a missing
+// store reads as empty.
+func openSession(ctx context.Context, g *globals, write, dry bool, check func(*steps.Site) error) (*session, error) {
 	site, err := loadSite(g)
 	if err != nil {
 		return nil, err
@@ -304,17 +311,21 @@ func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) e
 	if err != nil {
 		return nil, err
 	}
-	if !write {
+	if !write && !dry {
 		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 			return nil, usagef("no state at %s yet: run `ztwizard ca init` first, or pass --state", dir)
 		}
 	}
-	store, err := state.Open(dir)
+	opener := state.Open
+	if dry {
+		opener = state.OpenDryRun
+	}
+	store, err := opener(dir)
 	if err != nil {
 		return nil, err
 	}
 	s := &session{site: site, auth: &authority.Authority{Store: store, Site: site, Passphrase: pass, Now: g.now}}
-	if write {
+	if write || dry {
 		ctx, cancel := context.WithTimeout(ctx, g.lockWait)
 		defer cancel()
 		unlock, err := store.Lock(ctx)

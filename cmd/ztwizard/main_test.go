@@ -653,3 +653,44 @@ func TestIndexResetRefused(t *testing.T) {
 		t.Fatalf("with the index put back: %+v", r)
 	}
 }
+
+// TestPlanWritesNoState runs plan and apply --dry-run (into a --root
+// folder) on no state at all and on a store with only its CAs: neither
+// creates nor changes anything in the state folder, and both say what
+// apply would write there.
+func TestPlanWritesNoState(t *testing.T) {
+	dir, st := workdir(t)
+	root := filepath.Join(dir, "root")
+	for _, args := range [][]string{{"plan"}, {"apply", "--dry-run"}} {
+		r := ztw(t, dir, append(args, "--state", st, "--node", "web", "--root", root)...)
+		if r.code != 0 {
+			t.Fatalf("%s: %+v", args, r)
+		}
+		for _, want := range []string{"nothing written", "  create ca/ca-key.pem\n", "  create ssh/user_ca\n",
+			"  create wireguard/web.key\n", "  create index.json\n", "+++ /etc/ztwizard/tls/api.crt\n"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%s: stdout lacks %q:\n%s", args, want, r.stdout)
+			}
+		}
+		if _, err := os.Lstat(st); !os.IsNotExist(err) {
+			t.Fatalf("%s made the state folder", args)
+		}
+		if _, err := os.Lstat(root); !os.IsNotExist(err) {
+			t.Fatalf("%s made the --root folder", args)
+		}
+	}
+
+	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	before := testenv.TreeDump(t, st)
+	for _, args := range [][]string{{"plan"}, {"apply", "--dry-run"}} {
+		r := ztw(t, dir, append(args, "--state", st, "--node", "web", "--root", root)...)
+		if r.code != 0 || !strings.Contains(r.stdout, "  create wireguard/web.key\n") || strings.Contains(r.stdout, "create ca/ca-key.pem") {
+			t.Errorf("%s on a store with its CAs: %+v", args, r)
+		}
+	}
+	if got := testenv.TreeDump(t, st); got != before {
+		t.Errorf("plan changed the state folder:\n%s", testenv.DiffLines(before, got))
+	}
+}

@@ -32,7 +32,7 @@ func RecordedAddresses(dir string) (map[string]netip.Addr, error) {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return prev, nil
 	}
-	store, err := state.Open(dir)
+	store, err := state.OpenDryRun(dir)
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}

@@ -27,6 +27,10 @@ type Event struct {
 // already in the log are never rewritten. A zero ev.Time is set to the
 // current time. Audit does not need the lock.
 func (s *Store) Audit(ev Event) error {
+	if s.dry != nil {
+		s.dryAudit(ev)
+		return nil
+	}
 	if ev.Time.IsZero() {
 		ev.Time = time.Now().UTC()
 	}
@@ -78,14 +82,20 @@ func (s *Store) appendLine(rel string, line []byte) (err error) {
 // AuditLog returns the events of the audit log, oldest first. A missing log
 // is empty.
 func (s *Store) AuditLog() ([]Event, error) {
+	var events []Event
+	if s.dry != nil {
+		defer func() {
+			_, pending := s.Pending()
+			events = append(events, pending...)
+		}()
+	}
 	data, err := s.readFile(auditName)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return events, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("state: read %s: %w", auditName, err)
 	}
-	var events []Event
 	for i, line := range bytes.Split(data, []byte("\n")) {
 		if len(bytes.TrimSpace(line)) == 0 {
 			continue

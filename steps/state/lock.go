@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -62,11 +63,25 @@ func (s *Store) TryLock() (unlock func(), err error) {
 }
 
 func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
+	if s.dry != nil {
+		if _, err := os.Lstat(s.dir); errors.Is(err, fs.ErrNotExist) {
+			return func() {}, nil
+		}
+	}
 	if err := checkDir(s.dir, false); err != nil {
 		return nil, fmt.Errorf("state: lock %s: %w", s.dir, err)
 	}
 	path := filepath.Join(s.dir, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
+	flags := os.O_RDWR | os.O_CREATE | syscall.O_NOFOLLOW
+	if s.dry != nil {
+		// A dry run waits for a writer that holds the lock, but makes
+		// no lock file where there is none.
+		flags &^= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if s.dry != nil && errors.Is(err, fs.ErrNotExist) {
+		return func() {}, nil
+	}
 	if errors.Is(err, syscall.ELOOP) {
 		err = ErrSymlink
 	}
@@ -102,6 +117,10 @@ func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
 		return nil, &LockedError{Dir: s.dir, PID: pid}
 	}
 
+	if s.dry != nil {
+		var once sync.Once
+		return func() { once.Do(func() { f.Close() }) }, nil
+	}
 	// Record who holds the lock; the mode is set exactly for a file made
 	// under a strict umask.
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")

@@ -46,6 +46,7 @@ type Store struct {
 
 	mu      sync.Mutex
 	repairs []string
+	dry     *overlay // OpenDryRun: changes kept in memory
 }
 
 // Open opens the state folder dir, creating it and its missing parents with
@@ -166,6 +167,10 @@ func (s *Store) WriteFile(rel string, data []byte, perm os.FileMode) error {
 }
 
 func (s *Store) writeFile(rel string, data []byte, perm os.FileMode) error {
+	if s.dry != nil {
+		s.dryWrite(rel, data)
+		return nil
+	}
 	path, err := s.parents(rel, true)
 	if err == nil {
 		err = atomicfile.WriteFile(path, data, perm)
@@ -191,6 +196,11 @@ func (s *Store) ReadFile(rel string) ([]byte, error) {
 }
 
 func (s *Store) readFile(rel string) ([]byte, error) {
+	if s.dry != nil {
+		if data, found, err := s.dryRead(rel); found {
+			return data, err
+		}
+	}
 	path, err := s.parents(rel, false)
 	if err != nil {
 		return nil, err
@@ -219,6 +229,11 @@ func (s *Store) Exists(rel string) (bool, error) {
 	if err := checkRel(rel); err != nil {
 		return false, fmt.Errorf("state: stat %s: %w", rel, err)
 	}
+	if s.dry != nil {
+		if _, found, err := s.dryRead(rel); found {
+			return err == nil, nil
+		}
+	}
 	path, err := s.parents(rel, false)
 	var fi fs.FileInfo
 	if err == nil {
@@ -241,6 +256,12 @@ func (s *Store) Exists(rel string) (bool, error) {
 func (s *Store) Remove(rel string) error {
 	if err := checkUserRel(rel); err != nil {
 		return fmt.Errorf("state: remove %s: %w", rel, err)
+	}
+	if s.dry != nil {
+		if err := s.dryRemove(rel); err != nil {
+			return fmt.Errorf("state: remove %s: %w", rel, err)
+		}
+		return nil
 	}
 	path, err := s.parents(rel, false)
 	if err == nil {

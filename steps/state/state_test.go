@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ztwizard/steps/testenv"
 )
 
 // errAny marks a table case that must fail without a particular sentinel.
@@ -527,5 +530,71 @@ func TestIndexBehindMark(t *testing.T) {
 	s := openStore(t)
 	if err := s.WriteFile("counters.json", []byte("{}"), 0o600); !errors.Is(err, ErrInvalidPath) {
 		t.Errorf("WriteFile(counters.json): %v, want ErrInvalidPath", err)
+	}
+}
+
+// TestOpenDryRun works on a store that is not there, then on one that is:
+// reads see the writes, removals and audit records made before them, and
+// nothing reaches the folder.
+func TestOpenDryRun(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	for round := range 2 {
+		s, err := OpenDryRun(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before string
+		if round == 1 {
+			before = testenv.TreeDump(t, dir)
+		}
+		unlock, err := s.Lock(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.WriteFile("ca/key.pem", []byte("k"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if data, err := s.ReadFile("ca/key.pem"); err != nil || string(data) != "k" {
+			t.Errorf("read back %q, %v", data, err)
+		}
+		if err := s.SaveIndex(&Index{CRLNumber: 3}); err != nil {
+			t.Fatal(err)
+		}
+		if ix, err := s.Index(); err != nil || ix.CRLNumber != 3 {
+			t.Errorf("index %+v, %v", ix, err)
+		}
+		if err := s.Audit(Event{Action: "create"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remove("ca/key.pem"); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Exists("ca/key.pem"); ok || err != nil {
+			t.Errorf("removed file exists: %v %v", ok, err)
+		}
+		unlock()
+		changes, events := s.Pending()
+		want := []Change{{"index.json", "create"}, {"counters.json", "create"}}
+		if round == 1 {
+			want = []Change{{"index.json", "update"}, {"counters.json", "update"}}
+		}
+		if !reflect.DeepEqual(changes, want) || len(events) != 1 {
+			t.Errorf("pending %+v %+v, want %+v and one event", changes, events, want)
+		}
+		if round == 0 {
+			if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+				t.Fatalf("a dry run made the folder: %v", err)
+			}
+			real, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := real.SaveIndex(&Index{}); err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(real.Path("lock"), nil, 0o600)
+		} else if got := testenv.TreeDump(t, dir); got != before {
+			t.Errorf("a dry run changed the folder:\n%s", testenv.DiffLines(before, got))
+		}
 	}
 }
