@@ -28,8 +28,9 @@ const (
 	DHCPNetworkPath = "/etc/systemd/network/90-ztwizard-dhcp.network"
 	// SelfCheckUnit prints the ZTWIZARD-SELFCHECK line once the node is up.
 	SelfCheckUnit = "ztwizard-selfcheck.service"
-	// WireGuardUnit brings the mesh up with the kernel's WireGuard.
-	WireGuardUnit = "wg-quick@" + steps.WireGuardName + ".service"
+	// WireGuardUnit brings the mesh up: the kernel's WireGuard, made with
+	// netlink and configured with wgctrl, without waiting for the network.
+	WireGuardUnit = "ztwizard-wg@" + steps.WireGuardName + ".service"
 	// GoldenHostname is a golden image's host name until a seed names it.
 	GoldenHostname = "ztwizard-golden"
 )

@@ -129,7 +129,6 @@ func firstbootRoot(t *testing.T) string {
 	writeFile(t, filepath.Join(root, "etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nwww-data:x:33:33::/var/www:/usr/sbin/nologin\n", 0o644)
 	writeFile(t, filepath.Join(root, "etc/group"), "root:x:0:\nwww-data:x:33:\n", 0o644)
 	writeFile(t, filepath.Join(root, "etc/hostname"), GoldenHostname+"\n", 0o644)
-	writeFile(t, filepath.Join(root, "lib/systemd/system/wg-quick@.service"), "[Install]\nWantedBy=multi-user.target\n", 0o644)
 	writeFile(t, filepath.Join(root, "lib/systemd/system/nginx.service"), "[Install]\nWantedBy=multi-user.target\n", 0o644)
 	return root
 }
@@ -156,8 +155,8 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 			t.Errorf("%s mode %v, want %v", f.Path, fi.Mode().Perm(), f.Mode)
 		}
 	}
-	if _, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/wg-quick@zt0.service")); err != nil {
-		t.Errorf("wg-quick@zt0 not enabled: %v", err)
+	if _, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/"+WireGuardUnit)); err != nil {
+		t.Errorf("%s not enabled: %v", WireGuardUnit, err)
 	}
 	if !slices.Contains(rep.Missing, "mariadb.service") {
 		t.Errorf("missing units %v", rep.Missing)

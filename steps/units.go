@@ -19,11 +19,19 @@ const (
 	CRLTimer      = "ztwizard-crl.timer"
 	WGDeviceUnit  = "ztwizard-wg@.service"
 	FirstBootUnit = "ztwizard-firstboot.service"
+	// BootRollbackUnit rolls back, as the host boots, an apply that a
+	// reboot left unconfirmed.
+	BootRollbackUnit = "ztwizard-boot-rollback.service"
 )
+
+// HostJournalPath is where the journal of an apply to this host lives in
+// the default state folder: while it is there an apply is not confirmed.
+const HostJournalPath = DefaultStateDir + "/apply/host/journal.json"
 
 // unitView is what the unit templates see.
 type unitView struct {
 	Binary, Site, Nftables, CRL string
+	State, Journal, Firewall    string
 	CAKey                       string // the CA key in the default state folder
 	Every                       string // how often the CRL timer looks
 }
@@ -34,6 +42,7 @@ type unitView struct {
 // without WireGuard, and the first-boot unit images use.
 func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
+		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
 		CAKey: DefaultStateDir + "/ca/ca-key.pem"}
 	type spec struct {
 		name, tmpl string
@@ -41,6 +50,7 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	}
 	want := []spec{
 		{FirewallUnit, "unit-firewall.tmpl", true},
+		{BootRollbackUnit, "unit-boot-rollback.tmpl", true},
 		{WGDeviceUnit, "unit-wg-device.tmpl", false},
 		{FirstBootUnit, "unit-firstboot.tmpl", false},
 	}

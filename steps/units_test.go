@@ -22,8 +22,8 @@ func TestUnitsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 5 {
-		t.Fatalf("web should get 5 unit files (firewall, wg device, first boot, CRL service and timer), got %d", len(files))
+	if len(files) != 6 {
+		t.Fatalf("web should get 6 unit files (firewall, boot rollback, wg device, first boot, CRL service and timer), got %d", len(files))
 	}
 	dir := t.TempDir()
 	var paths []string
@@ -47,8 +47,8 @@ func TestUnitsVerify(t *testing.T) {
 	for _, u := range units {
 		enabled[u.Name] = u.Enable
 	}
-	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] {
-		t.Fatalf("web must enable the firewall, the CRL timer and nginx: %+v", units)
+	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] || !enabled[BootRollbackUnit] {
+		t.Fatalf("web must enable the firewall, the boot rollback, the CRL timer and nginx: %+v", units)
 	}
 	dbFiles, _, _ := UnitFiles(site, "db")
 	for _, f := range dbFiles {
@@ -65,5 +65,35 @@ func TestCRLCheckEvery(t *testing.T) {
 		if got := crlCheckEvery(s); got != want {
 			t.Errorf("crl_validity %s: every %s, want %s", validity, got, want)
 		}
+	}
+}
+
+// TestUnitsBootOrder: the units that make a node safe at boot wait for no
+// network: the boot rollback runs before the firewall, the network and
+// sshd; the mesh interface comes up before network.target without waiting
+// for network-online.target.
+func TestUnitsBootOrder(t *testing.T) {
+	files, _, err := UnitFiles(Example(), "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := map[string]string{}
+	for _, f := range files {
+		content[filepath.Base(f.Path)] = string(f.Content)
+	}
+	rb := content[BootRollbackUnit]
+	for _, want := range []string{"DefaultDependencies=no", "Before=sysinit.target " + FirewallUnit, " ssh.service ", "network-pre.target",
+		"ConditionPathExists=" + HostJournalPath, "ExecStart=" + BinaryPath + " rollback --at-boot --state " + DefaultStateDir} {
+		if !strings.Contains(rb, want) {
+			t.Errorf("%s lacks %q:\n%s", BootRollbackUnit, want, rb)
+		}
+	}
+	for name, c := range content {
+		if strings.Contains(c, "network-online.target") {
+			t.Errorf("%s waits for network-online.target:\n%s", name, c)
+		}
+	}
+	if wg := content[WGDeviceUnit]; strings.Contains(wg, "ConditionPathExists") || !strings.Contains(wg, "Before=network.target") {
+		t.Errorf("%s must run with or without a kernel WireGuard, before network.target:\n%s", WGDeviceUnit, wg)
 	}
 }

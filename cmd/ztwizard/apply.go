@@ -341,12 +341,19 @@ const watchdogLockWait = 24 * time.Hour
 
 func rollbackCmd(g *globals) *cobra.Command {
 	var watchdog, at string
+	var atBoot bool
 	cmd := &cobra.Command{
 		Use:   "rollback",
 		Short: "Undo the pending apply now",
 		Long: `Undoes the pending apply at once: files, firewall, WireGuard and reloads, as
-they were. Also finishes an apply that was killed half-way.`,
-		Example: `  ztwizard rollback`,
+they were. Also finishes an apply that was killed half-way.
+
+With --at-boot (what the ztwizard-boot-rollback unit runs early at boot,
+before the firewall, the network and sshd) an apply that a reboot left
+unconfirmed is rolled back before anything reads its files; with nothing
+pending it does nothing.`,
+		Example: `  ztwizard rollback
+  ztwizard rollback --at-boot   # as the boot unit does`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if watchdog != "" {
@@ -362,11 +369,25 @@ they were. Also finishes an apply that was killed half-way.`,
 				g.lockWait = max(g.lockWait, watchdogLockWait)
 			}
 			a, unlock, err := journalOnly(cmd.Context(), g)
+			if atBoot && errors.Is(err, host.ErrNothingPending) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}
 			defer unlock()
 			a.Progress = func(step string) { fmt.Fprintln(cmd.OutOrStdout(), "  "+step) }
+			if atBoot {
+				jr, err := a.RollbackAtBoot(cmd.Context())
+				if errors.Is(err, host.ErrNothingPending) {
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "ztwizard: rolled back the apply of node %s at boot: it was not confirmed before the reboot\n", jr.Node)
+				return nil
+			}
 			jr, err := a.Rollback(cmd.Context(), watchdog)
 			if errors.Is(err, host.ErrNothingPending) {
 				if watchdog != "" {
@@ -381,6 +402,7 @@ they were. Also finishes an apply that was killed half-way.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&atBoot, "at-boot", false, "roll back an apply a reboot left unconfirmed (the boot unit runs this); nothing pending is no error")
 	cmd.Flags().StringVar(&watchdog, "watchdog", "", "")
 	cmd.Flags().StringVar(&at, "at", "", "")
 	_ = cmd.Flags().MarkHidden("watchdog")

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -139,11 +140,16 @@ func wgDeviceCmd() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "device NAME",
-		Short: "Run a userspace WireGuard device (for kernels without WireGuard)",
-		Long: `Runs a userspace WireGuard device named NAME until stopped, configurable with
-wg and wgctrl through /var/run/wireguard/NAME.sock. With --config it then
-configures itself from a wg-quick file as ztwizard writes it (addresses, key,
-peers), as the ztwizard-wg@ unit does at boot.`,
+		Short: "Bring up a WireGuard interface: the kernel's, or a userspace device",
+		Long: `With --config FILE (a wg-quick file as ztwizard writes it), brings the interface
+NAME up as the ztwizard-wg@ unit does at boot, without waiting for the network:
+where the kernel has WireGuard it makes the link with netlink, configures it
+(key, peers, addresses) and exits; where it has none it runs a userspace
+device configured the same way until stopped. Peers whose endpoint is a name
+that does not resolve yet are configured without it.
+
+Without --config it runs an unconfigured userspace device, configurable with
+wg and wgctrl through /var/run/wireguard/NAME.sock.`,
 		Example: `  ztwizard wg device zt0 --config /etc/wireguard/zt0.conf`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -166,6 +172,16 @@ peers), as the ztwizard-wg@ unit does at boot.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
 			logf := func(format string, a ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", a...) }
+			if config != "" {
+				kernel, err := host.UpAtBoot(ctx, iface, logf)
+				if err != nil {
+					return err
+				}
+				if kernel {
+					logf("wireguard: %s is the kernel's, configured from %s", name, filepath.Base(config))
+					return nil
+				}
+			}
 			done := make(chan error, 1)
 			go func() { done <- wgdevice.Run(ctx, name, logf) }()
 			if config != "" {
@@ -173,7 +189,7 @@ peers), as the ztwizard-wg@ unit does at boot.`,
 					stop()
 					return errors.Join(err, <-done)
 				}
-				if err := configure(iface); err != nil {
+				if err := configure(ctx, iface, logf); err != nil {
 					stop()
 					return errors.Join(err, <-done)
 				}
@@ -187,11 +203,11 @@ peers), as the ztwizard-wg@ unit does at boot.`,
 }
 
 // configure applies a parsed wg-quick file to a running device.
-func configure(iface steps.Interface) error {
+func configure(ctx context.Context, iface steps.Interface, logf func(string, ...any)) error {
 	c, err := wgctrl.New()
 	if err != nil {
 		return fmt.Errorf("wireguard: %w", err)
 	}
 	defer c.Close()
-	return host.ConfigureInterface(c, iface)
+	return host.ConfigureAtBoot(ctx, c, iface, logf)
 }

@@ -46,6 +46,8 @@ type Applier struct {
 	StartWatchdog func(j *Journal) (string, error)
 	// StopWatchdog stops it once the apply is confirmed or rolled back.
 	StopWatchdog func(j *Journal)
+
+	atBoot bool // rolling back as the host boots: nothing runs yet
 }
 
 // Result tells what an apply changed.
@@ -310,7 +312,7 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 			}
 		}
 		step = "enable"
-		if err := a.enable(ctx, p, jr, hasChanged(c, steps.SystemdDir+"/"), jr.WG != nil && jr.WG.DevicePID != 0); err != nil {
+		if err := a.enable(ctx, p, jr, hasChanged(c, steps.SystemdDir+"/")); err != nil {
 			return fail(err)
 		}
 	}

@@ -60,6 +60,28 @@ func (a *Applier) Rollback(ctx context.Context, id string) (*Journal, error) {
 	return jr, nil
 }
 
+// RollbackAtBoot undoes, as the host boots, an apply that a reboot left
+// unconfirmed or unfinished, before the firewall, the network and the
+// daemons start: its files, its units and the firewall ruleset come back as
+// they were. Daemons are not running yet and read the restored files when
+// they start; the WireGuard interface does not exist yet and its unit
+// brings the old one up; the watchdog died with the old boot.
+func (a *Applier) RollbackAtBoot(ctx context.Context) (*Journal, error) {
+	jr, err := a.journal().load()
+	if err != nil {
+		return nil, err
+	}
+	if jr == nil {
+		return nil, ErrNothingPending
+	}
+	a.atBoot = true
+	defer func() { a.atBoot = false }()
+	if err := a.rollback(ctx, jr, "rolled back at boot: not confirmed before the reboot"); err != nil {
+		return nil, err
+	}
+	return jr, nil
+}
+
 // rollback restores everything the journal lists, then closes the
 // journal: the firewall first (what an admin locked out waits for), then
 // WireGuard, units, files, and the reloads that make daemons read the
@@ -71,7 +93,7 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 		a.progress("rollback: firewall")
 		errs = append(errs, a.Firewall.Restore(ctx, jr.Firewall.Text, jr.Firewall.Existed))
 	}
-	if jr.WG != nil {
+	if jr.WG != nil && !a.atBoot {
 		a.progress("rollback: wireguard %s", jr.WG.Name)
 		errs = append(errs, a.restoreWG(ctx, jr.WG))
 	}
@@ -81,7 +103,12 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 			continue // never installed: its enable failed, nothing to undo
 		}
 		a.progress("rollback: disable %s", jr.Enabled[i])
-		if out, err := a.Run.Run(ctx, nil, "systemctl", "disable", "--quiet", jr.Enabled[i]); err != nil {
+		args := []string{"disable", "--quiet", jr.Enabled[i]}
+		if a.atBoot {
+			// One daemon-reload below, once the files are back.
+			args = []string{"disable", "--quiet", "--no-reload", jr.Enabled[i]}
+		}
+		if out, err := a.Run.Run(ctx, nil, "systemctl", args...); err != nil {
 			errs = append(errs, fmt.Errorf("systemctl disable %s: %w: %s", jr.Enabled[i], err, strings.TrimSpace(string(out))))
 		}
 	}
@@ -108,10 +135,14 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 	} else {
 		errs = append(errs, js.removeManifest())
 	}
-	if systemd(a.Root) && slices.ContainsFunc(jr.Files, func(b FileBackup) bool { return strings.HasPrefix(b.Path, steps.SystemdDir+"/") }) {
+	unitFiles := slices.ContainsFunc(jr.Files, func(b FileBackup) bool { return strings.HasPrefix(b.Path, steps.SystemdDir+"/") })
+	if systemd(a.Root) && (unitFiles || (a.atBoot && len(jr.Enabled) > 0)) {
 		if out, err := a.Run.Run(ctx, nil, "systemctl", "daemon-reload"); err != nil {
 			errs = append(errs, fmt.Errorf("systemctl daemon-reload: %w: %s", err, strings.TrimSpace(string(out))))
 		}
+	}
+	if a.atBoot {
+		jr.Reloads, jr.Restarts = nil, nil // nothing runs yet
 	}
 	for _, u := range jr.Reloads {
 		a.progress("rollback: reload %s", u)

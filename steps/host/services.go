@@ -371,19 +371,16 @@ func templateOf(unit string) string {
 // enable makes the plan survive a reboot where systemd runs: the units'
 // files are read again and the plan's units enabled. Units it enables go
 // into the journal first, so that a rollback disables them again.
-func (a *Applier) enable(ctx context.Context, p *steps.Plan, jr *Journal, unitsChanged, userspace bool) error {
+func (a *Applier) enable(ctx context.Context, p *steps.Plan, jr *Journal, unitsChanged bool) error {
 	if !systemd(a.Root) {
 		return nil
 	}
 	units := slices.Clone(p.Units)
 	if p.WireGuard.Name != "" {
-		// The mesh at boot: wg-quick with a kernel WireGuard, else
-		// ztwizard's userspace device, which reads the same file.
-		wg := "wg-quick@" + p.WireGuard.Name + ".service"
-		if _, err := os.Stat("/sys/module/wireguard"); err != nil || userspace {
-			wg = DeviceUnit(p.WireGuard.Name)
-		}
-		units = append(units, steps.Unit{Name: wg, Enable: true})
+		// The mesh at boot: ztwizard's unit brings up the kernel's
+		// WireGuard, or a userspace device where there is none, without
+		// waiting for the network to be online (wg-quick@ does).
+		units = append(units, steps.Unit{Name: DeviceUnit(p.WireGuard.Name), Enable: true})
 	}
 	if unitsChanged {
 		if out, err := a.Run.Run(ctx, nil, "systemctl", "daemon-reload"); err != nil {

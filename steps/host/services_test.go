@@ -2,13 +2,16 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/testenv"
 )
 
 // postgresSite is the example with its database on PostgreSQL.
@@ -175,4 +178,50 @@ func (c *checkPasses) Run(ctx context.Context, stdin []byte, name string, args .
 		return []byte("loaded\n"), nil
 	}
 	return c.fakeRunner.Run(ctx, stdin, name, args...)
+}
+
+// TestRollbackAtBoot: an apply a reboot left unconfirmed is undone as the
+// host boots: the files and the firewall of the confirmed apply before it
+// come back, the units it enabled are disabled without a reload each (one
+// daemon-reload at the end), and nothing that does not run yet (daemons,
+// the WireGuard interface) is reloaded, restarted or stopped.
+func TestRollbackAtBoot(t *testing.T) {
+	pl := newPlanner(t)
+	old := pl.plan(noService(t), "web")
+	web := pl.plan(siteYAML(t, "public_tcp: [80, 443]", "public_tcp: [80, 443, 8443]"), "web")
+	e := newLive(t)
+	systemdRoot(t, e)
+	mustApply(t, e.a, old) // no confirm window: kept
+	files := testenv.TreeDump(t, e.root)
+	ruleset := testenv.MustRun(t, "nft", "list", "ruleset")
+	e.a.Window = time.Minute
+	mustApply(t, e.a, web)
+	if testenv.TreeDump(t, e.root) == files {
+		t.Fatal("the second apply changed no file")
+	}
+	// The reboot: no table is loaded, and the interface is gone.
+	testenv.MustRun(t, "nft", "flush", "ruleset")
+	calls := len(e.run.calls)
+	jr, err := e.a.RollbackAtBoot(context.Background())
+	if err != nil || jr.Node != "web" {
+		t.Fatalf("rollback at boot: %v %+v", err, jr)
+	}
+	if got := testenv.TreeDump(t, e.root); got != files {
+		t.Errorf("files after the rollback at boot:\n%s", testenv.DiffLines(files, got))
+	}
+	if got := testenv.MustRun(t, "nft", "list", "ruleset"); got != ruleset {
+		t.Errorf("ruleset after the rollback at boot:\n%s", testenv.DiffLines(ruleset, got))
+	}
+	for _, c := range e.run.calls[calls:] {
+		if strings.Contains(c, "reload-or-restart") || strings.HasPrefix(c, "systemctl restart") || strings.HasPrefix(c, "systemctl stop") ||
+			(strings.HasPrefix(c, "systemctl disable") && !strings.Contains(c, "--no-reload")) {
+			t.Errorf("at boot the rollback ran %q", c)
+		}
+	}
+	if jr, _ := e.a.Pending(); jr != nil {
+		t.Errorf("the journal is still pending: %+v", jr)
+	}
+	if _, err := e.a.RollbackAtBoot(context.Background()); !errors.Is(err, ErrNothingPending) {
+		t.Errorf("a second boot: %v, want ErrNothingPending", err)
+	}
 }

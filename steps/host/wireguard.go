@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/wgctrl"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"ztwizard/steps"
@@ -383,6 +384,49 @@ func ConfigureInterface(c wgClient, iface steps.Interface) error {
 	resolved, err := resolve(context.Background(), iface.Resolve)
 	if err != nil {
 		return err
+	}
+	return configure(c, iface, resolved)
+}
+
+// UpAtBoot brings the interface up as a node boots, before the network is
+// online: where the kernel has WireGuard it makes the link with netlink (if
+// missing), configures it with wgctrl and sets its addresses, and returns
+// true; where it has none it returns false and does nothing. Endpoints
+// given as names that do not resolve yet are left out (logged): the peer's
+// own handshake, or the next apply, fills them in.
+func UpAtBoot(ctx context.Context, iface steps.Interface, logf func(string, ...any)) (bool, error) {
+	if _, err := netlink.LinkByName(iface.Name); err != nil {
+		err := createKernelLink(iface.Name)
+		if errors.Is(err, errNoKernelWG) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		return true, fmt.Errorf("wireguard: %w", err)
+	}
+	defer c.Close()
+	return true, ConfigureAtBoot(ctx, c, iface, logf)
+}
+
+// ConfigureAtBoot configures a device as ConfigureInterface does, but an
+// endpoint name that does not resolve within a few seconds leaves its peer
+// without an endpoint instead of failing: at boot the network may not be
+// up yet.
+func ConfigureAtBoot(ctx context.Context, c wgClient, iface steps.Interface, logf func(string, ...any)) error {
+	resolved := map[wgtypes.Key]*net.UDPAddr{}
+	for k, name := range iface.Resolve {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		one, err := resolve(rctx, map[wgtypes.Key]string{k: name})
+		cancel()
+		if err != nil {
+			logf("wireguard: %s: peer %s left without an endpoint for now: %v", iface.Name, name, err)
+			continue
+		}
+		resolved[k] = one[k]
 	}
 	return configure(c, iface, resolved)
 }
