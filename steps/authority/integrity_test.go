@@ -1,11 +1,17 @@
 package authority
 
 import (
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
+	"ztwizard/steps"
+	"ztwizard/steps/state"
 	"ztwizard/steps/testenv"
 )
 
@@ -175,5 +181,72 @@ func TestAuditFirst(t *testing.T) {
 		if len(names) != 2*recorded && dir != "ssh/certs" || dir == "ssh/certs" && len(names) != recorded {
 			t.Errorf("%s holds %v, but the index names %d certificate(s) there", dir, names, recorded)
 		}
+	}
+}
+
+// TestUnindexedCertificateRemoved issues with the index out of room: the
+// process may write no file past 1500 bytes (RLIMIT_FSIZE, the kernel's
+// EFBIG standing in for a full disk) and the index is larger, while the
+// key, the certificate and the fresh audit log (just rotated) are smaller.
+// The issue fails, and the key and certificate written before the index
+// are gone: no stray private key is left that no record names.
+func TestUnindexedCertificateRemoved(t *testing.T) {
+	if dir := os.Getenv("ZTW_EFBIG_STORE"); dir != "" {
+		store, err := state.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := &Authority{Store: store, Site: steps.Example(), Now: (&clock{now: t0}).Now}
+		var lim syscall.Rlimit
+		syscall.Getrlimit(syscall.RLIMIT_FSIZE, &lim)
+		lim.Cur = 1500
+		if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		_, err = a.Issue("service-worker-01", "")
+		fmt.Printf("helper: issue: %v\n", err)
+		return
+	}
+	a := populated(t)
+	if err := os.Rename(a.Store.Path("audit.log"), a.Store.Path("audit.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	before, err := a.Store.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestUnindexedCertificateRemoved$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "ZTW_EFBIG_STORE="+a.Store.Dir())
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "helper: issue: authority: state: write index.json") ||
+		!strings.Contains(string(out), "file too large") {
+		t.Fatalf("helper: %v, want the index write to fail\n%s", err, out)
+	}
+	ix, err := a.Store.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ix.Records) != len(before.Records) {
+		t.Fatalf("the index changed: %d records, was %d", len(ix.Records), len(before.Records))
+	}
+	var files []string
+	filepath.WalkDir(a.Store.Path("x509/client"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	var named int
+	for _, r := range ix.Records {
+		if r.Kind == KindClient {
+			named++
+		}
+	}
+	if len(files) != 2*named {
+		t.Errorf("x509/client holds %d files for %d indexed certificate(s): %v", len(files), named, files)
+	}
+	log, err := a.Store.AuditLog()
+	if err != nil || len(log) != 1 || log[0].Action != "issue" {
+		t.Errorf("the new audit log: %+v, %v; want the one issue record, written first", log, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -596,5 +597,70 @@ func TestOpenDryRun(t *testing.T) {
 		} else if got := testenv.TreeDump(t, dir); got != before {
 			t.Errorf("a dry run changed the folder:\n%s", testenv.DiffLines(before, got))
 		}
+	}
+}
+
+// TestKilledWriteLeftoverRemoved kills (SIGKILL) a process while it writes
+// a file into the store, after its temporary file is made and before the
+// rename: the temporary file stays behind, and the next Lock of the store
+// removes it and says so.
+func TestKilledWriteLeftoverRemoved(t *testing.T) {
+	if dir := os.Getenv("ZTW_KILLED_STORE"); dir != "" {
+		s, err := Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Big enough that writing and syncing it takes a while.
+		s.WriteFile("ca/ca-key.pem", bytes.Repeat([]byte("-----BEGIN PRIVATE KEY-----\n"), 1<<20), 0o600)
+		return
+	}
+	s := openStore(t)
+	tmpDir := s.Path("ca")
+	if err := os.Mkdir(tmpDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for try := 0; try < 5 && len(left) == 0; try++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriteLeftoverRemoved$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "ZTW_KILLED_STORE="+s.Dir())
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if left, _ = filepath.Glob(filepath.Join(tmpDir, ".atomicfile-*.tmp")); len(left) > 0 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		cmd.Process.Kill()
+		cmd.Wait()
+		if _, err := os.Stat(s.Path("ca/ca-key.pem")); err == nil {
+			// The write won the race: it reached its rename.
+			os.Remove(s.Path("ca/ca-key.pem"))
+			left = nil
+		}
+		if left, _ = filepath.Glob(filepath.Join(tmpDir, ".atomicfile-*.tmp")); len(left) == 0 {
+			continue
+		}
+	}
+	if len(left) != 1 {
+		t.Fatalf("no process was killed between its temporary write and its rename: %v", left)
+	}
+	again, err := Open(s.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := again.Lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if names, _ := os.ReadDir(tmpDir); len(names) != 0 {
+		t.Errorf("ca/ holds %v after the lock", names)
+	}
+	rel, _ := filepath.Rel(s.Dir(), left[0])
+	if r := again.Repairs(); len(r) != 1 || !strings.Contains(r[0], "removed "+rel) {
+		t.Errorf("Repairs() = %q, want the removal of %s", r, rel)
 	}
 }
