@@ -48,7 +48,7 @@ func configure(tree string, spec Spec, epoch int64) ([]string, error) {
 	if err := scrub(tree); err != nil {
 		return nil, err
 	}
-	own, err := imageFiles(tree)
+	own, err := imageFiles(tree, spec.Content.Plain)
 	if err != nil {
 		return nil, err
 	}
@@ -72,6 +72,9 @@ func configure(tree string, spec Spec, epoch int64) ([]string, error) {
 		return nil, err
 	}
 	enable := []string{"systemd-networkd.service", steps.FirstBootUnit, SelfCheckUnit}
+	if spec.Content.Plain {
+		enable = []string{"systemd-networkd.service"}
+	}
 	enable = append(enable, spec.Content.Enable...)
 	enable = append(enable, overlayUnits...)
 	skipped, err := EnableUnits(tree, enable)
@@ -120,7 +123,7 @@ func scrub(tree string) error {
 }
 
 // imageFiles are the files every image has besides its content's.
-func imageFiles(tree string) ([]steps.File, error) {
+func imageFiles(tree string, plain bool) ([]steps.File, error) {
 	type spec struct {
 		path, tmpl string
 		data       any
@@ -130,8 +133,9 @@ func imageFiles(tree string) ([]steps.File, error) {
 		{FstabPath, "image-fstab.tmpl", struct{ RootLabel string }{RootLabel}},
 		{RepartPath, "image-repart.tmpl", nil},
 		{DHCPNetworkPath, "image-network-dhcp.tmpl", nil},
-		{FirstBootDropIn, "image-firstboot.tmpl", unit},
-		{SelfCheckUnitPath, "image-selfcheck.tmpl", unit},
+	}
+	if !plain {
+		want = append(want, spec{FirstBootDropIn, "image-firstboot.tmpl", unit}, spec{SelfCheckUnitPath, "image-selfcheck.tmpl", unit})
 	}
 	if fi, err := os.Stat(filepath.Join(tree, "etc/cloud")); err == nil && fi.IsDir() {
 		want = append(want, spec{CloudConfigPath, "image-cloud.tmpl", nil})

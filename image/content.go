@@ -50,6 +50,7 @@ type Content struct {
 	Hostname string       // the host name
 	Files    []steps.File // sorted by path, one per path
 	Enable   []string     // units to enable
+	Plain    bool         // a plain server (PlainContent): no ztwizard units of its own
 }
 
 // HostKey is an SSH host key pair in OpenSSH's formats.
@@ -104,6 +105,33 @@ func NodeContent(plan *steps.Plan, host *HostKey, net Network) (*Content, error)
 		}
 	}
 	c.Enable = append(c.Enable, WireGuardUnit)
+	return c, c.sort()
+}
+
+// PlainHostKeysUnit makes a plain server's SSH host keys on its first boot,
+// as Debian's installer would have.
+const PlainHostKeysUnit = "ztwizard-plain-hostkeys.service"
+
+// PlainContent is a plain Debian server's content, with no site in it: its
+// host name, its network and the unit that makes its SSH host keys on the
+// first boot. Such an image is what ztwizard's live path meets on a real
+// server: stock daemons on their default addresses, ztwizard not applied.
+func PlainContent(hostname string, net Network) (*Content, error) {
+	c := &Content{Hostname: hostname, Plain: true}
+	hf, err := HostFiles(hostname)
+	if err != nil {
+		return nil, err
+	}
+	nf, err := NetworkFiles(net)
+	if err != nil {
+		return nil, err
+	}
+	unit, err := templates.Render("image-plain-hostkeys.tmpl", nil)
+	if err != nil {
+		return nil, fmt.Errorf("image: %w", err)
+	}
+	c.Files = append(append(hf, nf...), steps.File{Path: steps.SystemdDir + "/" + PlainHostKeysUnit, Mode: 0o644, Content: unit})
+	c.Enable = []string{PlainHostKeysUnit}
 	return c, c.sort()
 }
 

@@ -43,8 +43,8 @@ func (f *imageFlags) add(cmd *cobra.Command) {
 
 func bakeCmd(g *globals) *cobra.Command {
 	var f imageFlags
-	var golden, compress bool
-	var suite, mirror, cache, format, size, overlay string
+	var golden, plain, compress bool
+	var suite, mirror, cache, format, size, overlay, hostname string
 	var packages []string
 	cmd := &cobra.Command{
 		Use:   "bake",
@@ -60,6 +60,9 @@ EFI/BOOT/BOOTX64.EFI. qemu-img makes the qcow2.
 key signed by the host CA): the image is written 0600.
 --golden bakes an image any node can start from: no private key of any kind,
 cloud-init included; ztwizard seed makes the seed that turns it into a node.
+--plain bakes a plain Debian server with no site in it (stock daemons on
+their default addresses, ztwizard installed but not applied, SSH host keys
+made on its first boot): a machine to try apply, plan or a bundle on.
 
 The root grows to the disk on every boot, so qemu-img resize is all a bigger
 disk needs. With SOURCE_DATE_EPOCH set, the same inputs and cache give the
@@ -71,8 +74,11 @@ same image, byte for byte. Baking needs root.`,
     -drive if=pflash,format=raw,file=OVMF_VARS_4M.fd -drive file=db.qcow2,if=virtio`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if golden == (f.node != "") {
-				return usagef("give exactly one of --node or --golden")
+			if n := btoi(golden) + btoi(plain) + btoi(f.node != ""); n != 1 {
+				return usagef("give exactly one of --node, --golden or --plain")
+			}
+			if hostname != "" && !plain {
+				return usagef("--hostname is for --plain images; a node's host name is its name")
 			}
 			if f.out == "" {
 				return usagef("--out is required")
@@ -101,9 +107,18 @@ same image, byte for byte. Baking needs root.`,
 				return errors.New("bake: baking needs root (the root filesystem keeps its files' owners)")
 			}
 			var content *image.Content
-			if golden {
+			switch {
+			case plain:
+				if hostname == "" {
+					hostname = "server"
+				}
+				content, err = image.PlainContent(hostname, f.network())
+				if err != nil {
+					err = usageError{err}
+				}
+			case golden:
 				content, err = goldenContent(cmd.Context(), g)
-			} else {
+			default:
 				content, err = nodeContent(cmd.Context(), g, f.node, f.network())
 			}
 			if err != nil {
@@ -120,12 +135,15 @@ same image, byte for byte. Baking needs root.`,
 			if err != nil {
 				return err
 			}
-			what := "node " + content.Node
-			if golden {
-				what = "golden image"
+			what := "node " + content.Node + " of site " + content.Site
+			switch {
+			case plain:
+				what = "plain server " + content.Hostname
+			case golden:
+				what = "golden image of site " + content.Site
 			}
-			fmt.Fprintf(out, "baked %s of site %s into %s: %s, %d MiB disk, %d MiB file, kernel %s\n",
-				what, content.Site, res.Out, spec.Format, res.RawSize>>20, res.FileSize>>20, res.Kernel)
+			fmt.Fprintf(out, "baked %s into %s: %s, %d MiB disk, %d MiB file, kernel %s\n",
+				what, res.Out, spec.Format, res.RawSize>>20, res.FileSize>>20, res.Kernel)
 			if len(res.Skipped) > 0 {
 				fmt.Fprintf(out, "  not in the image, not enabled: %s (add their packages with --package)\n", strings.Join(res.Skipped, " "))
 			}
@@ -135,6 +153,8 @@ same image, byte for byte. Baking needs root.`,
 	f.add(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&golden, "golden", false, "bake a golden image: no secrets, cloud-init, a node's identity from its seed")
+	fl.BoolVar(&plain, "plain", false, "bake a plain Debian server with no site applied (to try the live path on)")
+	fl.StringVar(&hostname, "hostname", "", "the host name of a --plain image (default server)")
 	fl.StringVar(&suite, "suite", image.DefaultSuite, "the Debian suite")
 	fl.StringVar(&mirror, "mirror", "", "the Debian archive URL (default: this host's apt sources)")
 	fl.StringSliceVar(&packages, "package", nil, "more Debian packages for the image (repeat or comma-separate)")
@@ -275,7 +295,7 @@ type bakeChoices struct {
 // host's apt sources, the packages (cloud-init for golden images), this
 // binary, and the image written 0600 unless it is golden.
 func bakeSpec(content *image.Content, c bakeChoices) (image.Spec, error) {
-	golden := content.Node == ""
+	golden := content.Node == "" && !content.Plain
 	sources, err := image.AptSources("/", c.suite, c.mirror)
 	if err != nil {
 		return image.Spec{}, usageError{err}
@@ -465,4 +485,11 @@ says which did, and which WireGuard peers completed a handshake.`,
 	f.StringSliceVar(&closed, "closed", nil, "TCP addresses that must not answer")
 	f.DurationVar(&timeout, "timeout", 3*time.Minute, "how long --probe addresses are retried")
 	return cmd
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
