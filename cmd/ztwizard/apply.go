@@ -354,7 +354,7 @@ unconfirmed is rolled back before anything reads its files; with nothing
 pending it does nothing.`,
 		Example: `  ztwizard rollback
   ztwizard rollback --at-boot   # as the boot unit does`,
-		Args:    noArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if watchdog != "" {
 				deadline, err := time.Parse(time.RFC3339Nano, at)
