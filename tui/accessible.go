@@ -60,7 +60,7 @@ func runAccessible(ctx context.Context, o Options) error {
 	if errors.Is(err, ErrInputEnded) || errors.Is(err, ErrInterrupted) {
 		m.saveDraft()
 		if m.drafted {
-			return fmt.Errorf("%w; your answers are kept in %s", err, draftPath(m.draftDir))
+			return fmt.Errorf("%w; your answers are kept in %s", err, m.draftAt.path())
 		}
 		return err
 	}
@@ -77,12 +77,12 @@ func (a *asker) offerDraft(d *draft) error {
 	case a.m.o.Resume != "":
 	case a.terminal:
 		resume = true
-		c := huh.NewConfirm().Title(fmt.Sprintf("Resume the draft of %s (site %q)?", d.Saved.Local().Format("2006-01-02 15:04"), d.Site.Site)).Value(&resume)
+		c := huh.NewConfirm().Title(fmt.Sprintf("Resume the draft of %s saved %s (site %q)?", a.m.draftAt.site, d.Saved.Local().Format("2006-01-02 15:04"), d.Site.Site)).Value(&resume)
 		if err := a.run(c); err != nil {
 			return err
 		}
 	default:
-		a.say("A draft is in %s; it is not resumed when the answers come from a script (--resume resumes it).", draftPath(a.m.draftDir))
+		a.say("A draft of %s saved %s is in %s; it is not resumed when the answers come from a script (--resume resumes it).", a.m.draftAt.site, d.Saved.Local().Format("2006-01-02 15:04"), a.m.draftAt.path())
 	}
 	if resume {
 		a.m.resume(d)
@@ -167,7 +167,7 @@ func (a *asker) finish() error {
 		return err
 	}
 	a.m.dirty = false
-	if err := removeDraft(a.m.draftDir); err != nil {
+	if err := removeDraft(a.m.draftAt); err != nil {
 		a.say("  note: %v", err)
 	}
 	a.say("Saved %s: site %q is valid: %s, %s, %s, %s, %s.", path, loaded.Site,

@@ -62,7 +62,7 @@ func TestAccessibleTypesTheExample(t *testing.T) {
 	if strings.Contains(out, "\x1b[") {
 		t.Errorf("plain prompts hold escape sequences:\n%q", out)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "state", DraftFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "state", DraftFile(filepath.Join(dir, "site.yaml")))); !os.IsNotExist(err) {
 		t.Errorf("the draft is left after the site was saved: %v", err)
 	}
 }
@@ -104,7 +104,7 @@ func TestAccessibleInputEnds(t *testing.T) {
 	if !errors.Is(err, ErrInputEnded) {
 		t.Fatalf("err %v, want ErrInputEnded\n%s", err, out)
 	}
-	d, err := loadDraft(filepath.Join(dir, "state"))
+	d, err := loadDraft(draftFor(filepath.Join(dir, "state"), filepath.Join(dir, "site.yaml")))
 	if err != nil || d == nil {
 		t.Fatalf("no draft: %v", err)
 	}
@@ -147,7 +147,7 @@ func TestAccessibleInterrupted(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the wizard did not stop")
 	}
-	if d, err := loadDraft(dir); err != nil || d == nil || d.Site.Site != "half-way" {
+	if d, err := loadDraft(draftFor(dir, "site.yaml")); err != nil || d == nil || d.Site.Site != "half-way" {
 		t.Fatalf("draft: %+v %v", d, err)
 	}
 }

@@ -42,7 +42,7 @@ func (quitDialog) view(m *model, width int) string {
 		msg = "The site is saved in " + m.saved + "."
 	}
 	if m.dirty {
-		msg = fmt.Sprintf("Your answers are kept as a draft in %s and offered when you start the wizard again.", draftPath(m.draftDir))
+		msg = fmt.Sprintf("Your answers are kept as a draft in %s and offered when you start the wizard again.", m.draftAt.path())
 	}
 	b.WriteString(strings.Join(wrap(msg, width), "\n"))
 	return b.String()
@@ -66,7 +66,7 @@ func (dd *draftDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 	case key.Matches(k, keys.Yes), k.String() == "enter":
 		return m.resume(dd.d), true
 	case k.String() == "n", k.String() == "N":
-		if err := removeDraft(m.draftDir); err != nil {
+		if err := removeDraft(m.draftAt); err != nil {
 			m.setStatus(true, err.Error())
 		} else {
 			m.setStatus(false, "Started over; the old draft is gone.")
@@ -83,8 +83,8 @@ func (dd *draftDialog) view(m *model, width int) string {
 	if site == "" {
 		site = "(not named yet)"
 	}
-	msg := fmt.Sprintf("A draft from %s is in %s: site %s, at the step %s.",
-		dd.d.Saved.Local().Format("2006-01-02 15:04"), m.draftDir, site, stepNames[dd.d.Step].long)
+	msg := fmt.Sprintf("A draft of %s saved %s is in %s: site %s, at the step %s.",
+		m.draftAt.site, dd.d.Saved.Local().Format("2006-01-02 15:04"), m.draftAt.dir, site, stepNames[dd.d.Step].long)
 	return m.th.title.Render("Resume where you left off?") + "\n\n" + strings.Join(wrap(msg, width), "\n") +
 		"\n\n" + strings.Join(wrap("y resumes it with every answer; n starts over and drops the draft.", width), "\n")
 }

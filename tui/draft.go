@@ -2,11 +2,13 @@ package tui
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -15,9 +17,36 @@ import (
 	"ztwizard/steps/state"
 )
 
-// DraftFile is the file in the state folder that keeps the wizard's
-// answers while it runs, so an interrupted wizard can resume.
-const DraftFile = "wizard-draft.yaml"
+// DraftFile is the file, in the state folder, that keeps the wizard's
+// answers for the site file sitePath while it runs, so an interrupted
+// wizard can resume. Each site file has its own draft: a draft is offered
+// only to the wizard on the file it was made for.
+func DraftFile(sitePath string) string {
+	abs, err := filepath.Abs(sitePath)
+	if err != nil {
+		abs = sitePath
+	}
+	sum := sha256.Sum256([]byte(abs))
+	base := []rune(strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs)))
+	for i, r := range base {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			base[i] = '_'
+		}
+	}
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	return fmt.Sprintf("wizard-draft-%s-%x.yaml", string(base), sum[:4])
+}
+
+// draftFile is where a wizard's draft lives: the state folder dir and the
+// file's name there; site is the site file it is the draft of.
+type draftFile struct{ dir, name, site string }
+
+// draftFor is the draft of the site file sitePath in the state folder dir.
+func draftFor(dir, sitePath string) draftFile {
+	return draftFile{dir: dir, name: DraftFile(sitePath), site: sitePath}
+}
 
 // draft is the wizard's state on disk: the site as far as it was filled,
 // where the admin was, and the session's settings. The passphrase is
@@ -33,11 +62,12 @@ type draft struct {
 
 const draftHeader = "# ztwizard: the wizard's answers so far; `ztwizard wizard` offers to resume them.\n"
 
-// draftPath is where the draft of the state folder dir lives.
-func draftPath(dir string) string { return filepath.Join(dir, DraftFile) }
+// path is the draft file's path.
+func (f draftFile) path() string { return filepath.Join(f.dir, f.name) }
 
-// loadDraft reads the draft in the state folder dir; nil when there is none.
-func loadDraft(dir string) (*draft, error) {
+// loadDraft reads the draft f; nil when there is none.
+func loadDraft(f draftFile) (*draft, error) {
+	dir := f.dir
 	if dir == "" {
 		return nil, nil
 	}
@@ -48,7 +78,7 @@ func loadDraft(dir string) (*draft, error) {
 	if err != nil {
 		return nil, fmt.Errorf("draft: %w", err)
 	}
-	data, err := store.ReadFile(DraftFile)
+	data, err := store.ReadFile(f.name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -59,18 +89,18 @@ func loadDraft(dir string) (*draft, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&d); err != nil {
-		return nil, fmt.Errorf("draft: %s: %w", draftPath(dir), err)
+		return nil, fmt.Errorf("draft: %s: %w", f.path(), err)
 	}
 	if d.Site == nil {
-		return nil, fmt.Errorf("draft: %s holds no site", draftPath(dir))
+		return nil, fmt.Errorf("draft: %s holds no site", f.path())
 	}
 	d.Step = min(max(d.Step, 0), int(stepCount)-1)
 	d.Reached = min(max(d.Reached, d.Step), int(stepCount)-1)
 	return &d, nil
 }
 
-// save writes the draft into the state folder dir, atomically, mode 0600.
-func (d *draft) save(dir string) error {
+// save writes the draft into f, atomically, mode 0600.
+func (d *draft) save(f draftFile) error {
 	var buf bytes.Buffer
 	buf.WriteString(draftHeader)
 	enc := yaml.NewEncoder(&buf)
@@ -81,26 +111,26 @@ func (d *draft) save(dir string) error {
 	if err := enc.Close(); err != nil {
 		return fmt.Errorf("draft: encode: %w", err)
 	}
-	store, err := state.Open(dir)
+	store, err := state.Open(f.dir)
 	if err != nil {
 		return fmt.Errorf("draft: %w", err)
 	}
-	if err := store.WriteFile(DraftFile, buf.Bytes(), 0o600); err != nil {
+	if err := store.WriteFile(f.name, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("draft: %w", err)
 	}
 	return nil
 }
 
-// removeDraft deletes the draft of the state folder dir, if any.
-func removeDraft(dir string) error {
-	if _, err := os.Stat(draftPath(dir)); errors.Is(err, fs.ErrNotExist) {
+// removeDraft deletes the draft f, if any.
+func removeDraft(f draftFile) error {
+	if _, err := os.Stat(f.path()); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	store, err := state.Open(dir)
+	store, err := state.Open(f.dir)
 	if err != nil {
 		return fmt.Errorf("draft: %w", err)
 	}
-	if err := store.Remove(DraftFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := store.Remove(f.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("draft: %w", err)
 	}
 	return nil

@@ -26,18 +26,18 @@ func TestDraftResumesEveryAnswer(t *testing.T) {
 	if _, ok := m.dialog.(*quitDialog); !ok {
 		t.Fatal("ctrl+c does not ask before quitting")
 	}
-	if !strings.Contains(screen(m), filepath.Join(dir, DraftFile)) {
+	if !strings.Contains(screen(m), filepath.Join(dir, DraftFile("site.yaml"))) {
 		t.Fatalf("the question does not say where the draft is:\n%s", screen(m))
 	}
 	press(m, "y")
-	fi, err := os.Stat(filepath.Join(dir, DraftFile))
+	fi, err := os.Stat(filepath.Join(dir, DraftFile("site.yaml")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if fi.Mode().Perm() != 0o600 {
 		t.Fatalf("draft mode %o, want 0600", fi.Mode().Perm())
 	}
-	if data, _ := os.ReadFile(filepath.Join(dir, DraftFile)); strings.Contains(string(data), "passphrase") {
+	if data, _ := os.ReadFile(filepath.Join(dir, DraftFile("site.yaml"))); strings.Contains(string(data), "passphrase") {
 		t.Fatalf("the draft holds a passphrase:\n%s", data)
 	}
 
@@ -73,7 +73,7 @@ func TestDraftStartOver(t *testing.T) {
 	if again.site.Site != "" {
 		t.Fatalf("starting over kept %q", again.site.Site)
 	}
-	if _, err := os.Stat(filepath.Join(dir, DraftFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, DraftFile("site.yaml"))); !os.IsNotExist(err) {
 		t.Fatalf("the draft is still there: %v", err)
 	}
 }
@@ -84,11 +84,11 @@ func TestDraftSavedAsYouGo(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestModel(t, Empty(), func(o *Options) { o.StateDir = dir; o.SitePath = filepath.Join(dir, "site.yaml") })
 	press(m, "lab")
-	if _, err := os.Stat(filepath.Join(dir, DraftFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, DraftFile(filepath.Join(dir, "site.yaml")))); !os.IsNotExist(err) {
 		t.Fatal("the draft was written before its delay")
 	}
 	m.Update(draftTick(m.draftSeq))
-	d, err := loadDraft(dir)
+	d, err := loadDraft(draftFor(dir, filepath.Join(dir, "site.yaml")))
 	if err != nil || d == nil || d.Site.Site != "lab" {
 		t.Fatalf("draft after the delay: %+v, %v", d, err)
 	}

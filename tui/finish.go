@@ -231,7 +231,7 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 		p.result(m, err, "Saved %s.", path)
 		if err == nil {
 			m.dirty, m.saved = false, path
-			if err := removeDraft(m.draftDir); err != nil {
+			if err := removeDraft(m.draftAt); err != nil {
 				p.result(m, err, "")
 			}
 			m.draftNote = "saved"

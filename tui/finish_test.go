@@ -94,7 +94,7 @@ func TestFinishSavesRendersExports(t *testing.T) {
 	a := &fakeActions{}
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a; o.StateDir = dir; o.SitePath = filepath.Join(dir, "site.yaml") })
 	press(m, "ctrl+n", "ctrl+u", "lab", "ctrl+n")
-	if _, err := os.Stat(filepath.Join(dir, DraftFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, DraftFile(filepath.Join(dir, "site.yaml")))); err != nil {
 		t.Fatalf("no draft after a change and a step: %v", err)
 	}
 	press(m, nexts(7)...)
@@ -102,7 +102,7 @@ func TestFinishSavesRendersExports(t *testing.T) {
 	if _, err := steps.Load(filepath.Join(dir, "site.yaml")); err != nil {
 		t.Fatalf("saved site: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, DraftFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, DraftFile(filepath.Join(dir, "site.yaml")))); !os.IsNotExist(err) {
 		t.Fatal("the draft is left after saving")
 	}
 	press(m, "down", "enter", "right", "tab", "enter", "enter")

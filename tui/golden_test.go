@@ -2,6 +2,7 @@ package tui
 
 import (
 	"bytes"
+	"fmt"
 	"image/color"
 	"strings"
 	"testing"
@@ -94,9 +95,13 @@ func TestGoldenDraftOffer(t *testing.T) {
 	dir := t.TempDir()
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.StateDir = dir })
 	press(m, "ctrl+n", "ctrl+n", "ctrl+u", "10.9.0.0/16", "ctrl+c", "y")
-	m = newTestModel(t, Empty(), func(o *Options) { o.StateDir = dir })
-	m.draftDir = "/var/lib/ztwizard"
-	golden.RequireEqual(t, screen(drive(t, m, 80, 24, "")))
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			m := newTestModel(t, Empty(), func(o *Options) { o.StateDir = dir })
+			m.draftAt.dir = "/var/lib/ztwizard"
+			golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], "")))
+		})
+	}
 }
 
 // TestGoldenTheme draws the first step with colours, on a dark and on a

@@ -76,12 +76,12 @@ type model struct {
 	// leave timers out.
 	after func(time.Duration, func(time.Time) tea.Msg) tea.Cmd
 
-	dirty     bool   // changed since the site file was saved
-	drafted   bool   // a draft of this session is on disk
-	draftSeq  int    // the last change's number, for the delayed draft write
-	draftNote string // "draft saved", or why it was not
-	draftDir  string // the state folder the wizard started with
-	saved     string // the site file last saved, for the goodbye
+	dirty     bool      // changed since the site file was saved
+	drafted   bool      // a draft of this session is on disk
+	draftSeq  int       // the last change's number, for the delayed draft write
+	draftNote string    // "draft saved", or why it was not
+	draftAt   draftFile // the draft: in the state folder the wizard started with, for its site file
+	saved     string    // the site file last saved, for the goodbye
 }
 
 // newModel makes the wizard for o; a draft in the state folder is offered
@@ -94,20 +94,20 @@ func newModel(ctx context.Context, o Options) *model {
 		o.Site = Empty()
 	}
 	m := &model{
-		ctx:      ctx,
-		o:        o,
-		site:     o.Site.Clone(),
-		sess:     session{stateDir: o.StateDir, passphrase: string(o.Passphrase), sitePath: o.SitePath},
-		th:       newTheme(true),
-		help:     help.New(),
-		draftDir: o.StateDir,
-		width:    80,
-		height:   24,
-		after:    tea.Tick,
+		ctx:    ctx,
+		o:      o,
+		site:   o.Site.Clone(),
+		sess:   session{stateDir: o.StateDir, passphrase: string(o.Passphrase), sitePath: o.SitePath},
+		th:     newTheme(true),
+		help:   help.New(),
+		width:  80,
+		height: 24,
+		after:  tea.Tick,
 	}
 	if m.sess.sitePath == "" {
 		m.sess.sitePath = "site.yaml"
 	}
+	m.draftAt = draftFor(o.StateDir, m.sess.sitePath)
 	if o.Loaded {
 		m.reached = stepReview
 	}
@@ -117,7 +117,7 @@ func newModel(ctx context.Context, o Options) *model {
 	}
 	m.errs = validate(m.site)
 	m.reloadAll()
-	if d, err := loadDraft(m.draftDir); err != nil {
+	if d, err := loadDraft(m.draftAt); err != nil {
 		m.setStatus(true, err.Error())
 	} else if d != nil {
 		m.dialog = &draftDialog{d: d}
@@ -277,12 +277,12 @@ func (m *model) job() Job {
 
 // saveDraft writes the answers so far into the state folder.
 func (m *model) saveDraft() {
-	if m.draftDir == "" {
+	if m.draftAt.dir == "" {
 		return
 	}
 	d := &draft{Saved: m.o.Now().UTC().Truncate(time.Second), Step: int(m.cur), Reached: int(m.reached),
 		SitePath: m.sess.sitePath, StateDir: m.sess.stateDir, Site: m.site.Clone()}
-	if err := d.save(m.draftDir); err != nil {
+	if err := d.save(m.draftAt); err != nil {
 		m.draftNote = "draft not saved: " + err.Error()
 		return
 	}
@@ -321,7 +321,7 @@ func (m *model) finish() string {
 	if !m.drafted {
 		return "ztwizard: " + m.draftNote
 	}
-	return fmt.Sprintf("ztwizard: your answers are kept in %s; run the wizard again to resume.", draftPath(m.draftDir))
+	return fmt.Sprintf("ztwizard: your answers are kept in %s; run the wizard again to resume.", m.draftAt.path())
 }
 
 // quit leaves the wizard, keeping the answers in the draft.

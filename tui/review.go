@@ -246,7 +246,7 @@ func problemsByStep(m *model, width int) string {
 }
 
 func (p *reviewPage) view(m *model, width, height int) string {
-	return m.pageFrame("Review", "The site, and what applying it would change on each node.", width, height,
+	return m.pageFrame("Review", "The site, and what each node receives: its files, firewall and peers.", width, height,
 		func(h int) string {
 			lines := glance(m.site, &m.sess, width)
 			for i, l := range lines {

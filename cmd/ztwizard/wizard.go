@@ -44,8 +44,9 @@ Save writes the -c file. It writes only the site file and the state folder
 (the draft of your answers, the CA and keys when you review or export) until
 you choose Apply and confirm.
 
-Your answers are kept as a draft in the state folder (wizard-draft.yaml, 0600)
-as you go, and offered when the wizard starts again; saving the site removes it.
+Your answers are kept as a draft in the state folder as you go, one per site
+file (wizard-draft-NAME-HASH.yaml, 0600), and offered when the wizard starts
+again on that file; saving the site removes it.
 
 Without a terminal, with --accessible, or with TERM=dumb, it asks the same
 steps as plain line prompts read from standard input, so it works over a

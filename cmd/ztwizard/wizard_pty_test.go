@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ztwizard/steps/authority"
+	"ztwizard/tui"
 )
 
 // ptyRun is the real binary on a pseudo-terminal of its own: standard
@@ -208,7 +209,7 @@ func TestWizardAccessibleCtrlC(t *testing.T) {
 			if !strings.Contains(r.output(), "interrupted") {
 				t.Fatalf("no word of the interruption:\n%s", r.output())
 			}
-			d, err := os.ReadFile(filepath.Join(st, "wizard-draft.yaml"))
+			d, err := os.ReadFile(filepath.Join(st, tui.DraftFile(filepath.Join(dir, "site.yaml"))))
 			if err != nil || !bytes.Contains(d, []byte("site: half-way")) {
 				t.Fatalf("the draft lacks the answers: %v\n%s", err, d)
 			}

@@ -229,8 +229,8 @@ func TestWizardTypesExampleInTerminal(t *testing.T) {
 	p.keys("Tab", "Tab", "Tab", "Tab", "Space")
 	p.wait("[x] web")
 	p.done("main  mariadb  on db:3306  from web")
-	p.next("what applying it would change")
-	p.wait("# What applying node db")
+	p.next("what each node receives")
+	p.wait("# What node db receives")
 	p.next("Save the site file")
 	p.keys("Enter")
 	p.wait("Finish › Save the site file")
@@ -254,7 +254,7 @@ func TestWizardTypesExampleInTerminal(t *testing.T) {
 	if r := ztw(t, dir, "validate", "-c", "site.yaml"); r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod" is valid`) {
 		t.Fatalf("validate: %+v", r)
 	}
-	if _, err := os.Stat(filepath.Join(st, tui.DraftFile)); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(st, tui.DraftFile(filepath.Join(dir, "site.yaml")))); !os.IsNotExist(err) {
 		t.Fatalf("a draft is left after saving: %v", err)
 	}
 }
@@ -274,12 +274,12 @@ func TestWizardInterruptedResumes(t *testing.T) {
 	p.field("web")
 	p.keys("C-c")
 	p.wait("Leave the wizard?")
-	p.wait(filepath.Join(st, tui.DraftFile)[:20])
+	p.wait(filepath.Join(st, tui.DraftFile(filepath.Join(dir, "site.yaml")))[:20])
 	p.keys("y")
 	if code := p.exited(); code != "0" {
 		t.Fatalf("exit %s:\n%s", code, p.screen())
 	}
-	draft := filepath.Join(st, tui.DraftFile)
+	draft := filepath.Join(st, tui.DraftFile(filepath.Join(dir, "site.yaml")))
 	fi, err := os.Stat(draft)
 	if err != nil {
 		t.Fatalf("no draft after ctrl+c: %v", err)
@@ -390,7 +390,7 @@ func TestWizardInputEndsExitsTwo(t *testing.T) {
 	if !strings.Contains(stderr.String(), "standard input ended before the wizard was done") {
 		t.Fatalf("stderr: %s", stderr.String())
 	}
-	if _, err := os.Stat(filepath.Join(dir, "state", tui.DraftFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "state", tui.DraftFile(filepath.Join(dir, "x.yaml")))); err != nil {
 		t.Fatalf("no draft: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "x.yaml")); !os.IsNotExist(err) {
@@ -608,7 +608,7 @@ services:`
 	p.next("A WireGuard mesh joins")
 	p.wait("db   10.100.0.2")
 	p.wait("web  10.100.0.3")
-	for _, title := range []string{"nginx fronts each", "sshd trusts", "Each node drops", "Each database listens", "what applying it would change"} {
+	for _, title := range []string{"nginx fronts each", "sshd trusts", "Each node drops", "Each database listens", "what each node receives"} {
 		p.next(title)
 	}
 	p.wait("db 10.100.0.2")
@@ -649,4 +649,43 @@ func TestWizardReviewNeedsNoDNS(t *testing.T) {
 	if err != nil || !strings.Contains(text, "# What node db receives") || !strings.Contains(text, "cannot be compared: ") || !strings.Contains(text, "web.nowhere.invalid") {
 		t.Fatalf("review on the node: %v\n%s", err, text)
 	}
+}
+
+// TestWizardDraftBelongsToItsFile leaves the wizard on a copy of the site
+// with an edit: the wizard on the site itself offers no draft, and the
+// wizard on the copy offers it, naming the copy and when it was saved.
+func TestWizardDraftBelongsToItsFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir, st := workdir(t)
+	os.WriteFile(filepath.Join(dir, "site-copy.yaml"), steps.ExampleYAML, 0o644)
+	p := startPane(t, dir, "wizard", "-c", "site-copy.yaml", "--state", st)
+	p.wait("Site name")
+	p.keys("C-u")
+	p.field("copy-lab")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
+
+	p = startPane(t, dir, "wizard", "-c", "site.yaml", "--state", st)
+	p.wait("Site name")
+	if s := p.screen(); strings.Contains(s, "Resume where you left off?") || strings.Contains(s, "copy-lab") {
+		t.Fatalf("the draft of site-copy.yaml is offered for site.yaml:\n%s", s)
+	}
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
+
+	p = startPane(t, dir, "wizard", "-c", "site-copy.yaml", "--state", st)
+	p.wait("Resume where you left off?")
+	p.wait("A draft of site-copy.yaml saved " + time.Now().UTC().Format("2006-01-02"))
+	p.keys("y")
+	p.wait("copy-lab")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
 }
