@@ -2,6 +2,7 @@ package steps
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 )
@@ -69,11 +70,64 @@ func (es Errors) sorted() Errors {
 	return es
 }
 
-// errs collects problems while walking a site.
-type errs struct{ list Errors }
+// MaxValueLen bounds the text of one field of a site, in bytes: more than
+// any real name, address or URL needs (a DNS name is at most 253), and
+// short enough to quote in a message.
+const MaxValueLen = 260
+
+// errs collects problems while walking a site. A value longer than
+// MaxValueLen is reported once, at its own path and without being quoted;
+// no other message about it or quoting it is kept.
+type errs struct {
+	list Errors
+	long map[string]bool // paths of values too long to quote
+}
 
 func (c *errs) add(path, format string, args ...any) {
+	if c.long[path] {
+		return
+	}
+	for _, a := range args {
+		if s, ok := a.(string); ok && len(s) > MaxValueLen {
+			return
+		}
+		if d, ok := a.(Duration); ok && len(d) > MaxValueLen {
+			return
+		}
+	}
 	c.list = append(c.list, FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// checkLengths finds every text field longer than MaxValueLen, walking
+// the site by its YAML field names.
+func (c *errs) checkLengths(v reflect.Value, path string) {
+	switch v.Kind() {
+	case reflect.String:
+		if n := v.Len(); n > MaxValueLen {
+			c.list = append(c.list, FieldError{Path: path, Msg: fmt.Sprintf("%d bytes is too long (at most %d)", n, MaxValueLen)})
+			if c.long == nil {
+				c.long = map[string]bool{}
+			}
+			c.long[path] = true
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			c.checkLengths(v.Field(i), join(path, name))
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			c.checkLengths(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.Pointer:
+		if !v.IsNil() {
+			c.checkLengths(v.Elem(), path)
+		}
+	}
 }
 
 func (c *errs) err() error {

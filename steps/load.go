@@ -21,10 +21,6 @@ import (
 // read a disk image.
 const MaxSiteSize = 4 << 20
 
-// maxScalar bounds one field name or value in a site file: no real one is
-// near it, and it keeps every message that quotes a value short.
-const maxScalar = 1024
-
 // Load reads, checks and validates a site file. Every problem is reported at
 // once as Errors, each with the file, line, field path and value; the
 // returned site has its defaults filled in. Only a regular file or a pipe
@@ -260,10 +256,6 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 		return
 	}
 	w.lines[path] = n.Line
-	if n.Kind == yaml.ScalarNode && len(n.Value) > maxScalar {
-		w.fail(n, path, "a value of %d bytes is too long (at most %d)", len(n.Value), maxScalar)
-		return
-	}
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return
 	}

@@ -9,6 +9,8 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -271,5 +273,50 @@ func TestSecondDocument(t *testing.T) {
 	_, err := Parse(append(bytes.Clone(ExampleYAML), "---\n---\nsite: other\n"...), "x.yaml")
 	if err == nil || !strings.Contains(err.Error(), `a second YAML document (after "---"); a site file holds exactly one`) {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// stringFields returns every text field of v, by path.
+func stringFields(v reflect.Value, path string, out map[string]reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		out[path] = v
+	case reflect.Struct:
+		for i := range v.NumField() {
+			name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("yaml"), ",")
+			stringFields(v.Field(i), join(path, name), out)
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			stringFields(v.Index(i), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	}
+}
+
+// TestLongValuesNeverQuoted sets each text field of the example, one at a
+// time, to a long value: it is reported once, at its path, and no message
+// quotes it.
+func TestLongValuesNeverQuoted(t *testing.T) {
+	fields := map[string]reflect.Value{}
+	stringFields(reflect.ValueOf(example(t)).Elem(), "", fields)
+	if len(fields) < 20 {
+		t.Fatalf("only %d text fields", len(fields))
+	}
+	long := strings.Repeat("Z", MaxValueLen+1)
+	for path := range fields {
+		s := example(t)
+		f := map[string]reflect.Value{}
+		stringFields(reflect.ValueOf(s).Elem(), "", f)
+		f[path].SetString(long)
+		got := messages(s.Validate())
+		want := fmt.Sprintf("%s: %d bytes is too long (at most %d)", path, len(long), MaxValueLen)
+		if !slices.Contains(got, want) {
+			t.Errorf("%s: want %q in\n  %s", path, want, strings.Join(got, "\n  "))
+		}
+		for _, m := range got {
+			if strings.Contains(m, "ZZZZZZZZ") {
+				t.Errorf("%s: message quotes the value: %.120s", path, m)
+			}
+		}
 	}
 }

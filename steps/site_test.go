@@ -208,6 +208,8 @@ func TestValidateRules(t *testing.T) {
 		{"upstream zone", func(s *Site) { s.Services[0].Upstream = "http://[fe80::1%25eth0]:8080" }, `services[0].upstream: "http://[fe80::1%25eth0]:8080": an upstream address may not have an IPv6 zone`},
 		{"upstream port sign", func(s *Site) { s.Services[0].Upstream = "http://127.0.0.1:08080" }, `services[0].upstream: "http://127.0.0.1:08080" has a bad port (1-65535)`},
 		{"upstream bad host", func(s *Site) { s.Services[0].Upstream = "http://back_end:8080" }, `services[0].upstream: "http://back_end:8080": host "back_end" is neither an IP address nor a DNS name`},
+		{"value too long", func(s *Site) { s.Services[0].Upstream = "http://x/" + strings.Repeat("a", 300) }, `services[0].upstream: 309 bytes is too long (at most 260)`},
+		{"long name quoted nowhere", func(s *Site) { s.Nodes[0].Name = strings.Repeat("n", 300); s.Services[0].Node = s.Nodes[0].Name }, `nodes[0].name: 300 bytes is too long (at most 260)`},
 		{"client named like a service", func(s *Site) { s.Clients = append(s.Clients, Client{Name: "api"}) },
 			`clients[1].name: "api" is also services[0]'s name; clients and services share the CA's certificate names, so each must differ`},
 		{"user named like a node", func(s *Site) { s.SSH.Users = append(s.SSH.Users, SSHUser{Name: "db", Principals: []string{"dba"}}) },

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -265,6 +266,7 @@ func (s *Site) Validate() error {
 	site := s.Clone()
 	site.SetDefaults()
 	c := &errs{}
+	c.checkLengths(reflect.ValueOf(site).Elem(), "")
 	site.checkHeader(c)
 	site.checkCA(c)
 	site.checkSSH(c)
