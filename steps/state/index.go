@@ -42,6 +42,13 @@ type Index struct {
 // wrapping ErrIndexBehind. To change the index, hold Lock from
 // Index until SaveIndex returns, or a concurrent writer's changes are lost.
 func (s *Store) Index() (*Index, error) {
+	// The mark before the index: SaveIndex writes them in the other
+	// order, so a reader without the lock never sees an index older than
+	// the mark it read.
+	m, err := s.readMark()
+	if err != nil {
+		return nil, err
+	}
 	ix := &Index{}
 	data, err := s.readFile(indexName)
 	switch {
@@ -57,10 +64,6 @@ func (s *Store) Index() (*Index, error) {
 	}
 	if ix.NextSSHSerial == 0 {
 		ix.NextSSHSerial = 1
-	}
-	m, err := s.readMark()
-	if err != nil {
-		return nil, err
 	}
 	if err := s.checkMark(ix, m); err != nil {
 		return nil, err
