@@ -8,7 +8,6 @@
 package authority
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -123,12 +122,4 @@ func (a *Authority) write(rel string, data []byte, mode os.FileMode) error {
 		return fmt.Errorf("authority: %w", err)
 	}
 	return nil
-}
-
-func randomSerial() (string, error) {
-	s, err := pki.RandomSerial(rand.Reader)
-	if err != nil {
-		return "", fmt.Errorf("authority: serial: %w", err)
-	}
-	return s.Text(16), nil
 }
