@@ -188,6 +188,11 @@ func (a *asker) names(f *multiField) error {
 		return nil
 	}
 	label += " (separated by spaces, of: " + strings.Join(opts, " ") + ")"
+	if f.implied != nil {
+		if from := f.implied(a.env()); len(from) > 0 {
+			a.say("%s: also %s, from their side (a link works both ways).", f.label, strings.Join(from, ", "))
+		}
+	}
 	set := func(s *steps.Site, v string) error {
 		*f.ptr(s) = splitWords(v, true)
 		return nil

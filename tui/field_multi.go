@@ -18,6 +18,35 @@ type multiField struct {
 	options func(e *env) []string
 	empty   string // what to say when there is nothing to tick
 	cur     int
+	// implied are names ticked from elsewhere (a link set on the other
+	// node); unimply unticks one there.
+	implied func(e *env) []string
+	unimply func(e *env, name string)
+}
+
+// withImplied shows the names implied ticks as ticked, and unticks them
+// with unimply.
+func (f *multiField) withImplied(implied func(e *env) []string, unimply func(e *env, name string)) *multiField {
+	f.implied, f.unimply = implied, unimply
+	return f
+}
+
+// ticked are the names ticked: the field's own, then the implied ones.
+func (f *multiField) ticked(e *env) []string {
+	out := slices.Clone(*f.ptr(e.site))
+	if f.implied != nil {
+		for _, n := range f.implied(e) {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// isImplied tells whether name is ticked from elsewhere.
+func (f *multiField) isImplied(e *env, name string) bool {
+	return f.implied != nil && slices.Contains(f.implied(e), name)
 }
 
 // newMulti makes a multi-select bound to a list of names of the site.
@@ -64,9 +93,15 @@ func (f *multiField) update(e *env, msg tea.KeyPressMsg) outcome {
 	case "space", "x":
 		list := f.ptr(e.site)
 		name := opts[f.cur]
-		if i := slices.Index(*list, name); i >= 0 {
+		switch i := slices.Index(*list, name); {
+		case i >= 0:
 			*list = slices.Delete(slices.Clone(*list), i, i+1)
-		} else {
+			if f.isImplied(e, name) {
+				f.unimply(e, name)
+			}
+		case f.isImplied(e, name):
+			f.unimply(e, name)
+		default:
 			*list = append(slices.Clone(*list), name)
 		}
 		if len(*list) == 0 {
@@ -84,7 +119,7 @@ func (f *multiField) view(e *env, focused bool, width int) string {
 		return e.th.desc.Render(truncate(f.empty, width))
 	}
 	known := f.options(e)
-	ticked := *f.ptr(e.site)
+	ticked := f.ticked(e)
 	if !focused {
 		if len(ticked) == 0 {
 			return e.th.input.Blurred.Placeholder.Render(truncate("none", width))
@@ -111,7 +146,7 @@ func (f *multiField) view(e *env, focused bool, width int) string {
 	return wrapItems(items, width)
 }
 
-func (f *multiField) filled(e *env) bool { return len(*f.ptr(e.site)) > 0 }
+func (f *multiField) filled(e *env) bool { return len(f.ticked(e)) > 0 }
 func (f *multiField) local() error       { return nil }
 func (f *multiField) keys() []key.Binding {
 	return []key.Binding{keys.MoveOption, keys.Toggle}

@@ -156,3 +156,43 @@ func TestReviewNodeProblem(t *testing.T) {
 		t.Errorf("Finish calls the site fine:\n%s", scr)
 	}
 }
+
+// hubSite is a site where two nodes link to gate and gate names none.
+func hubSite() *steps.Site {
+	s := steps.Example()
+	s.Nodes = []steps.Node{
+		{Name: "gate", Endpoint: "192.168.1.10:51820"},
+		{Name: "store", Endpoint: "192.168.1.100:51820", Peers: []string{"gate"}},
+		{Name: "runner", Peers: []string{"gate"}, Keepalive: 25},
+	}
+	s.Services[0].Node = "store"
+	s.Databases[0].Node = "store"
+	s.Databases[0].Clients = []string{"runner"}
+	return s
+}
+
+// TestLinksBothWays shows gate's links set on store and runner: in the
+// list, in gate's editor and in the plain prompts' summary; unticking one
+// in gate's editor removes it on the other side.
+func TestLinksBothWays(t *testing.T) {
+	m := newTestModel(t, hubSite())
+	m.width, m.height = 120, 40
+	press(m, "ctrl+n", "ctrl+n")
+	if scr := screen(m); !strings.Contains(scr, "↔ store runner") || strings.Contains(scr, "no peers") {
+		t.Fatalf("gate's row does not show its links:\n%s", scr)
+	}
+	press(m, "tab", "tab", "enter", "tab", "tab", "tab")
+	if scr := screen(m); !strings.Contains(scr, "[x] store") || !strings.Contains(scr, "[x] runner") {
+		t.Fatalf("gate's editor does not tick its links:\n%s", scr)
+	}
+	press(m, "space")
+	if len(m.site.Nodes[1].Peers) != 0 {
+		t.Fatalf("unticking store on gate left store's link: %v", m.site.Nodes[1].Peers)
+	}
+	if scr := screen(m); !strings.Contains(scr, "[ ] store") {
+		t.Fatalf("store is still ticked:\n%s", scr)
+	}
+	if o := overview(hubSite(), nil); !strings.Contains(o, "gate         10.100.0.1      peers store, runner") {
+		t.Fatalf("the summary shows links one way:\n%s", o)
+	}
+}

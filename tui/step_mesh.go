@@ -44,8 +44,8 @@ func nodeItems() itemKind {
 				ep = "dials out"
 			}
 			peers := "no peers"
-			if len(n.Peers) > 0 {
-				peers = "↔ " + strings.Join(n.Peers, " ")
+			if l := links(e.site, n.Name, n.Peers); len(l) > 0 {
+				peers = "↔ " + strings.Join(l, " ")
 			}
 			return []string{orNew(n.Name), addr, ep, peers}
 		},
@@ -66,9 +66,11 @@ func nodeItems() itemKind {
 						}
 						return "allocated"
 					}),
-				newMulti("Peers", "The nodes it talks to over the mesh: space ticks, ←/→ move.",
+				newMulti("Peers", "The nodes it talks to (a link ticked on either node counts): space ticks, ←/→ move.",
 					p("peers"), func(s *steps.Site) *[]string { return &node(s).Peers },
-					func(e *env) []string { return otherNodes(e.site, node(e.site).Name) }, "no other nodes yet"),
+					func(e *env) []string { return otherNodes(e.site, node(e.site).Name) }, "no other nodes yet").
+					withImplied(func(e *env) []string { return linkedFrom(e.site, node(e.site).Name) },
+						func(e *env, other string) { unlink(e.site, other, node(e.site).Name) }),
 				newText("Keepalive", "Seconds between keepalives for a node behind NAT (25 is usual); empty for none.",
 					p("keepalive"), number(func(s *steps.Site) *int { return &node(s).Keepalive })).
 					withHint(func(*env) string { return "off" }),
@@ -110,6 +112,42 @@ func allocated(e *env, name string) string {
 		return a.String()
 	}
 	return ""
+}
+
+// linkedFrom are the nodes that name a node among their peers: links
+// work both ways, so they are its peers too.
+func linkedFrom(s *steps.Site, name string) []string {
+	var out []string
+	if name == "" {
+		return nil
+	}
+	for _, n := range s.Nodes {
+		if n.Name != name && slices.Contains(n.Peers, name) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// links are a node's peers from both sides: its own list, then the nodes
+// that list it.
+func links(s *steps.Site, name string, own []string) []string {
+	out := slices.Clone(own)
+	for _, o := range linkedFrom(s, name) {
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// unlink removes name from node from's peers.
+func unlink(s *steps.Site, from, name string) {
+	for i := range s.Nodes {
+		if s.Nodes[i].Name == from {
+			s.Nodes[i].Peers = without(s.Nodes[i].Peers, name)
+		}
+	}
 }
 
 // nodeNames are the names of the site's nodes.

@@ -156,7 +156,7 @@ func overview(site *steps.Site, record map[string]netip.Addr) string {
 	fmt.Fprintf(&b, "mesh        %s, port %d\n", site.WireGuard.Network, site.WireGuard.ListenPort)
 	addrs, _ := site.Addresses(record)
 	for _, n := range site.Nodes {
-		fmt.Fprintf(&b, "  node      %-12s %-15s peers %s\n", n.Name, addrs[n.Name], strings.Join(n.Peers, ", "))
+		fmt.Fprintf(&b, "  node      %-12s %-15s peers %s\n", n.Name, addrs[n.Name], strings.Join(links(site, n.Name, n.Peers), ", "))
 	}
 	for _, s := range site.Services {
 		fmt.Fprintf(&b, "service     %s on %s: https://%s:%d -> %s, allow %s\n", s.Name, s.Node, s.ServerName, s.Listen, s.Upstream, strings.Join(s.Allow, ", "))
