@@ -694,3 +694,47 @@ func TestPlanWritesNoState(t *testing.T) {
 		t.Errorf("plan changed the state folder:\n%s", testenv.DiffLines(before, got))
 	}
 }
+
+// TestForeignCAKeyRefused swaps another store's CA keys in (X.509, SSH
+// user, SSH host): ca crl, ssh sign and render fail with exit 1 naming the
+// mismatch, and sign nothing.
+func TestForeignCAKeyRefused(t *testing.T) {
+	dir, st := workdir(t)
+	other := filepath.Join(dir, "other")
+	genKey(t, filepath.Join(dir, "id"))
+	for _, s := range []string{st, other} {
+		if r := ztw(t, dir, "--state", s, "ca", "init"); r.code != 0 {
+			t.Fatalf("init: %+v", r)
+		}
+	}
+	for _, tt := range []struct {
+		file string
+		args []string
+		want string
+	}{
+		{"ca/ca-key.pem", []string{"ca", "crl"}, "ca/ca-key.pem does not match the CA certificate"},
+		{"ssh/user_ca", []string{"ssh", "sign", "--user", "alice", "--key", "id.pub"}, "ssh/user_ca does not match"},
+		{"ssh/host_ca", []string{"render", "--node", "db", "--out", filepath.Join(dir, "out")}, "ssh/host_ca does not match"},
+	} {
+		t.Run(tt.file, func(t *testing.T) {
+			orig, err := os.ReadFile(filepath.Join(st, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			foreign, err := os.ReadFile(filepath.Join(other, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(st, tt.file), foreign, 0o600)
+			defer os.WriteFile(filepath.Join(st, tt.file), orig, 0o600)
+			before := testenv.TreeDump(t, st)
+			r := ztw(t, dir, append([]string{"--state", st}, tt.args...)...)
+			if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("%s with a foreign key: %+v, want exit 1 and %q", tt.args, r, tt.want)
+			}
+			if got := testenv.TreeDump(t, st); got != before {
+				t.Errorf("the store changed:\n%s", testenv.DiffLines(before, got))
+			}
+		})
+	}
+}
