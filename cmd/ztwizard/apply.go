@@ -74,6 +74,14 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 		s.close()
 		return nil, nil, nil, nil, err
 	}
+	// A host that holds the CA signs its own host key: record it, and the
+	// plan carries its host certificate and sshd's HostCertificate line.
+	if err := s.auth.KeysHere(f.node); err != nil {
+		return fail(err)
+	}
+	if err := recordOwnHostKey(s.auth, f.node, f.root); err != nil {
+		return fail(err)
+	}
 	sec, err := s.auth.Secrets(f.node)
 	if err != nil {
 		return fail(err)
@@ -447,4 +455,21 @@ func openStore(ctx context.Context, g *globals, dir string) (*session, error) {
 	}
 	warnRepairs(store)
 	return &session{unlock: unlock}, nil
+}
+
+// recordOwnHostKey records the SSH Ed25519 host key found under root as
+// node's, when there is one.
+func recordOwnHostKey(a *authority.Authority, node, root string) error {
+	data, err := os.ReadFile(filepath.Join(root, steps.SSHHostKeyPath+".pub"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("host key: %w", err)
+	}
+	pub, err := authority.ParseAuthorizedKey(data)
+	if err != nil {
+		return fmt.Errorf("host key %s.pub: %w", steps.SSHHostKeyPath, err)
+	}
+	return a.RecordHostKey(node, pub)
 }

@@ -143,8 +143,9 @@ func (l *lab) writeSite(name string, data []byte) string {
 }
 
 // prepareState creates the shared state: the CAs and every node's keys
-// and certificates, by rendering each node of each site once. Node states
-// copied afterwards all hold the same secrets.
+// and certificates, by rendering each node of each site once (its SSH host
+// key recorded first). Node states copied afterwards all hold the same
+// secrets.
 func (l *lab) prepareState(sites ...string) {
 	l.t.Helper()
 	for _, site := range sites {
@@ -153,6 +154,15 @@ func (l *lab) prepareState(sites ...string) {
 			l.t.Fatal(err)
 		}
 		for _, n := range s.Nodes {
+			// Every node's /etc is a copy of l.etc: record its SSH host key
+			// (as apply on the host would), so that every copy of the state
+			// holds the same host certificate.
+			hostKey := filepath.Join(l.etc, "ssh", "ssh_host_ed25519_key.pub")
+			if _, err := os.Stat(hostKey); err == nil {
+				if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "-c", site, "ssh", "sign", "--host", n.Name, "--key", hostKey, "--out", filepath.Join(l.dir, "host-"+n.Name+"-cert.pub")); err != nil {
+					l.t.Fatal(err)
+				}
+			}
 			out := filepath.Join(l.dir, "render", filepath.Base(site), n.Name)
 			if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "-c", site, "render", "--node", n.Name, "--out", out); err != nil {
 				l.t.Fatal(err)

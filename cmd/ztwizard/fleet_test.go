@@ -3,13 +3,18 @@ package main
 import (
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"ztwizard/steps"
 	"ztwizard/steps/bundle"
@@ -133,6 +138,35 @@ func TestFleetLoopRequestImportBundleApply(t *testing.T) {
 		}
 	}
 
+	// Scanned after apply: no CA key and no key of another node, in the
+	// node's tree or its state; and web's own keys are not on the CA host.
+	scanNode(t, f.ca, nil, f.root, f.nodeState)
+	for k := range privateKeys(t, f.root) {
+		if _, ok := privateKeys(t, f.ca)[k]; ok {
+			t.Fatal("the CA host holds a private key of web, which made its own")
+		}
+	}
+	// A node whose keys are made on the CA host: its bundle is 0600 and
+	// holds its own keys only.
+	f.bundle(t, "db", "db.ztb")
+	if fi, _ := os.Stat(filepath.Join(f.dir, "db.ztb")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("a bundle with private keys is %v, want 0600", fi.Mode().Perm())
+	}
+	dbRoot, dbState := filepath.Join(f.dir, "db-root"), filepath.Join(f.dir, "db-state")
+	if r := ztw(t, f.dir, "apply", "--bundle", "db.ztb", "--root", dbRoot, "--state", dbState, "--ca-fingerprint", f.fp); r.code != 0 {
+		t.Fatalf("apply db: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	dbOwn := privateKeys(t, filepath.Join(f.ca, "wireguard"))
+	for k, p := range dbOwn {
+		if !strings.HasSuffix(p, "db.key") {
+			delete(dbOwn, k)
+		}
+	}
+	if len(dbOwn) != 1 {
+		t.Fatalf("db's WireGuard key: %v", dbOwn)
+	}
+	scanNode(t, f.ca, dbOwn, dbRoot, dbState)
+
 	// A newer bundle applies without the fingerprint: the node trusts its CA now.
 	f.bundle(t, "web", "web2.ztb")
 	if r := f.apply(t, "web2.ztb"); r.code != 0 || !strings.Contains(r.stdout, "no changes") {
@@ -212,5 +246,144 @@ func TestFleetBundlesRefused(t *testing.T) {
 	// And the good one still applies: nothing above moved the serial.
 	if r := f.apply(t, "next.ztb"); r.code != 0 {
 		t.Fatalf("apply next.ztb: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// hostCertOf reads a host certificate file and says whose key it is for.
+func hostCertOf(t *testing.T, path string) (certKey string, line []byte) {
+	t.Helper()
+	line, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("ssh-keygen", "-L", "-f", path).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "host certificate") {
+		t.Fatalf("ssh-keygen -L %s: %v\n%s", path, err, out)
+	}
+	f := strings.Fields(string(line))
+	return f[1], line
+}
+
+func TestHostCertificatesOnLiveHosts(t *testing.T) {
+	dir, st := workdir(t)
+	must(t, dir, "ca", "init", "--state", st)
+
+	// ssh sign --host records the key: render carries the certificate and
+	// the HostCertificate line, the same certificate every time.
+	genKey(t, filepath.Join(dir, "dbhost"))
+	must(t, dir, "ssh", "sign", "--host", "db", "--key", "dbhost.pub", "--state", st)
+	must(t, dir, "render", "--node", "db", "--out", "db", "--state", st)
+	certFile := filepath.Join(dir, "db", steps.SSHHostCertPath)
+	_, first := hostCertOf(t, certFile)
+	if !certifies(t, certFile, filepath.Join(dir, "dbhost.pub")) {
+		t.Fatal("render's host certificate is not for the key ssh sign --host recorded")
+	}
+	conf, _ := os.ReadFile(filepath.Join(dir, "db", steps.SSHDropInPath))
+	if !strings.Contains(string(conf), "HostCertificate "+steps.SSHHostCertPath) {
+		t.Fatalf("no HostCertificate line:\n%s", conf)
+	}
+	must(t, dir, "render", "--node", "db", "--out", "db", "--state", st)
+	if _, again := hostCertOf(t, certFile); !bytes.Equal(first, again) {
+		t.Fatal("a second render signed a new host certificate")
+	}
+	signed, _ := os.ReadFile(filepath.Join(dir, "dbhost-cert.pub"))
+	if !bytes.Equal(bytes.TrimSpace(signed), bytes.TrimSpace(first)) {
+		t.Fatal("render did not carry the certificate ssh sign --host made")
+	}
+
+	// A host that holds the CA signs its own host key on apply.
+	root := filepath.Join(dir, "web-root")
+	os.MkdirAll(filepath.Join(root, "etc/ssh"), 0o755)
+	genKey(t, filepath.Join(root, steps.SSHHostKeyPath))
+	must(t, dir, "apply", "--node", "web", "--root", root, "--no-confirm", "--state", st)
+	hostCertOf(t, filepath.Join(root, steps.SSHHostCertPath))
+	if !certifies(t, filepath.Join(root, steps.SSHHostCertPath), filepath.Join(root, steps.SSHHostKeyPath+".pub")) {
+		t.Fatal("apply did not sign the host's own key")
+	}
+	conf, _ = os.ReadFile(filepath.Join(root, steps.SSHDropInPath))
+	if !strings.Contains(string(conf), "HostCertificate "+steps.SSHHostCertPath) {
+		t.Fatalf("apply: no HostCertificate line:\n%s", conf)
+	}
+
+	// A node that holds its own keys is built only as a bundle.
+	must(t, dir, "node", "request", "--node", "db", "--out", "db.req", "--root", filepath.Join(dir, "db-root"))
+	must(t, dir, "node", "import", "db.req", "--state", st)
+	if r := ztw(t, dir, "render", "--node", "db", "--out", "db2", "--state", st); r.code != 2 || !strings.Contains(r.stderr, "holds its own keys") {
+		t.Fatalf("render of a node with its own keys: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// certifies tells whether the host certificate at certPath is for the
+// public key at pubPath.
+func certifies(t *testing.T, certPath, pubPath string) bool {
+	t.Helper()
+	parse := func(p string) ssh.PublicKey {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(data)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		return k
+	}
+	c, ok := parse(certPath).(*ssh.Certificate)
+	return ok && c.CertType == ssh.HostCert && bytes.Equal(c.Key.Marshal(), parse(pubPath).Marshal())
+}
+
+// privateKeys finds every private key in the files under dir (PEM and
+// OpenSSH keys, and WireGuard keys: a file holding one base64 key of 32
+// bytes), named by their public key.
+func privateKeys(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	found := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		keys, err := bundle.PrivateKeysIn(data)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		for _, k := range keys {
+			der, err := x509.MarshalPKIXPublicKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found[hex.EncodeToString(der)] = p
+		}
+		if k, err := wgtypes.ParseKey(strings.TrimSpace(string(data))); err == nil && strings.HasSuffix(p, ".key") {
+			found["wg:"+k.PublicKey().String()] = p
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
+}
+
+// scanNode fails the test if anything under the node's dirs is a private
+// key the CA host holds (a CA key, another node's key) other than allowed.
+func scanNode(t *testing.T, caState string, allowed map[string]string, nodeDirs ...string) {
+	t.Helper()
+	forbidden := privateKeys(t, caState)
+	if len(forbidden) < 4 {
+		t.Fatalf("the scan found only %d keys in the CA state: it sees too little", len(forbidden))
+	}
+	for _, d := range nodeDirs {
+		for k, p := range privateKeys(t, d) {
+			if _, own := allowed[k]; own {
+				continue
+			}
+			if ca, ok := forbidden[k]; ok {
+				t.Fatalf("%s holds the private key of the CA host's %s", p, ca)
+			}
+		}
 	}
 }

@@ -38,6 +38,9 @@ holds private keys: it is made 0700.`,
 				return err
 			}
 			defer s.close()
+			if err := s.auth.KeysHere(node); err != nil {
+				return err
+			}
 			sec, err := s.auth.Secrets(node)
 			if err != nil {
 				return err

@@ -42,7 +42,9 @@ func sshSignCmd(g *globals) *cobra.Command {
 		Long: `Signs KEY.pub and writes KEY-cert.pub beside it (or --out). For --user the
 principals are the site's for that user (or --principals) and the validity
 ssh.cert_validity (default 4h); for --host the principals are the node's name,
-mesh address and endpoint host, and the validity ca.cert_validity.`,
+mesh address and endpoint host, and the validity ca.cert_validity; the host key
+is recorded, so every later bundle, render and apply of that node carries a
+host certificate for it (and sshd's HostCertificate line).`,
 		Example: `  ztwizard ssh sign --user alice --key ~/.ssh/id_ed25519.pub
   ztwizard ssh sign --user alice --key alice.pub --principals devops --validity 1h
   ztwizard ssh sign --host db --key /etc/ssh/ssh_host_ed25519_key.pub`,
@@ -95,7 +97,11 @@ mesh address and endpoint host, and the validity ca.cert_validity.`,
 			if user != "" {
 				signed, err = s.auth.SignUser(user, pub, extra, validity)
 			} else {
-				signed, err = s.auth.SignHost(host, pub, extra, validity)
+				// Recorded: later bundles, renders and applies of the
+				// node carry a host certificate for this key.
+				if err = s.auth.RecordHostKey(host, pub); err == nil {
+					signed, err = s.auth.SignHost(host, pub, extra, validity)
+				}
 			}
 			if err != nil {
 				return err

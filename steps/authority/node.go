@@ -453,3 +453,17 @@ func RequestSummary(c *bundle.Checked) string {
 	js, _ := json.Marshal(names)
 	return fmt.Sprintf("node %s: WireGuard %s, SSH host key %s, CSRs %s", c.Node, c.WireGuardPublicKey, ssh.FingerprintSHA256(c.HostKey), js)
 }
+
+// KeysHere refuses, as bad input, to build a node's plan on the CA host
+// when the node holds its own keys (it imported a request): its private
+// keys are not here, so only its bundle can be built here.
+func (a *Authority) KeysHere(node string) error {
+	ok, err := a.exists(requestFile(node))
+	if err != nil {
+		return err
+	}
+	if ok {
+		return badInput("node %q holds its own keys (its request was imported): build its bundle with `ztwizard bundle --node %s` and apply it on the node with `ztwizard apply --bundle`", node, node)
+	}
+	return nil
+}
