@@ -100,49 +100,10 @@ func tooLarge(name string) error {
 // No message quotes the file unless it is a site mapping, and then only
 // the short value of one of its fields.
 func Parse(data []byte, name string) (*Site, error) {
-	if len(data) > MaxSiteSize {
-		return nil, tooLarge(name)
-	}
-	if line, ok := binaryAt(data); ok {
-		return nil, Errors{{File: name, Line: line, Msg: "not a site file: it holds binary data"}}
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var doc yaml.Node
-	if err := dec.Decode(&doc); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, Errors{{File: name, Msg: "empty site file"}}
-		}
-		if line, kind := sniff(data); kind != "" {
-			return nil, notASite(name, line, kind)
-		}
-		return nil, Errors{{File: name, Line: yamlErrLineIn(err, data), Msg: yamlErrMsg(err)}}
-	}
-	if len(doc.Content) == 0 {
-		return nil, Errors{{File: name, Msg: "empty site file"}}
-	}
-	root := doc.Content[0]
-	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
-		return nil, Errors{{File: name, Line: root.Line, Msg: "empty site file"}}
-	}
-	if !isSiteMapping(root) {
-		if line, kind := sniff(data); kind != "" {
-			return nil, notASite(name, line, kind)
-		}
-		return nil, Errors{{File: name, Line: root.Line, Msg: "not a site file: " + holds(root)}}
-	}
-	if err := onlyDocument(dec, name); err != nil {
+	site, w, err := decode(data, name)
+	if err != nil {
 		return nil, err
 	}
-	w := &walker{lines: map[string]int{}}
-	w.walk(root, reflect.TypeFor[Site](), "")
-	if len(w.errs) > 0 {
-		return nil, w.located(w.errs, name)
-	}
-	var site Site
-	if err := root.Decode(&site); err != nil {
-		return nil, Errors{{File: name, Line: yamlErrLine(err), Msg: yamlErrMsg(err)}}
-	}
-	site.SetDefaults()
 	list := w.later
 	if err := site.Validate(); err != nil {
 		var vl Errors
@@ -154,7 +115,70 @@ func Parse(data []byte, name string) (*Site, error) {
 	if len(list) > 0 {
 		return nil, w.located(list, name)
 	}
-	return &site, nil
+	return site, nil
+}
+
+// LoadDraft reads a site file that is well-formed but may not validate,
+// with its defaults filled in, so the wizard can show its problems where
+// they are fixed. It reads like Load (the same limits, no message quoting a
+// file that is not a site); bad YAML, unknown fields and wrong kinds of
+// value are still errors.
+func LoadDraft(path string) (*Site, error) {
+	data, err := readSite(path)
+	if err != nil {
+		return nil, err
+	}
+	site, _, err := decode(data, path)
+	return site, err
+}
+
+// decode checks a site file's shape and decodes it, with defaults; the
+// walker keeps the line of every field path for later messages.
+func decode(data []byte, name string) (*Site, *walker, error) {
+	if len(data) > MaxSiteSize {
+		return nil, nil, tooLarge(name)
+	}
+	if line, ok := binaryAt(data); ok {
+		return nil, nil, Errors{{File: name, Line: line, Msg: "not a site file: it holds binary data"}}
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil, Errors{{File: name, Msg: "empty site file"}}
+		}
+		if line, kind := sniff(data); kind != "" {
+			return nil, nil, notASite(name, line, kind)
+		}
+		return nil, nil, Errors{{File: name, Line: yamlErrLineIn(err, data), Msg: yamlErrMsg(err)}}
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil, Errors{{File: name, Msg: "empty site file"}}
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return nil, nil, Errors{{File: name, Line: root.Line, Msg: "empty site file"}}
+	}
+	if !isSiteMapping(root) {
+		if line, kind := sniff(data); kind != "" {
+			return nil, nil, notASite(name, line, kind)
+		}
+		return nil, nil, Errors{{File: name, Line: root.Line, Msg: "not a site file: " + holds(root)}}
+	}
+	if err := onlyDocument(dec, name); err != nil {
+		return nil, nil, err
+	}
+	w := &walker{lines: map[string]int{}}
+	w.walk(root, reflect.TypeFor[Site](), "")
+	if len(w.errs) > 0 {
+		return nil, nil, w.located(w.errs, name)
+	}
+	var site Site
+	if err := root.Decode(&site); err != nil {
+		return nil, nil, Errors{{File: name, Line: yamlErrLine(err), Msg: yamlErrMsg(err)}}
+	}
+	site.SetDefaults()
+	return &site, w, nil
 }
 
 // onlyDocument refuses a second YAML document with content: it would be

@@ -320,3 +320,32 @@ func TestLongValuesNeverQuoted(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadDraft reads a site that does not validate, for the wizard, with
+// Load's limits.
+func TestLoadDraft(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "site.yaml")
+	if err := os.WriteFile(path, bytes.Replace(ExampleYAML, []byte("peers: [db]"), []byte("peers: [dbb]"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil {
+		t.Fatal("Load took a site that does not validate")
+	}
+	s, err := LoadDraft(path)
+	if err != nil || s.Nodes[1].Peers[0] != "dbb" || s.CA.Key != DefaultCAKey {
+		t.Fatalf("draft: %v", err)
+	}
+	for _, bad := range []string{"/dev/zero", "version: 1\nsite: x\nnodes: {a: 1}\n"} {
+		p := bad
+		if !strings.HasPrefix(bad, "/") {
+			p = filepath.Join(t.TempDir(), "bad.yaml")
+			if err := os.WriteFile(p, []byte(bad), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var list Errors
+		if _, err := LoadDraft(p); !errors.As(err, &list) {
+			t.Errorf("%s: got %v", bad, err)
+		}
+	}
+}

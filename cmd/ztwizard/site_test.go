@@ -123,8 +123,9 @@ func TestKeyFileAsSiteNeverPrinted(t *testing.T) {
 	}
 }
 
-// TestSiteFileThatIsNoFile gives -c a device, a huge file and a folder:
-// each is refused at once, naming the limit or the kind of file.
+// TestSiteFileThatIsNoFile gives -c a device, a huge file and a folder to
+// validate and to the wizard (which also reads a site that does not
+// validate): each is refused at once, naming the limit or the kind of file.
 func TestSiteFileThatIsNoFile(t *testing.T) {
 	dir, st := workdir(t)
 	huge := filepath.Join(dir, "huge.yaml")
@@ -141,13 +142,15 @@ func TestSiteFileThatIsNoFile(t *testing.T) {
 		{huge, huge + ": larger than 4194304 bytes (4 MiB), the limit for a site file"},
 		{dir, dir + ": is a folder, not a site file"},
 	} {
-		start := time.Now()
-		r := ztw(t, dir, "validate", "-c", tt.path, "--state", st)
-		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
-			t.Errorf("%s: %+v", tt.path, r)
-		}
-		if d := time.Since(start); d > 10*time.Second {
-			t.Errorf("%s: took %v", tt.path, d)
+		for _, cmd := range []string{"validate", "wizard"} {
+			start := time.Now()
+			r := ztw(t, dir, cmd, "-c", tt.path, "--state", st)
+			if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("%s -c %s: %+v", cmd, tt.path, r)
+			}
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("%s -c %s: took %v", cmd, tt.path, d)
+			}
 		}
 	}
 }

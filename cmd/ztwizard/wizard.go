@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/term"
 	"rsc.io/qr"
 
@@ -139,18 +138,7 @@ func wizardSite(g *globals, f wizardFlags) (site *steps.Site, source string, loa
 // the wizard can show its problems where they are fixed. Unknown fields and
 // bad YAML are still refused.
 func wizardLenient(path string) (*steps.Site, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("site: %w", err)
-	}
-	var site steps.Site
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&site); err != nil {
-		return nil, fmt.Errorf("site: %s: %w", path, err)
-	}
-	site.SetDefaults()
-	return &site, nil
+	return steps.LoadDraft(path)
 }
 
 func isTerminal(f any) bool {
