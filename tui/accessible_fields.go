@@ -247,9 +247,13 @@ func (a *asker) list(f *listField) error {
 				return err
 			}
 			if what == "remove" {
+				uses := f.kind.uses(a.m.site, i)
 				f.kind.remove(a.m.site, i)
 				a.m.errs = validate(a.m.site)
 				a.say("Removed %s %s.", noun, names[i])
+				for _, u := range uses {
+					a.say("  note: %s", u)
+				}
 				continue
 			}
 			if err := a.item(f, i); err != nil {

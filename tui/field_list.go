@@ -276,7 +276,13 @@ func (f *listField) view(e *env, focused bool, width int) string {
 		lines = append(lines, lead+mark+st.Render(truncate(b.String(), width-4)))
 		if focused && i == f.row {
 			if f.removing {
-				lines = append(lines, e.th.noteText.Render(fmt.Sprintf("      Remove %s %s? y removes, any other key keeps it.", f.kind.noun(), f.kind.name(e.site, i))))
+				q := fmt.Sprintf("Remove %s %s?", f.kind.noun(), f.kind.name(e.site, i))
+				if uses := f.kind.uses(e.site, i); len(uses) > 0 {
+					q += " Then " + strings.Join(uses, "; ") + "."
+				}
+				for _, l := range wrap(q+" y removes, any other key keeps it.", width-6) {
+					lines = append(lines, e.th.noteText.Render("      "+l))
+				}
 			}
 			for _, p := range bad {
 				lines = append(lines, e.th.errText.Render("      ✗ "+truncate(p, width-8)))

@@ -196,3 +196,18 @@ func TestLinksBothWays(t *testing.T) {
 		t.Fatalf("the summary shows links one way:\n%s", o)
 	}
 }
+
+// TestRemoveNodeSaysWhatBreaks asks before removing node store and says
+// that a service and a database sit on it and which links go.
+func TestRemoveNodeSaysWhatBreaks(t *testing.T) {
+	m := newTestModel(t, hubSite())
+	m.width, m.height = 120, 40
+	press(m, "ctrl+n", "ctrl+n", "tab", "tab", "down", "x")
+	scr := screen(m)
+	for _, want := range []string{"Remove node store? Then service api runs on it and needs another node (mTLS services);",
+		"database main runs on it and needs another node (Databases)", "its links to gate go (WireGuard mesh)", "y removes"} {
+		if !strings.Contains(strings.Join(strings.Fields(strings.ReplaceAll(scr, "│", "")), " "), want) {
+			t.Errorf("the question lacks %q:\n%s", want, scr)
+		}
+	}
+}

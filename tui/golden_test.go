@@ -67,6 +67,8 @@ func TestGoldenScreens(t *testing.T) {
 		{"review-problems", bad, 80, 24, "", nil},
 		{"links-80x24", hubSite(), 80, 24, "", []string{"ctrl+n", "ctrl+n", "tab", "tab", "enter", "tab", "tab", "tab"}},
 		{"links-120x40", hubSite(), 120, 40, "", []string{"ctrl+n", "ctrl+n"}},
+		{"remove-node-80x24", hubSite(), 80, 24, "", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "x"}},
+		{"remove-node-120x40", hubSite(), 120, 40, "", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "x"}},
 		{"finish-save", steps.Example(), 80, 24, "", append(nexts(8), "enter")},
 		{"finish-apply", steps.Example(), 80, 24, "Applying to this host arrives", append(nexts(8), "down", "down", "enter", "tab", "enter", "y")},
 		{"finish-bake", steps.Example(), 80, 24, "Baking images arrives", append(nexts(8), "down", "down", "down", "enter", "tab", "tab", "tab", "enter")},

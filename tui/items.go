@@ -22,6 +22,7 @@ type itemKind interface {
 	columns(e *env, i int) []string                 // item i as a row of the list
 	fields(i int) []field                           // the editor of item i
 	describe(s *steps.Site, i int) (string, string) // the editor's title and line
+	uses(s *steps.Site, i int) []string             // what else in the site needs item i, and where
 }
 
 // items implements itemKind for one list of the site.
@@ -38,6 +39,17 @@ type items[T any] struct {
 	// follow renames them.
 	forget func(s *steps.Site, name string)
 	follow func(s *steps.Site, old, name string)
+	// usedBy says what else in the site needs the item called name and on
+	// which step: what removing it breaks or drops.
+	usedBy func(s *steps.Site, name string) []string
+}
+
+func (k *items[T]) uses(s *steps.Site, i int) []string {
+	name := k.name(s, i)
+	if k.usedBy == nil || name == "" {
+		return nil
+	}
+	return k.usedBy(s, name)
 }
 
 func (k *items[T]) noun() string                     { return k.nounS }

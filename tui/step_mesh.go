@@ -76,6 +76,30 @@ func nodeItems() itemKind {
 					withHint(func(*env) string { return "off" }),
 			}
 		},
+		usedBy: func(s *steps.Site, name string) []string {
+			var out []string
+			for _, sv := range s.Services {
+				if sv.Node == name {
+					out = append(out, fmt.Sprintf("service %s runs on it and needs another node (mTLS services)", orNew(sv.Name)))
+				}
+			}
+			for _, d := range s.Databases {
+				if d.Node == name {
+					out = append(out, fmt.Sprintf("database %s runs on it and needs another node (Databases)", orNew(d.Name)))
+				}
+				if slices.Contains(d.Clients, name) {
+					out = append(out, fmt.Sprintf("database %s loses it as a client (Databases)", orNew(d.Name)))
+				}
+			}
+			var own []string
+			if n, ok := s.Node(name); ok {
+				own = n.Peers
+			}
+			if l := links(s, name, own); len(l) > 0 {
+				out = append(out, fmt.Sprintf("its links to %s go (WireGuard mesh)", strings.Join(l, ", ")))
+			}
+			return out
+		},
 		forget: func(s *steps.Site, name string) {
 			for i := range s.Nodes {
 				s.Nodes[i].Peers = without(s.Nodes[i].Peers, name)

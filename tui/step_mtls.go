@@ -54,6 +54,15 @@ func clientItems() itemKind {
 					}),
 			}
 		},
+		usedBy: func(s *steps.Site, name string) []string {
+			var out []string
+			for _, sv := range s.Services {
+				if slices.Contains(sv.Allow, name) {
+					out = append(out, fmt.Sprintf("service %s no longer lets it in (mTLS services)", orNew(sv.Name)))
+				}
+			}
+			return out
+		},
 		forget: func(s *steps.Site, name string) {
 			for i := range s.Services {
 				s.Services[i].Allow = without(s.Services[i].Allow, name)
