@@ -53,9 +53,10 @@ type Store struct {
 // mode 0700. If dir exists with another mode it is changed to 0700, and so
 // is every folder inside it; private files inside it that group or others
 // may read are made 0600, public ones (certificates, public keys) lose any
-// write access but their owner's. Each such change is listed by Repairs. A
-// dir that is a symlink or not a folder is refused. Open does not take the
-// lock.
+// write access but their owner's; temporary files of writes cut short are
+// removed (see Lock) unless another process holds the lock. Each such
+// change is listed by Repairs. A dir that is a symlink or not a folder is
+// refused. Open does not keep the lock.
 func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -82,6 +83,15 @@ func Open(dir string) (*Store, error) {
 	}
 	if err := s.fixModes(); err != nil {
 		return nil, fmt.Errorf("state: open %s: %w", dir, err)
+	}
+	// Leftovers of killed writes go now if no writer is at work (taking
+	// the lock removes them), else when the lock is taken next. Where no
+	// lock file is, no writer has been; a lock that cannot be taken is
+	// for the writer that needs it to report.
+	if fi, err := os.Lstat(filepath.Join(abs, lockName)); err == nil && fi.Mode().IsRegular() {
+		if unlock, err := s.TryLock(); err == nil {
+			unlock()
+		}
 	}
 	return s, nil
 }
