@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"ztwizard/steps"
 	"ztwizard/steps/state"
@@ -248,5 +249,23 @@ func TestUnindexedCertificateRemoved(t *testing.T) {
 	log, err := a.Store.AuditLog()
 	if err != nil || len(log) != 1 || log[0].Action != "issue" {
 		t.Errorf("the new audit log: %+v, %v; want the one issue record, written first", log, err)
+	}
+}
+
+// TestMeshRecordWrittenOnlyOnChange: gathering a node's secrets twice
+// writes the record of mesh addresses once, so a plan after an apply has
+// nothing to write to the store.
+func TestMeshRecordWrittenOnlyOnChange(t *testing.T) {
+	a := populated(t)
+	before := testenv.Mtimes(t, a.Store.Dir())
+	time.Sleep(20 * time.Millisecond)
+	if _, err := a.Secrets("web"); err != nil {
+		t.Fatal(err)
+	}
+	after := testenv.Mtimes(t, a.Store.Dir())
+	for p, m := range before {
+		if !after[p].Equal(m) {
+			t.Errorf("%s rewritten by a second Secrets", p)
+		}
 	}
 }

@@ -80,8 +80,8 @@ func (a *Authority) MeshAddresses() (map[string]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authority: %s: %w", MeshFile, err)
 	}
-	if string(out) != string(data) {
-		if err := a.write(MeshFile, append(out, '\n'), privateMode); err != nil {
+	if out = append(out, '\n'); string(out) != string(data) {
+		if err := a.write(MeshFile, out, privateMode); err != nil {
 			return nil, err
 		}
 	}
