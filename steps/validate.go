@@ -519,7 +519,11 @@ func (s *Site) checkServices(c *errs) {
 			c.add(path+".upstream", "%v", err)
 		}
 		if ValidPort(sv.Listen) == nil && !slices.Contains(s.Firewall.PublicTCP, sv.Listen) {
-			c.add(path+".listen", "port %d is not in firewall.public_tcp, so no client could reach %q (add it there)", sv.Listen, sv.Name)
+			what := "the service"
+			if sv.Name != "" {
+				what = strconv.Quote(sv.Name)
+			}
+			c.add(path+".listen", "port %d is not in firewall.public_tcp, so no client could reach %s (add it there)", sv.Listen, what)
 		}
 		k := vhost{sv.Node, strings.ToLower(sv.ServerName), sv.Listen}
 		if j, dup := vhosts[k]; dup {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
@@ -11,6 +12,14 @@ import (
 
 	"ztwizard/steps"
 )
+
+// finishResult is a line of the Finish log: what an action did, or why it
+// failed.
+type finishResult struct {
+	id   string // the action
+	line string
+	bad  bool
+}
 
 // finishAction is one thing the Finish step does with the site.
 type finishAction struct {
@@ -24,7 +33,7 @@ type finishPage struct {
 	actions []finishAction
 	menu    int // the selected action
 	active  int // the action whose form is open, -1 for the menu
-	results []string
+	results []finishResult
 
 	node, image, imageOut, bundleDir, export, exportDir string
 }
@@ -172,19 +181,21 @@ func (p *finishPage) update(m *model, msg tea.KeyPressMsg) (tea.Cmd, bool) {
 	return o.cmd, true
 }
 
-// result adds a line to the results shown under the menu.
-func (p *finishPage) result(m *model, err error, format string, a ...any) {
+// result adds a line to the results shown under the menu. A success of
+// action id drops its earlier failures: they are fixed.
+func (p *finishPage) result(m *model, id string, err error, format string, a ...any) {
 	if err != nil {
 		msg := err.Error()
 		if errors.Is(err, ErrNotAvailable) {
 			msg = plainly(err)
-			p.results = append(p.results, m.th.noteText.Render("• "+msg))
+			p.results = append(p.results, finishResult{id, m.th.noteText.Render("• " + msg), false})
 		} else {
-			p.results = append(p.results, m.th.errText.Render("✗ "+msg))
+			p.results = append(p.results, finishResult{id, m.th.errText.Render("✗ " + msg), true})
 		}
 		return
 	}
-	p.results = append(p.results, m.th.okText.Render("✓ "+fmt.Sprintf(format, a...)))
+	p.results = slices.DeleteFunc(p.results, func(r finishResult) bool { return r.id == id && r.bad })
+	p.results = append(p.results, finishResult{id, m.th.okText.Render("✓ " + fmt.Sprintf(format, a...)), false})
 }
 
 // plainly is an ErrNotAvailable error's own message, as a sentence.
@@ -203,8 +214,8 @@ func plainly(err error) string {
 // renderMsg and exportMsg are the results of work the Finish step started.
 type (
 	renderMsg struct {
-		summary string
-		err     error
+		node, summary string
+		err           error
 	}
 	exportMsg struct {
 		what, name string
@@ -228,11 +239,11 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 		if abs, aerr := filepath.Abs(path); aerr == nil {
 			path = abs
 		}
-		p.result(m, err, "Saved %s.", path)
+		p.result(m, "save", err, "Saved %s.", path)
 		if err == nil {
 			m.dirty, m.saved = false, path
 			if err := removeDraft(m.draftAt); err != nil {
-				p.result(m, err, "")
+				p.result(m, "draft", err, "")
 			}
 			m.draftNote = "saved"
 			p.active = -1
@@ -245,7 +256,7 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 		m.setStatus(false, "Writing the bundle of "+node+"…")
 		return func() tea.Msg {
 			s, err := a.Render(ctx, job, node, dir)
-			return renderMsg{s, err}
+			return renderMsg{node, s, err}
 		}
 	case "apply":
 		m.dialog = &applyDialog{node: node}
@@ -278,14 +289,14 @@ func (p *finishPage) receive(m *model, msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
 	case renderMsg:
 		m.status = ""
-		p.result(m, msg.err, "%s", msg.summary)
+		p.result(m, "render "+msg.node, msg.err, "%s", msg.summary)
 	case exportMsg:
 		m.status = ""
 		if msg.err != nil {
-			p.result(m, msg.err, "")
+			p.result(m, "export "+msg.what+" "+msg.name, msg.err, "")
 			return nil
 		}
-		p.result(m, nil, "Exported %s %s: %s.", msg.what, msg.name, strings.Join(msg.out.Files, ", "))
+		p.result(m, "export "+msg.what+" "+msg.name, nil, "Exported %s %s: %s.", msg.what, msg.name, strings.Join(msg.out.Files, ", "))
 		if m.dialog == nil {
 			m.dialog = newExportDialog(m, msg)
 		}
@@ -307,8 +318,13 @@ func (p *finishPage) view(m *model, width, height int) string {
 		})
 	}
 	intro := "The site is valid. Save it, then put it to work."
-	if m.dirty {
+	switch {
+	case m.dirty:
 		intro = "The site is valid but not saved yet. Save it, then put it to work."
+	case m.saved != "":
+		intro = "The site is valid and saved in " + m.saved + ". Put it to work: a bundle, this host, an image, credentials."
+	case m.o.Loaded:
+		intro = "The site is valid and unchanged from " + m.sess.sitePath + ". Put it to work: a bundle, this host, an image, credentials."
 	}
 	if bad := m.pages[stepReview].(*reviewPage).failed(m); len(bad) > 0 {
 		intro = "The site is valid, but the plan of " + plural(len(bad), "node") + " fails (" + strings.Join(bad, ", ") + "): see Review."
@@ -348,7 +364,7 @@ func (p *finishPage) view(m *model, width, height int) string {
 func (p *finishPage) resultLines(width, n int) []string {
 	var out []string
 	for i := len(p.results) - 1; i >= 0; i-- {
-		w := wrap(p.results[i], width)
+		w := wrap(p.results[i].line, width)
 		if len(out)+len(w) > n {
 			break
 		}

@@ -211,3 +211,27 @@ func TestRemoveNodeSaysWhatBreaks(t *testing.T) {
 		}
 	}
 }
+
+// TestFinishAfterSave saves after a failed save: the failure leaves the
+// log, and Finish no longer asks to save.
+func TestFinishAfterSave(t *testing.T) {
+	dir := t.TempDir()
+	m := newTestModel(t, steps.Example(), func(o *Options) {
+		o.StateDir = dir
+		o.SitePath = filepath.Join(dir, "missing", "site.yaml")
+	})
+	press(m, "ctrl+n", "ctrl+u", "lab")
+	press(m, nexts(7)...)
+	press(m, "enter", "enter", "enter")
+	if scr := screen(m); !strings.Contains(scr, "✗ ") {
+		t.Fatalf("the save into a missing folder did not fail:\n%s", scr)
+	}
+	press(m, "shift+tab", "ctrl+u", filepath.Join(dir, "site.yaml"), "enter", "enter")
+	scr := screen(m)
+	if strings.Contains(scr, "✗ ") || !strings.Contains(scr, "✓ Saved") {
+		t.Fatalf("the fixed failure stays in the log:\n%s", scr)
+	}
+	if strings.Contains(scr, "Save it") || !strings.Contains(scr, "The site is valid and saved in") {
+		t.Fatalf("Finish still asks to save:\n%s", scr)
+	}
+}

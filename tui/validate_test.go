@@ -140,3 +140,22 @@ func TestPasteTypesIntoField(t *testing.T) {
 		t.Fatalf("pasted text not checked:\n%s", screen(m))
 	}
 }
+
+// TestNewServiceWarningBeforeName: a service with no name yet on a port
+// the firewall keeps closed is not called "".
+func TestNewServiceWarningBeforeName(t *testing.T) {
+	s := steps.Example()
+	s.Services = append(s.Services, steps.Service{Node: "web", Listen: 8443})
+	var found bool
+	for _, e := range validate(s) {
+		if strings.Contains(e.Msg, "could reach") {
+			found = true
+			if strings.Contains(e.Msg, `""`) || !strings.Contains(e.Msg, "could reach the service") {
+				t.Errorf("warning: %s", e.Msg)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no warning about the closed port")
+	}
+}

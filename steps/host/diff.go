@@ -1,12 +1,15 @@
 package host
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aymanbagabas/go-udiff"
 
@@ -36,6 +39,16 @@ func (a *Applier) Diff(ctx context.Context, p *steps.Plan) (string, error) {
 				verb = "new"
 			}
 			fmt.Fprintf(&b, "--- %s\n+++ %s\n@@ secret (mode %04o): %s, content not shown @@\n", f.Path, f.Path, f.Mode, verb)
+		case binary(f.Content) || exists && binary(old):
+			verb := "changed"
+			switch {
+			case !exists:
+				verb = "new"
+			case string(old) == string(f.Content):
+				verb = "unchanged content, mode or owner"
+			}
+			sum := sha256.Sum256(f.Content)
+			fmt.Fprintf(&b, "--- %s\n+++ %s\n@@ binary (mode %04o): %s, %d bytes, sha256 %x @@\n", f.Path, f.Path, f.Mode, verb, len(f.Content), sum[:8])
 		case exists && string(old) == string(f.Content):
 			fmt.Fprintf(&b, "--- %s\n+++ %s\n@@ mode or owner: %04o %s:%s @@\n", f.Path, f.Path, f.Mode, or(f.Owner, "root"), or(f.Group, "root"))
 		default:
@@ -69,6 +82,12 @@ func (a *Applier) Diff(ctx context.Context, p *steps.Plan) (string, error) {
 }
 
 // secret tells whether a file holds a private key: never printed.
+// binary tells content that is no text (a KRL), which a line diff would
+// show as garbage.
+func binary(content []byte) bool {
+	return !utf8.Valid(content) || bytes.IndexByte(content, 0) >= 0
+}
+
 func secret(f steps.File) bool {
 	return f.Mode&0o077 == 0 && (strings.HasSuffix(f.Path, ".key") || strings.Contains(f.Path, "/wireguard/"))
 }

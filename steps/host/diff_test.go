@@ -171,3 +171,19 @@ func TestDiffLive(t *testing.T) {
 		t.Errorf("diff of the applied plan: %q, %v", d, err)
 	}
 }
+
+// TestDiffBinary shows a binary file (an OpenSSH KRL) by its size and
+// hash, never as a line diff of its bytes.
+func TestDiffBinary(t *testing.T) {
+	root := t.TempDir()
+	a := NewFiles(root, filepath.Join(t.TempDir(), "journal"))
+	krl := []byte("SSHKRL\n\x00\x00\x00\x01\xff\xfe garbage")
+	p := &steps.Plan{Node: "db", Files: []steps.File{{Path: "/etc/ssh/ztwizard.krl", Mode: 0o644, Content: krl}}}
+	d, err := a.Diff(context.Background(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d, "@@ binary (mode 0644): new, 21 bytes, sha256 ") || strings.Contains(d, "garbage") {
+		t.Fatalf("binary diff:\n%q", d)
+	}
+}
