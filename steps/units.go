@@ -3,6 +3,7 @@ package steps
 import (
 	"fmt"
 	"path"
+	"strings"
 	"time"
 )
 
@@ -22,7 +23,14 @@ const (
 	// BootRollbackUnit rolls back, as the host boots, an apply that a
 	// reboot left unconfirmed.
 	BootRollbackUnit = "ztwizard-boot-rollback.service"
+	// StatusUnit writes the expiry metrics; StatusTimer runs it.
+	StatusUnit  = "ztwizard-status.service"
+	StatusTimer = "ztwizard-status.timer"
 )
+
+// TextfilePath is where the status timer writes the expiry metrics: the
+// textfile folder of Debian's prometheus-node-exporter.
+const TextfilePath = "/var/lib/prometheus/node-exporter/ztwizard.prom"
 
 // HostJournalPath is where the journal of an apply to this host lives in
 // the default state folder: while it is there an apply is not confirmed.
@@ -34,16 +42,19 @@ type unitView struct {
 	State, Journal, Firewall    string
 	CAKey                       string // the CA key in the default state folder
 	Every                       string // how often the CRL timer looks
+	Textfile, TextfileDir       string // the metrics file; its folder under /var/lib
 }
 
 // UnitFiles returns ztwizard's systemd units for the node and the units the
 // plan enables or reloads: the firewall loaded before the network, the CRL
-// timer where nginx serves mTLS, the userspace WireGuard device for kernels
+// timer where nginx serves mTLS, the timer that keeps the expiry metrics
+// current, the userspace WireGuard device for kernels
 // without WireGuard, and the first-boot unit images use.
 func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
 		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
-		CAKey: DefaultStateDir + "/ca/ca-key.pem"}
+		CAKey: DefaultStateDir + "/ca/ca-key.pem", Textfile: TextfilePath,
+		TextfileDir: strings.TrimPrefix(path.Dir(TextfilePath), "/var/lib/")}
 	type spec struct {
 		name, tmpl string
 		enable     bool
@@ -53,6 +64,8 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 		{BootRollbackUnit, "unit-boot-rollback.tmpl", true},
 		{WGDeviceUnit, "unit-wg-device.tmpl", false},
 		{FirstBootUnit, "unit-firstboot.tmpl", false},
+		{StatusUnit, "unit-status-service.tmpl", false},
+		{StatusTimer, "unit-status-timer.tmpl", true},
 	}
 	hasServices := false
 	for _, s := range site.Services {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -22,8 +23,8 @@ func TestUnitsVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 6 {
-		t.Fatalf("web should get 6 unit files (firewall, boot rollback, wg device, first boot, CRL service and timer), got %d", len(files))
+	if len(files) != 8 {
+		t.Fatalf("web should get 8 unit files (firewall, boot rollback, wg device, first boot, status service and timer, CRL service and timer), got %d", len(files))
 	}
 	dir := t.TempDir()
 	var paths []string
@@ -47,10 +48,19 @@ func TestUnitsVerify(t *testing.T) {
 	for _, u := range units {
 		enabled[u.Name] = u.Enable
 	}
-	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] || !enabled[BootRollbackUnit] {
-		t.Fatalf("web must enable the firewall, the boot rollback, the CRL timer and nginx: %+v", units)
+	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] || !enabled[BootRollbackUnit] || !enabled[StatusTimer] {
+		t.Fatalf("web must enable the firewall, the boot rollback, the CRL timer, the status timer and nginx: %+v", units)
 	}
-	dbFiles, _, _ := UnitFiles(site, "db")
+	dbFiles, dbUnits, _ := UnitFiles(site, "db")
+	// Every node keeps its expiry metrics current, with or without mTLS.
+	if !slices.ContainsFunc(dbUnits, func(u Unit) bool { return u.Name == StatusTimer && u.Enable }) {
+		t.Fatalf("db does not enable %s: %+v", StatusTimer, dbUnits)
+	}
+	for _, f := range dbFiles {
+		if f.Path == SystemdDir+"/"+StatusUnit && !strings.Contains(string(f.Content), "--prometheus "+TextfilePath) {
+			t.Fatalf("%s does not write %s:\n%s", StatusUnit, TextfilePath, f.Content)
+		}
+	}
 	for _, f := range dbFiles {
 		if strings.Contains(f.Path, "crl") {
 			t.Fatalf("db serves no mTLS but got %s", f.Path)

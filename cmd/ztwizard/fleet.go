@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,6 +15,7 @@ import (
 	"ztwizard/steps/authority"
 	"ztwizard/steps/bundle"
 	"ztwizard/steps/host"
+	"ztwizard/steps/monitor"
 	"ztwizard/steps/pki"
 	"ztwizard/steps/state"
 )
@@ -354,7 +354,7 @@ func printHeld(w io.Writer, store *state.Store, now time.Time) (bool, error) {
 		h.Applied.UTC().Format(time.RFC3339), h.CAFingerprint)
 	for _, e := range h.Expiries {
 		mark := "  "
-		if e.NotAfter.Sub(now) < authority.WarnWithin && !strings.HasPrefix(e.What, "CRL") || e.What == "CRL" && e.NotAfter.Sub(now) < authority.WarnCRLWithin {
+		if monitor.HeldItem(e, h.Node, now).Due {
 			mark = "WARN "
 		}
 		fmt.Fprintf(w, "%s%-28s %s  %s\n", mark, e.What, e.NotAfter.UTC().Format(time.RFC3339), left(e.NotAfter.Sub(now)))

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -11,23 +13,38 @@ import (
 	"github.com/spf13/cobra"
 
 	"ztwizard/steps/authority"
+	"ztwizard/steps/bundle"
 	"ztwizard/steps/host"
+	"ztwizard/steps/monitor"
 	"ztwizard/steps/state"
 )
 
 func statusCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	var prom string
+	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "What is applied, and when the CA, each certificate and the CRL expire",
 		Long: `Shows an apply that waits for confirmation (and its deadline), what the last
 apply installed, then the CA, every certificate in force and the CRL, soonest
-to expire first. WARN marks a CA or certificate within 30 days of its end and
-a CRL within a day of its nextUpdate. Needs no site file. On a node of a
-fleet, also what it holds from its CA host: the serial of the bundle applied,
-the CA it trusts (fingerprint) and when each piece of the bundle runs out.`,
-		Example: `  ztwizard status`,
-		Args:    noArgs,
+to expire first. WARN marks what is within its warning window: a CA within a
+year of its end, a certificate within 30 days, a CRL within a day of its
+nextUpdate. Needs no site file. On a node of a fleet, also what it holds from
+its CA host: the serial of the bundle applied, the CA it trusts (fingerprint)
+and when each piece of the bundle runs out.
+
+Exits 0 when nothing is due, 1 when something is within its warning window or
+past its end. --json prints the same as one JSON object (fields in the
+README); --prometheus FILE writes the expiries as metrics for node_exporter's
+textfile collector (atomically; the name must end in .prom).`,
+		Example: `  ztwizard status
+  ztwizard status --json
+  ztwizard status --prometheus /var/lib/prometheus/node-exporter/ztwizard.prom`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if prom != "" && filepath.Ext(prom) != ".prom" {
+				return usagef("--prometheus %s: node_exporter reads only files ending in .prom", prom)
+			}
 			dir, err := stateDir(g)
 			if err != nil {
 				return err
@@ -40,46 +57,77 @@ the CA it trusts (fingerprint) and when each piece of the bundle runs out.`,
 				return err
 			}
 			warnRepairs(store)
-			w := cmd.OutOrStdout()
-			if err := printApplied(w, dir); err != nil {
-				return err
-			}
-			held, err := printHeld(w, store, g.now())
-			if err != nil {
-				return err
-			}
+			now := g.now()
 			list, err := (&authority.Authority{Store: store, Now: g.now}).Status()
 			if err != nil {
 				return err
 			}
-			if len(list) == 0 && held {
-				return nil
-			}
-			if len(list) == 0 {
-				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", dir)
-				return nil
-			}
-			now := g.now()
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "\tKIND\tNAME\tSERIAL\tNOT AFTER\tLEFT")
-			warned := 0
-			for _, e := range list {
-				mark := ""
-				if e.Warn {
-					mark, warned = "WARN", warned+1
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, e.Kind, e.Name, e.Serial,
-					e.NotAfter.UTC().Format(time.RFC3339), left(e.NotAfter.Sub(now)))
-			}
-			if err := tw.Flush(); err != nil {
+			held, err := bundle.LoadHeld(store)
+			if err != nil {
 				return err
 			}
-			if warned > 0 {
-				fmt.Fprintf(w, "%d item(s) need attention: renew with `ztwizard ca issue`, `ztwizard ca crl`\n", warned)
+			rep := monitor.Build(now, list, held)
+			if prom != "" {
+				if err := rep.WritePrometheus(prom); err != nil {
+					return err
+				}
 			}
-			return nil
+			w := cmd.OutOrStdout()
+			if asJSON {
+				enc := json.NewEncoder(w)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+				return dueErr(rep)
+			}
+			if err := printApplied(w, dir); err != nil {
+				return err
+			}
+			if _, err := printHeld(w, store, now); err != nil {
+				return err
+			}
+			if len(list) == 0 && held == nil {
+				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", dir)
+			}
+			if len(list) > 0 {
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "\tKIND\tNAME\tSERIAL\tNOT AFTER\tLEFT")
+				for _, it := range rep.Items {
+					if it.Source != monitor.SourceCA {
+						continue
+					}
+					mark := ""
+					if it.Due {
+						mark = "WARN"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, it.Kind, it.Name, it.Serial,
+						it.NotAfter.Format(time.RFC3339), left(it.NotAfter.Sub(now)))
+				}
+				if err := tw.Flush(); err != nil {
+					return err
+				}
+			}
+			for _, p := range rep.Problems {
+				fmt.Fprintf(w, "WARN %s (by %s)\n", p.What, p.Deadline.UTC().Format(time.RFC3339))
+			}
+			if rep.Due > 0 {
+				fmt.Fprintf(w, "%d item(s) need attention: renew with `ztwizard ca issue`, `ztwizard ca crl`, `ztwizard bundle`\n", rep.Due)
+			}
+			return dueErr(rep)
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the expiries as JSON")
+	cmd.Flags().StringVar(&prom, "prometheus", "", "write the expiries as node_exporter textfile metrics to this .prom file")
+	return cmd
+}
+
+// dueErr is the error that makes status exit 1 when something is due.
+func dueErr(rep *monitor.Report) error {
+	if rep.Due == 0 {
+		return nil
+	}
+	return fmt.Errorf("%d item(s) within their warning window or past their end", rep.Due)
 }
 
 // printRevoked lists what a revoke command revoked.

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"ztwizard/steps/monitor"
+)
+
+// statusJSON runs status --json and decodes it.
+func statusJSON(t *testing.T, dir string, args ...string) (monitor.Report, result) {
+	t.Helper()
+	r := ztw(t, dir, append([]string{"status", "--json"}, args...)...)
+	var rep monitor.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	return rep, r
+}
+
+// promFamilies parses a metrics file with Prometheus' own parser.
+func promFamilies(t *testing.T, path string) map[string]float64 {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", path, err, data)
+	}
+	out := map[string]float64{}
+	for name, f := range fams {
+		for _, m := range f.Metric {
+			key := name
+			for _, l := range m.Label {
+				if l.GetName() == "kind" || l.GetName() == "source" {
+					key += " " + l.GetValue()
+				}
+			}
+			out[key] = m.GetGauge().GetValue()
+		}
+	}
+	return out
+}
+
+// Nothing due: exit 0, JSON and metrics agree. A CA within a year of its
+// end: exit 1, in the text, the JSON and the metrics.
+func TestStatusExitAndOutputs(t *testing.T) {
+	dir, st := workdir(t)
+	must(t, dir, "ca", "init", "--state", st)
+	must(t, dir, "ca", "issue", "--name", "api", "--state", st)
+	rep, r := statusJSON(t, dir, "--state", st)
+	if r.code != 0 || rep.Due != 0 || len(rep.Items) != 3 {
+		t.Fatalf("fresh CA: exit %d, %+v", r.code, rep)
+	}
+	prom := filepath.Join(dir, "ztwizard.prom")
+	must(t, dir, "status", "--state", st, "--prometheus", prom)
+	m := promFamilies(t, prom)
+	if m[monitor.MetricDueTotal] != 0 || m[monitor.MetricExpiry+" ca x509-server"] == 0 || m[monitor.MetricExpiry+" ca crl"] == 0 {
+		t.Fatalf("metrics: %v", m)
+	}
+	if r := ztw(t, dir, "status", "--state", st, "--prometheus", filepath.Join(dir, "m.txt")); r.code != 2 {
+		t.Fatalf("a metrics file the collector ignores: exit %d", r.code)
+	}
+
+	// A CA that lives less than a year is due from the start.
+	site, _ := os.ReadFile(filepath.Join(dir, "site.yaml"))
+	short := strings.Replace(string(site), "validity: 87600h", "validity: 8000h", 1)
+	if short == string(site) {
+		t.Fatal("the example site has no ca.validity of 87600h to shorten")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "short.yaml"), []byte(short), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st2 := filepath.Join(dir, "short-state")
+	must(t, dir, "ca", "init", "-c", "short.yaml", "--state", st2)
+	rep, r = statusJSON(t, dir, "--state", st2)
+	if r.code != 1 || rep.Due != 1 {
+		t.Fatalf("CA within a year of its end: exit %d, %+v", r.code, rep)
+	}
+	for _, it := range rep.Items {
+		if (it.Kind == "x509-ca") != it.Due || it.Kind == "x509-ca" && it.State != monitor.StateDue {
+			t.Fatalf("item %+v", it)
+		}
+	}
+	if r := ztw(t, dir, "status", "--state", st2, "--prometheus", prom); r.code != 1 || !strings.Contains(r.stdout, "WARN  x509-ca") {
+		t.Fatalf("text status: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if m := promFamilies(t, prom); m[monitor.MetricDueTotal] != 1 || m[monitor.MetricDue+" ca x509-ca"] != 1 {
+		t.Fatalf("metrics: %v", m)
+	}
+}
+
+// A node reports what its applied bundle holds, in JSON and metrics.
+func TestStatusOnNode(t *testing.T) {
+	f := newFleet(t)
+	f.request(t)
+	f.bundle(t, "web", "web.ztb")
+	if r := f.apply(t, "web.ztb", "--ca-fingerprint", f.fp); r.code != 0 {
+		t.Fatalf("apply: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	rep, r := statusJSON(t, f.dir, "--state", f.nodeState)
+	if r.code != 0 || rep.Node != "web" || rep.Due != 0 {
+		t.Fatalf("node status: exit %d %+v", r.code, rep)
+	}
+	kinds := map[string]bool{}
+	for _, it := range rep.Items {
+		if it.Source == monitor.SourceNode {
+			kinds[it.Kind] = true
+		}
+	}
+	for _, k := range []string{"x509-ca", "x509-server", "ssh-host", "crl"} {
+		if !kinds[k] {
+			t.Errorf("node status lacks %s: %+v", k, rep.Items)
+		}
+	}
+	prom := filepath.Join(f.dir, "node.prom")
+	must(t, f.dir, "status", "--state", f.nodeState, "--prometheus", prom)
+	if m := promFamilies(t, prom); m[monitor.MetricExpiry+" node ssh-host"] == 0 || m[monitor.MetricDueTotal] != 0 {
+		t.Fatalf("node metrics: %v", m)
+	}
+}

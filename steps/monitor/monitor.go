@@ -1,0 +1,154 @@
+// Package monitor says what runs out and when: on the CA host every
+// certificate in the index, the CRL and the CAs; on a node what its applied
+// bundle installed. It flags what is within its warning window, and writes
+// the result as JSON or as metrics for node_exporter's textfile collector.
+package monitor
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"ztwizard/steps/authority"
+	"ztwizard/steps/bundle"
+)
+
+// Warning windows: an item is due once its end is this close.
+const (
+	// CAWindow is for the X.509 and SSH CAs: a year, the time a rotation
+	// with an overlap needs.
+	CAWindow = 365 * 24 * time.Hour
+	// LeafWindow is for server, client and SSH host certificates.
+	LeafWindow = authority.WarnWithin
+	// CRLWindow is for the CRL's nextUpdate.
+	CRLWindow = authority.WarnCRLWithin
+)
+
+// Sources of an item.
+const (
+	SourceCA   = "ca"   // the CA host's state folder and index
+	SourceNode = "node" // what the node's last applied bundle installed
+)
+
+// States of an item.
+const (
+	StateOK      = "ok"
+	StateDue     = "due"
+	StateExpired = "expired"
+)
+
+// Item is one thing that runs out. Its JSON field names are part of the
+// `status --json` contract (see the README).
+type Item struct {
+	Source   string    `json:"source"`           // SourceCA or SourceNode
+	Kind     string    `json:"kind"`             // x509-ca, x509-server, x509-client, ssh-host, ssh-user, crl, ...
+	Name     string    `json:"name"`             // CN, service, client, node or user
+	Serial   string    `json:"serial,omitempty"` // as `ca list` prints it
+	NotAfter time.Time `json:"not_after"`        // a certificate's end, a CRL's nextUpdate
+	WarnFrom time.Time `json:"warn_from"`        // from when it is due
+	State    string    `json:"state"`            // StateOK, StateDue or StateExpired
+	Due      bool      `json:"due"`              // State is not StateOK
+}
+
+// Report is everything status knows that runs out.
+type Report struct {
+	Generated time.Time `json:"generated"`
+	Node      string    `json:"node,omitempty"` // the node whose bundle is applied here
+	Site      string    `json:"site,omitempty"`
+	Due       int       `json:"due"` // items due or expired, plus Problems
+	Items     []Item    `json:"items"`
+	// Problems are conditions that are not an item's expiry but will make
+	// one lapse, e.g. a CA that cannot refresh its CRL unattended.
+	Problems []Problem `json:"problems,omitempty"`
+}
+
+// Problem is a condition that makes something lapse by Deadline unless an
+// admin acts.
+type Problem struct {
+	What     string    `json:"what"`
+	Deadline time.Time `json:"deadline,omitzero"`
+}
+
+// Window is the warning window of an item of kind.
+func Window(kind string) time.Duration {
+	switch kind {
+	case authority.KindCA, authority.KindSSHUserCA, authority.KindSSHHostCA:
+		return CAWindow
+	case authority.KindCRL:
+		return CRLWindow
+	case authority.KindSSHUser:
+		return 0 // hours by design: listed, never flagged until it ends
+	}
+	return LeafWindow
+}
+
+// NewItem is the item for kind, name and serial that runs out at notAfter,
+// judged at now.
+func NewItem(source, kind, name, serial string, notAfter, now time.Time) Item {
+	it := Item{Source: source, Kind: kind, Name: name, Serial: serial, NotAfter: notAfter.UTC(),
+		WarnFrom: notAfter.Add(-Window(kind)).UTC(), State: StateOK}
+	switch {
+	case !now.Before(notAfter):
+		it.State = StateExpired
+	case !now.Before(it.WarnFrom):
+		it.State = StateDue
+	}
+	// An SSH user certificate lives for hours and is signed again on
+	// demand: its end is no alarm.
+	it.Due = it.State != StateOK && kind != authority.KindSSHUser
+	return it
+}
+
+// Build makes the report from the CA host's expiries (nil on a node
+// without a CA) and the node's held bundle (nil where none was applied).
+func Build(now time.Time, ca []authority.Expiry, held *bundle.Held) *Report {
+	r := &Report{Generated: now.UTC(), Items: []Item{}}
+	for _, e := range ca {
+		r.Items = append(r.Items, NewItem(SourceCA, e.Kind, e.Name, e.Serial, e.NotAfter, now))
+	}
+	if held != nil {
+		r.Node, r.Site = held.Node, held.Site
+		for _, e := range held.Expiries {
+			r.Items = append(r.Items, HeldItem(e, held.Node, now))
+		}
+	}
+	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })
+	r.count()
+	return r
+}
+
+// HeldItem is the item for e, one expiry of node's applied bundle.
+func HeldItem(e bundle.Expiry, node string, now time.Time) Item {
+	kind, name := heldKind(e.What, node)
+	return NewItem(SourceNode, kind, name, "", e.NotAfter, now)
+}
+
+// AddProblem records p; the report counts it as due.
+func (r *Report) AddProblem(p Problem) {
+	r.Problems = append(r.Problems, p)
+	r.count()
+}
+
+func (r *Report) count() {
+	r.Due = len(r.Problems)
+	for _, it := range r.Items {
+		if it.Due {
+			r.Due++
+		}
+	}
+}
+
+// heldKind maps bundle.Expiry's What to an item's kind and name.
+func heldKind(what, node string) (kind, name string) {
+	switch {
+	case what == "CRL":
+		return authority.KindCRL, "revocation list"
+	case strings.HasPrefix(what, "CA "):
+		return authority.KindCA, strings.TrimPrefix(what, "CA ")
+	case strings.HasPrefix(what, "service "):
+		return authority.KindServer, strings.TrimPrefix(what, "service ")
+	case what == "SSH host certificate":
+		return authority.KindSSHHost, node
+	}
+	return "other", what
+}
