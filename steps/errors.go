@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // FieldError is one problem with a site, located by its field path
@@ -139,12 +140,21 @@ func (c *errs) err() error {
 
 // Suggest returns ` (did you mean "x"?)` for the candidate closest to s,
 // or "" when none is close.
+// Strings longer than 64 bytes are no names and get no suggestion, so a
+// hostile value costs no quadratic work.
 func Suggest(s string, candidates []string) string {
+	const longest = 64
+	if len(s) > longest {
+		return ""
+	}
 	best, bestD := "", 3
 	for _, c := range candidates {
 		limit := 2
 		if len(c) < 6 {
 			limit = 1
+		}
+		if len(c) > longest || abs(utf8.RuneCountInString(c)-utf8.RuneCountInString(s)) > limit {
+			continue
 		}
 		if d := editDistance(s, c); d <= limit && d < bestD {
 			best, bestD = c, d
@@ -154,6 +164,13 @@ func Suggest(s string, candidates []string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // editDistance is the optimal-string-alignment distance: insertions,

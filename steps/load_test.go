@@ -349,3 +349,18 @@ func TestLoadDraft(t *testing.T) {
 		}
 	}
 }
+
+// TestHugeValuesCostNoQuadraticWork parses a site whose node name and peer
+// are a megabyte each: the "did you mean" search skips what is no name
+// (it once compared them letter by letter, a terabyte table).
+func TestHugeValuesCostNoQuadraticWork(t *testing.T) {
+	a, b := strings.Repeat("a", 1<<20), strings.Repeat("b", 1<<20)
+	y := strings.Replace(string(ExampleYAML), "{name: db,", "{name: "+a+",", 1)
+	y = strings.Replace(y, "peers: [db]", "peers: ["+b+"]", 1)
+	_, err := Parse([]byte(y), "huge.yaml")
+	got := messages(err)
+	if !slices.Contains(got, "nodes[0].name: 1048576 bytes is too long (at most 260)") ||
+		!slices.Contains(got, "nodes[1].peers[0]: 1048576 bytes is too long (at most 260)") {
+		t.Fatalf("got %.300v", got)
+	}
+}

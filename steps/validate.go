@@ -428,6 +428,12 @@ func (s *Site) checkMesh(c *errs) {
 	seen := map[string]int{}
 	addrs := map[netip.Addr]int{}
 	addrBad := false
+	byName := make(map[string]*Node, len(s.Nodes))
+	for i := range s.Nodes {
+		if _, dup := byName[s.Nodes[i].Name]; !dup {
+			byName[s.Nodes[i].Name] = &s.Nodes[i]
+		}
+	}
 	for i, n := range s.Nodes {
 		path := fmt.Sprintf("nodes[%d]", i)
 		if err := ValidName(n.Name); err != nil {
@@ -467,7 +473,7 @@ func (s *Site) checkMesh(c *errs) {
 		seenPeer := map[string]bool{}
 		for j, p := range n.Peers {
 			pp := fmt.Sprintf("%s.peers[%d]", path, j)
-			other, ok := s.Node(p)
+			other, ok := byName[p]
 			switch {
 			case !ok:
 				c.add(pp, "unknown node %q%s", p, Suggest(p, names))
