@@ -2,8 +2,10 @@ package steps
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -70,6 +72,7 @@ func NginxFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mtls: node %q: %w", node, err)
 	}
+	zone := nginxSessionZone(sec.CRL)
 	files := []File{
 		{Path: CACertPath, Mode: 0o644, Content: bytes.Clone(sec.CACert)},
 		{Path: CRLPath, Mode: 0o644, Content: bytes.Clone(sec.CRL)},
@@ -90,7 +93,7 @@ func NginxFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 		if err := checkServerKeyPair(kp); err != nil {
 			return nil, fmt.Errorf("mtls: service %q: %w", sv.Name, err)
 		}
-		conf, err := nginxVhost(sv, depth)
+		conf, err := nginxVhost(sv, depth, zone)
 		if err != nil {
 			return nil, fmt.Errorf("mtls: service %q: %w", sv.Name, err)
 		}
@@ -118,10 +121,12 @@ type nginxVhostData struct {
 	CRL         string
 	VerifyDepth int
 	Upstream    string
+	SessionZone string // the TLS session cache's shared zone
+	HSTS        bool
 }
 
 // nginxVhost renders the nginx configuration of one service.
-func nginxVhost(sv Service, depth int) ([]byte, error) {
+func nginxVhost(sv Service, depth int, zone string) ([]byte, error) {
 	listen := sv.Listen
 	if listen == 0 {
 		listen = DefaultHTTPSPort
@@ -141,6 +146,8 @@ func nginxVhost(sv Service, depth int) ([]byte, error) {
 		AllowVar:    nginxAllowVar(sv.Name),
 		Listen:      listen,
 		VerifyDepth: depth,
+		SessionZone: zone,
+		HSTS:        sv.HSTS,
 	}
 	quoted := []struct {
 		dst *string
@@ -175,6 +182,31 @@ func nginxVhost(sv Service, depth int) ([]byte, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// nginxSessionZone names the shared TLS session cache of a node's vhosts
+// after the serials its CRLs revoke (already checked by nginxVerifyDepth):
+// nginx does not check the client certificate again when a session is
+// resumed, so a new revocation must come with a new, empty cache. A CRL
+// re-signed with the same revocations keeps the cache.
+func nginxSessionZone(crlPEM []byte) string {
+	var serials []string
+	for block, rest := pem.Decode(crlPEM); block != nil; block, rest = pem.Decode(rest) {
+		if block.Type != "X509 CRL" {
+			continue
+		}
+		crl, err := x509.ParseRevocationList(block.Bytes)
+		if err != nil {
+			continue
+		}
+		issuer := hex.EncodeToString(crl.RawIssuer)
+		for _, e := range crl.RevokedCertificateEntries {
+			serials = append(serials, issuer+":"+e.SerialNumber.Text(16))
+		}
+	}
+	slices.Sort(serials)
+	sum := sha256.Sum256([]byte(strings.Join(serials, "\n")))
+	return "ztwizard_tls_" + hex.EncodeToString(sum[:4])
 }
 
 // nginxCNPattern is the nginx map key (a case-sensitive PCRE) that matches

@@ -98,6 +98,8 @@ type Service struct {
 	Listen     int      `yaml:"listen,omitempty" site:"nonzero"`
 	Upstream   string   `yaml:"upstream"`
 	Allow      []string `yaml:"allow,omitempty,flow"`
+	// HSTS adds Strict-Transport-Security (two years) to every answer.
+	HSTS bool `yaml:"hsts,omitempty"`
 }
 
 // Database is a database server bound to its node's mesh address and

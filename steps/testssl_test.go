@@ -1,0 +1,278 @@
+//go:build linux
+
+package steps
+
+import (
+	"crypto"
+	"crypto/tls"
+	"encoding/json"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"ztwizard/steps/pki"
+	"ztwizard/steps/testenv"
+)
+
+// testsslTimeout bounds one testssl.sh run; the checks it is given take
+// well under a minute on loopback.
+const testsslTimeout = 4 * time.Minute
+
+// testsslFinding is one entry of testssl.sh's flat JSON output
+// (--jsonfile).
+type testsslFinding struct {
+	ID       string `json:"id"`
+	IP       string `json:"ip"`
+	Severity string `json:"severity"`
+	Finding  string `json:"finding"`
+}
+
+// testsslPrivateCA lists the findings that a private CA makes meaningless,
+// each with the reason; they may be WARN or worse and are not failures.
+var testsslPrivateCA = map[string]string{
+	// The site CA is in no public trust store, and testssl knows only
+	// those: the chain of trust "fails" by design.
+	"cert_chain_of_trust": "signed by the site's private CA, which no public trust store holds",
+	// A private CA publishes neither a CRL URL nor an OCSP responder:
+	// nginx reads the CRL from a file (see the README).
+	"cert_revocation": "nginx reads the CRL from a file; no distribution point or OCSP responder is needed",
+}
+
+// testsslNotTheServer lists the findings that are not about the server at
+// all, each with the reason.
+var testsslNotTheServer = map[string]string{
+	// Debian's openssl has no GOST engine: a note about the testing tool.
+	"engine_problem": "about testssl's own openssl, not the server",
+	// testssl 3.0.8 cannot present a client certificate, so its HTTP
+	// request gets nginx's 400 page: the security headers of the answers
+	// are the upstream application's business, and testssl never sees one.
+	"security_headers": "testssl sees nginx's 400 for a request without a client certificate, not the service's answers",
+}
+
+// testssl runs testssl.sh against addr (an IP literal) with serverName for
+// SNI and returns its findings by id (the first of each id).
+func testssl(t *testing.T, ip string, port int, serverName string) map[string]testsslFinding {
+	t.Helper()
+	bin := testenv.Tool(t, "testssl")
+	out := filepath.Join(t.TempDir(), "testssl.json")
+	args := []string{
+		"--quiet", "--color", "0", "--warnings", "off", "--nodns", "none",
+		"--connect-timeout", "5", "--openssl-timeout", "5",
+		"--jsonfile", out,
+		"--ip", ip,
+		// What is asserted: protocols, cipher categories, the server's
+		// defaults (certificate, session handling), headers, and the
+		// vulnerability checks.
+		"--protocols", "--std", "--server-defaults", "--headers", "--vulnerable",
+	}
+	if strings.Contains(ip, ":") {
+		args = append(args, "-6")
+	}
+	args = append(args, serverName+":"+strconv.Itoa(port))
+	stdout, stderr, err := testenv.RunCmd(t.Context(), testsslTimeout, exec.Command(bin, args...))
+	data, rerr := os.ReadFile(out)
+	if rerr != nil {
+		t.Fatalf("testssl wrote no JSON: %v (run: %v)\n%s\n%s", rerr, err, stdout, stderr)
+	}
+	var findings []testsslFinding
+	if err := json.Unmarshal(data, &findings); err != nil {
+		t.Fatalf("testssl JSON: %v", err)
+	}
+	if testing.Verbose() {
+		t.Logf("testssl %s:\n%s", ip, stdout)
+	}
+	if os.Getenv("ZTW_TESTSSL_KEEP") != "" {
+		_ = os.WriteFile(os.Getenv("ZTW_TESTSSL_KEEP"), data, 0o644)
+	}
+	byID := map[string]testsslFinding{}
+	for _, f := range findings {
+		if _, ok := byID[f.ID]; !ok {
+			byID[f.ID] = f
+		}
+	}
+	return byID
+}
+
+// TestTestsslVhost runs Debian's testssl.sh against the rendered vhost of
+// the example's api service, served by a real nginx on 127.0.0.1 and ::1
+// with the vhost exactly as rendered (ssl_verify_client on: the TLS
+// handshake completes without a client certificate, nginx answers 400 at
+// the HTTP level, so testssl grades the real configuration). No finding is
+// "NOT ok" or WARN (or worse) apart from those a private CA makes
+// meaningless (testsslPrivateCA); TLS 1.2 and 1.3 are offered and nothing
+// older; HSTS is sent when the service asks for it. curl -6 with a valid
+// client certificate gets 200.
+func TestTestsslVhost(t *testing.T) {
+	testenv.Need(t, "nginx", "testssl", "curl")
+	upstream := mtlsNewUpstream(t)
+	port := testenv.FreePort(t)
+	site := mtlsExampleSite(t, port, upstream.URL)
+	site.Services[0].HSTS = true
+	api, _ := site.Service("api")
+	p := testsslPKI(t, api.ServerName)
+	files, err := NginxFiles(site, "web", p.secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := mtlsWriteNginx(t, files, true)
+	n.check(t)
+	n.start(t, port)
+	if err := testenv.Listening(net.JoinHostPort("::1", strconv.Itoa(port)))(); err != nil {
+		t.Fatalf("nginx does not listen on IPv6: %v", err)
+	}
+
+	t.Run("curl -6 with a client certificate", func(t *testing.T) {
+		dir := t.TempDir()
+		c := p.clients["allowed"]
+		certPEM, keyPEM := mtlsClientPEM(t, c)
+		certFile := testenv.WriteFile(t, dir, "client.crt", certPEM)
+		keyFile := testenv.WriteFile(t, dir, "client.key", keyPEM)
+		caFile := testenv.WriteFile(t, dir, "ca.pem", p.caPEM)
+		url := "https://" + api.ServerName + ":" + strconv.Itoa(port) + "/curl6"
+		for _, tc := range []struct {
+			name string
+			args []string
+			want string
+		}{
+			{"with certificate", []string{"--cert", certFile, "--key", keyFile}, "200"},
+			{"without certificate", nil, "400"},
+		} {
+			args := append([]string{"-6", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10",
+				"--cacert", caFile, "--resolve", api.ServerName + ":" + strconv.Itoa(port) + ":[::1]"}, tc.args...)
+			out, errOut, err := testenv.RunCmd(t.Context(), 20*time.Second, exec.Command("curl", append(args, url)...))
+			if err != nil || out != tc.want {
+				t.Errorf("curl -6 %s: %q, want %s (%v %s)", tc.name, out, tc.want, err, errOut)
+			}
+		}
+		if _, ok := upstream.headers("/curl6"); !ok {
+			t.Error("the upstream was not reached over IPv6")
+		}
+	})
+
+	ips := []string{"127.0.0.1", "::1"}
+	if v := os.Getenv("ZTW_TESTSSL_IPS"); v != "" {
+		ips = strings.Fields(v)
+	}
+	// One after the other: run side by side they take three times as long
+	// and time out on connections.
+	for _, ip := range ips {
+		t.Run("testssl "+ip, func(t *testing.T) {
+			f := testssl(t, ip, port, api.ServerName)
+			for _, fi := range f {
+				bad := fi.Severity == "WARN" || fi.Severity == "MEDIUM" || fi.Severity == "HIGH" || fi.Severity == "CRITICAL" ||
+					strings.Contains(fi.Finding, "NOT ok")
+				if bad {
+					if _, ok := testsslPrivateCA[testsslBaseID(fi.ID)]; ok {
+						continue
+					}
+					if _, ok := testsslNotTheServer[testsslBaseID(fi.ID)]; ok {
+						continue
+					}
+					t.Errorf("%s: %s %q", fi.ID, fi.Severity, fi.Finding)
+				}
+			}
+			for id, want := range map[string]string{
+				"SSLv2": "not offered", "SSLv3": "not offered", "TLS1": "not offered", "TLS1_1": "not offered",
+				"TLS1_2": "offered", "TLS1_3": "offered",
+				"HSTS_time": "730 days",
+			} {
+				got, ok := f[id]
+				if !ok || !strings.HasPrefix(got.Finding, want) {
+					t.Errorf("%s: %q, want %q...", id, got.Finding, want)
+				}
+			}
+		})
+	}
+}
+
+// testsslPKI is a CA and server certificate with the site's default
+// lifetimes (testssl flags a certificate that expires within 60 days), a
+// client certificate for service-worker-01 and an empty CRL.
+func testsslPKI(t *testing.T, serverName string) *mtlsPKI {
+	t.Helper()
+	now := time.Now().UTC().Truncate(time.Second)
+	p := &mtlsPKI{servers: map[string]KeyPair{}, clients: map[string]tls.Certificate{}}
+	ca, err := pki.NewRoot(pki.Subject{CommonName: "Internal Root CA", Organization: "MyOrg", Country: "NO"},
+		mtlsKey(t), DefaultCAValidity.D(), now, mtlsSerial(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ca, p.caPEM = ca, pki.EncodeCertPEM(ca.Cert)
+	key := mtlsKey(t)
+	cert, err := ca.IssueServer(key.Public(), serverName, []string{serverName}, nil, DefaultCertValidity.D(), now, mtlsSerial(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := pki.EncodeKeyPEM(key, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.servers["api"] = KeyPair{Cert: pki.EncodeCertPEM(cert), Key: keyPEM}
+	ckey := mtlsKey(t)
+	client, err := ca.IssueClient(ckey.Public(), "service-worker-01", "MyOrg", DefaultCertValidity.D(), now, mtlsSerial(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.clients["allowed"] = tls.Certificate{Certificate: [][]byte{client.Raw}, PrivateKey: ckey, Leaf: client}
+	der, err := ca.CRL(nil, big.NewInt(1), now, DefaultCRLValidity.D())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.crlPEM = pki.EncodeCRLPEM(der)
+	return p
+}
+
+// mtlsClientPEM returns a client certificate and its key in PEM.
+func mtlsClientPEM(t *testing.T, c tls.Certificate) (certPEM, keyPEM []byte) {
+	t.Helper()
+	keyPEM, err := pki.EncodeKeyPEM(c.PrivateKey.(crypto.Signer), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki.EncodeCertPEM(c.Leaf), keyPEM
+}
+
+// testsslBaseID strips the certificate number testssl appends to
+// per-certificate ids ("cert_chain_of_trust <cert#1>").
+func testsslBaseID(id string) string {
+	base, _, _ := strings.Cut(id, " ")
+	return base
+}
+
+// TestNginxSessionZone: the session cache's name stays when the CRL is
+// re-signed with the same revocations and changes with a new one, so a
+// revoked client cannot resume a session cached before the revocation.
+func TestNginxSessionZone(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	ca := mtlsRoot(t, now)
+	crl := func(number int64, serials ...int64) []byte {
+		var revoked []pki.Revoked
+		for _, s := range serials {
+			revoked = append(revoked, pki.Revoked{Serial: big.NewInt(s), At: now.Add(-time.Minute)})
+		}
+		der, err := ca.CRL(revoked, big.NewInt(number), now.Add(time.Duration(number)*time.Second), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pki.EncodeCRLPEM(der)
+	}
+	empty, resigned := nginxSessionZone(crl(1)), nginxSessionZone(crl(2))
+	one, oneAgain := nginxSessionZone(crl(3, 7)), nginxSessionZone(crl(4, 7))
+	two, twoOtherOrder := nginxSessionZone(crl(5, 7, 9)), nginxSessionZone(crl(6, 9, 7))
+	if empty != resigned || one != oneAgain || two != twoOtherOrder {
+		t.Errorf("re-signing changed the zone: %s %s, %s %s, %s %s", empty, resigned, one, oneAgain, two, twoOtherOrder)
+	}
+	if empty == one || one == two {
+		t.Errorf("a revocation kept the zone: %s %s %s", empty, one, two)
+	}
+	if !regexp.MustCompile(`^ztwizard_tls_[0-9a-f]{8}$`).MatchString(one) {
+		t.Errorf("zone name %q", one)
+	}
+}
