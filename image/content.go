@@ -51,6 +51,9 @@ type Content struct {
 	Files    []steps.File // sorted by path, one per path
 	Enable   []string     // units to enable
 	Plain    bool         // a plain server (PlainContent): no ztwizard units of its own
+	// Bundle is the node's signed bundle (a seed's): first boot builds the
+	// node's plan from it and writes it with Files.
+	Bundle []byte
 }
 
 // HostKey is an SSH host key pair in OpenSSH's formats.

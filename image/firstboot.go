@@ -32,6 +32,8 @@ type FirstBoot struct {
 	Seed string    // a seed (ISO file or block device); "" looks for one when Live
 	Live bool      // running on the booted node: find the seed, reload systemd and the firewall, start the seed's units
 	Log  io.Writer // what was done, one line each; may be nil
+	// Now is the clock a seed's bundle is checked at; time.Now when nil.
+	Now func() time.Time
 	// Run runs a command (systemctl, nft, udevadm); exec when nil.
 	Run func(ctx context.Context, name string, args ...string) error
 }
@@ -68,6 +70,7 @@ func (fb FirstBoot) Do(ctx context.Context) (*FirstBootReport, error) {
 		}
 	}
 	var c *Content
+	var held func() error // records the seed's bundle as applied
 	if seed != "" {
 		var err error
 		if c, err = ReadSeed(seed); err != nil {
@@ -75,6 +78,15 @@ func (fb FirstBoot) Do(ctx context.Context) (*FirstBootReport, error) {
 		}
 		if fb.Site != "" && c.Site != fb.Site {
 			return rep, fmt.Errorf("image: seed %s is for site %q, this image is site %q's", seed, c.Site, fb.Site)
+		}
+		if c.Bundle != nil {
+			now := time.Now
+			if fb.Now != nil {
+				now = fb.Now
+			}
+			if held, err = fb.fromBundle(c, now()); err != nil {
+				return rep, err
+			}
 		}
 		written, err := host.WriteFiles(fb.Root, c.Files)
 		if err != nil {
@@ -88,6 +100,11 @@ func (fb FirstBoot) Do(ctx context.Context) (*FirstBootReport, error) {
 		missing, err := EnableUnits(fb.Root, c.Enable)
 		if err != nil {
 			return rep, err
+		}
+		if held != nil {
+			if err := held(); err != nil {
+				return rep, err
+			}
 		}
 		rep.Seed, rep.Node, rep.Written, rep.Missing = seed, c.Node, written, missing
 		logf("applied seed %s: node %s of site %s, %d files written, units enabled: %s", seed, c.Node, c.Site, len(written), strings.Join(c.Enable, " "))

@@ -23,9 +23,13 @@ import (
 const (
 	// SeedLabel is the ISO9660 volume label NoCloud looks for.
 	SeedLabel = "cidata"
-	// SeedDataPath is where a seed keeps the node's content.
+	// SeedDataPath is where a seed keeps what it adds to the node's bundle:
+	// host name, network files, units.
 	SeedDataPath = "ztwizard/seed.json"
-	seedVersion  = 1
+	// SeedBundlePath is where a seed keeps the node's bundle (see
+	// ztwizard/steps/bundle), the same file `ztwizard bundle` writes.
+	SeedBundlePath = "ztwizard/bundle.ztb"
+	seedVersion    = 2
 )
 
 // seedData is SeedDataPath's JSON.
@@ -46,12 +50,30 @@ type seedFile struct {
 	Content []byte `json:"content"`
 }
 
+// SeedContent is a seed's content for node: its signed bundle, which
+// carries the node's plan and keys, plus what the image adds (the node's
+// name, host name and network files, the WireGuard unit).
+func SeedContent(site, node string, net Network, bundle []byte) (*Content, error) {
+	c := &Content{Site: site, Node: node, Hostname: node, Bundle: bundle, Enable: []string{WireGuardUnit}}
+	c.Files = append(c.Files, steps.File{Path: NodeFilePath, Mode: 0o644, Content: []byte(node + "\n")})
+	hf, err := HostFiles(c.Hostname)
+	if err != nil {
+		return nil, err
+	}
+	nf, err := NetworkFiles(net)
+	if err != nil {
+		return nil, err
+	}
+	c.Files = append(append(c.Files, hf...), nf...)
+	return c, c.sort()
+}
+
 // WriteSeed writes a cloud-init NoCloud seed for c to out, an ISO9660
 // image labelled cidata made with go-diskfs, mode 0600 (it holds the node's
 // private keys): meta-data (instance-id, local-hostname), user-data (a
 // #cloud-config naming the host and keeping its SSH host keys) and
-// SeedDataPath, the node's files and units, which ztwizard's first boot
-// applies. work is a private folder for the work.
+// SeedDataPath, the node's files and units, and SeedBundlePath, the node's
+// bundle, which ztwizard's first boot applies. work is a private folder for the work.
 func WriteSeed(out, work string, c *Content) error {
 	if c.Node == "" {
 		return errors.New("image: seed: no node")
@@ -75,6 +97,9 @@ func WriteSeed(out, work string, c *Content) error {
 		return fmt.Errorf("image: seed: %w", err)
 	}
 	files := map[string][]byte{"meta-data": meta, "user-data": user, SeedDataPath: js}
+	if c.Bundle != nil {
+		files[SeedBundlePath] = c.Bundle
+	}
 	return writeISO(out, work, files)
 }
 
@@ -160,6 +185,9 @@ func ReadSeed(path string) (*Content, error) {
 		return nil, fmt.Errorf("image: seed %s: version %d, this ztwizard reads %d", path, data.Version, seedVersion)
 	}
 	c := &Content{Site: data.Site, Node: data.Node, Hostname: data.Hostname, Enable: data.Enable}
+	if b, err := fsys.ReadFile(SeedBundlePath); err == nil {
+		c.Bundle = b
+	}
 	for _, sf := range data.Files {
 		c.Files = append(c.Files, steps.File{Path: sf.Path, Mode: fs.FileMode(sf.Mode).Perm(), Owner: sf.Owner, Group: sf.Group, Content: sf.Content})
 	}

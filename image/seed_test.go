@@ -9,19 +9,28 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/diskfs/go-diskfs/backend/file"
 	"github.com/diskfs/go-diskfs/filesystem/iso9660"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
 )
 
 // exampleSeed writes db's seed into dir and returns its path and content.
 func exampleSeed(t *testing.T, dir string) (string, *Content) {
 	t.Helper()
 	a := exampleAuthority(t)
-	plan, hk := examplePlan(t, a, "db")
-	c, err := NodeContent(plan, hk, Network{Address: "192.168.1.100/24"})
+	hk, err := NewHostKey("root@db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := a.BundleWithHostKey("db", hk.Private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := SeedContent(a.Site.Site, "db", Network{Address: "192.168.1.100/24"}, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,8 +38,17 @@ func exampleSeed(t *testing.T, dir string) (string, *Content) {
 	if err := WriteSeed(out, dir, c); err != nil {
 		t.Fatal(err)
 	}
+	caPEM, err := a.Store.ReadFile(authority.CACertFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seedCA = caPEM
 	return out, c
 }
+
+// seedCA is the CA certificate of the last exampleSeed, which the golden
+// image a seed goes with carries.
+var seedCA []byte
 
 func TestSeedRoundTrip(t *testing.T) {
 	dir := t.TempDir()
@@ -46,7 +64,7 @@ func TestSeedRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Node != "db" || got.Site != c.Site || got.Hostname != "db" || !slices.Equal(got.Enable, c.Enable) || len(got.Files) != len(c.Files) {
+	if got.Node != "db" || got.Site != c.Site || got.Hostname != "db" || !slices.Equal(got.Enable, c.Enable) || len(got.Files) != len(c.Files) || !bytes.Equal(got.Bundle, c.Bundle) {
 		t.Fatalf("read back %+v", got)
 	}
 	for i, f := range c.Files {
@@ -137,14 +155,17 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 	dir := t.TempDir()
 	seed, c := exampleSeed(t, dir)
 	root := firstbootRoot(t)
+	writeFile(t, filepath.Join(root, steps.CACertPath), string(seedCA), 0o644)
 	var log bytes.Buffer
-	rep, err := FirstBoot{Root: root, Site: c.Site, Seed: seed, Log: &log}.Do(context.Background())
+	fb := FirstBoot{Root: root, Site: c.Site, Seed: seed, Log: &log, Now: func() time.Time { return testNow }}
+	rep, err := fb.Do(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if rep.Node != "db" || rep.HostKey != "" || rep.WireGuard != "" {
-		t.Fatalf("report %+v: the seed brings the host and WireGuard keys", rep)
+		t.Fatalf("report %+v: the seed's bundle brings the host and WireGuard keys", rep)
 	}
+	// The image's own files, and the plan built from the bundle.
 	for _, f := range c.Files {
 		got, err := os.ReadFile(filepath.Join(root, f.Path))
 		if err != nil || !bytes.Equal(got, f.Content) {
@@ -155,6 +176,16 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 			t.Errorf("%s mode %v, want %v", f.Path, fi.Mode().Perm(), f.Mode)
 		}
 	}
+	for p, mode := range map[string]os.FileMode{steps.NftablesPath: 0o644, steps.WireGuardKeyPath: 0o600, steps.SSHHostKeyPath: 0o600,
+		steps.SSHHostCertPath: 0o644, steps.SSHDropInPath: 0o644, "/etc/mysql/mariadb.conf.d/90-ztwizard.cnf": 0o644} {
+		fi, err := os.Stat(filepath.Join(root, p))
+		if err != nil || fi.Mode().Perm() != mode {
+			t.Errorf("%s from the bundle: %v %v", p, fi, err)
+		}
+	}
+	if conf, _ := os.ReadFile(filepath.Join(root, steps.SSHDropInPath)); !bytes.Contains(conf, []byte("HostCertificate")) {
+		t.Errorf("sshd drop-in without the host certificate:\n%s", conf)
+	}
 	if _, err := os.Readlink(filepath.Join(root, "etc/systemd/system/multi-user.target.wants/"+WireGuardUnit)); err != nil {
 		t.Errorf("%s not enabled: %v", WireGuardUnit, err)
 	}
@@ -164,18 +195,40 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, FirstBootDone)); err != nil {
 		t.Errorf("not marked done: %v", err)
 	}
+	if held, err := os.ReadFile(filepath.Join(root, steps.DefaultStateDir, "node/bundle.json")); err != nil || !bytes.Contains(held, []byte(`"serial": 1`)) {
+		t.Errorf("the node does not hold the seed's bundle (%v):\n%s", err, held)
+	}
 	if !strings.Contains(log.String(), "applied seed") {
 		t.Errorf("log:\n%s", log.String())
 	}
 
-	// A seed of another site is refused, and writes nothing.
+	// Refused, and nothing written: a seed of another site, a seed for an
+	// image of another CA, a seed whose bundle was changed.
+	refuse := func(name string, fb FirstBoot, want string) {
+		t.Helper()
+		if _, err := fb.Do(context.Background()); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: %v, want %q", name, err, want)
+		}
+		if _, err := os.Stat(filepath.Join(fb.Root, steps.NftablesPath)); err == nil {
+			t.Fatalf("%s: a refused seed wrote files", name)
+		}
+	}
 	other := firstbootRoot(t)
-	if _, err := (FirstBoot{Root: other, Site: "elsewhere", Seed: seed}).Do(context.Background()); err == nil || !strings.Contains(err.Error(), `for site "oslo-prod"`) {
-		t.Fatalf("another site's seed: %v", err)
+	refuse("another site", FirstBoot{Root: other, Site: "elsewhere", Seed: seed}, `for site "oslo-prod"`)
+	firstCA := seedCA
+	otherCA := firstbootRoot(t)
+	_, _ = exampleSeed(t, t.TempDir()) // a second CA
+	writeFile(t, filepath.Join(otherCA, steps.CACertPath), string(seedCA), 0o644)
+	refuse("another CA", FirstBoot{Root: otherCA, Site: c.Site, Seed: seed, Now: fb.Now}, "signed by another CA")
+	bad := *c
+	bad.Bundle = bytes.Replace(c.Bundle, []byte(`"signature": "`), []byte(`"signature": "AAAA`), 1)
+	badSeed := filepath.Join(dir, "bad-seed.iso")
+	if err := WriteSeed(badSeed, dir, &bad); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(other, steps.NftablesPath)); err == nil {
-		t.Fatal("a refused seed wrote files")
-	}
+	tampered := firstbootRoot(t)
+	writeFile(t, filepath.Join(tampered, steps.CACertPath), string(firstCA), 0o644)
+	refuse("a changed bundle", FirstBoot{Root: tampered, Site: c.Site, Seed: badSeed, Now: fb.Now}, "signature does not check")
 }
 
 func TestFirstBootWithoutSeed(t *testing.T) {

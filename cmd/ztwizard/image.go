@@ -172,10 +172,13 @@ func seedCmd(g *globals) *cobra.Command {
 		Use:   "seed",
 		Short: "Write the cloud-init NoCloud seed that turns a golden image into a node",
 		Long: `Writes an ISO9660 image labelled cidata (cloud-init's NoCloud seed) for one
-node: meta-data and user-data for cloud-init (the host name), and
-ztwizard/seed.json with the node's files: its TLS keys and certificates, its
-WireGuard key and interface, its firewall, and a new SSH host key signed by
-the site's host CA. Attached to a golden image (a CD-ROM or a disk) it is
+node: meta-data and user-data for cloud-init (the host name),
+ztwizard/bundle.ztb, the node's bundle as ` + "`ztwizard bundle`" + ` writes it (its TLS
+keys and certificates, its WireGuard key, a new SSH host key and its
+certificate from the site's host CA, signed by the CA with the node's next
+serial), and ztwizard/seed.json with the image's own files (host name,
+network). First boot checks the bundle against the golden image's CA
+certificate before it writes anything. Attached to a golden image (a CD-ROM or a disk) it is
 applied by ztwizard's first boot, before the network starts. It holds private
 keys: it is written 0600; detach it once the node is up.`,
 		Example: `  ztwizard seed -c site.yaml --node db --out db-seed.iso --address 192.168.1.100/24
@@ -189,20 +192,46 @@ keys: it is written 0600; detach it once the node is up.`,
 			if _, err := image.NetworkFiles(f.network()); err != nil {
 				return usageError{err}
 			}
-			content, err := nodeContent(cmd.Context(), g, f.node, f.network())
+			content, serial, err := seedContent(cmd.Context(), g, f.node, f.network())
 			if err != nil {
 				return err
 			}
 			if err := image.WriteSeed(f.out, filepath.Dir(f.out), content); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "wrote the seed of node %s of site %s to %s: %d files, units %s\n",
-				content.Node, content.Site, f.out, len(content.Files), strings.Join(content.Enable, " "))
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote the seed of node %s of site %s to %s: its bundle (serial %d) and %d files of the image's, units %s\n",
+				content.Node, content.Site, f.out, serial, len(content.Files), strings.Join(content.Enable, " "))
 			return nil
 		},
 	}
 	f.add(cmd)
 	return cmd
+}
+
+// seedContent builds a seed's content: the node's bundle, with a new SSH
+// host key made here, and the image's own files.
+func seedContent(ctx context.Context, g *globals, node string, net image.Network) (*image.Content, uint64, error) {
+	s, err := open(ctx, g, true, func(site *steps.Site) error { return authority.CheckNode(site, node) })
+	if err != nil {
+		return nil, 0, err
+	}
+	defer s.close()
+	if err := s.auth.KeysHere(node); err != nil {
+		return nil, 0, err
+	}
+	hk, err := image.NewHostKey("root@" + node)
+	if err != nil {
+		return nil, 0, err
+	}
+	data, p, err := s.auth.BundleWithHostKey(node, hk.Private)
+	if err != nil {
+		return nil, 0, err
+	}
+	c, err := image.SeedContent(s.site.Site, node, net, data)
+	if err != nil {
+		return nil, 0, err
+	}
+	return c, p.Serial, nil
 }
 
 // nodeContent gathers a node's secrets, signs a new host key for it and

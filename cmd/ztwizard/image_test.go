@@ -203,6 +203,14 @@ func TestImage(t *testing.T) {
 
 	t.Run("firstboot applies the seed to a root folder", func(t *testing.T) {
 		root := t.TempDir()
+		// A golden image carries the CA certificate the seed's bundle is
+		// checked against.
+		ca, err := os.ReadFile(filepath.Join(b.state, "ca", "ca.pem"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.MkdirAll(filepath.Join(root, "etc/ztwizard"), 0o755)
+		os.WriteFile(filepath.Join(root, steps.CACertPath), ca, 0o644)
 		r := ztw(t, b.dir, "firstboot", "--root", root, "--seed", b.seed)
 		if r.code != 0 || !strings.Contains(r.stdout, "applied seed") {
 			t.Fatalf("firstboot: %+v", r)

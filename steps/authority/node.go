@@ -410,6 +410,22 @@ func (a *Authority) NextBundleSerial(node string) (uint64, error) {
 // site file, a new serial, signed by the CA. The payload says whether it
 // carries private keys (a node that imported no request).
 func (a *Authority) Bundle(node string) ([]byte, *bundle.Payload, error) {
+	return a.BundleWithHostKey(node, nil)
+}
+
+// BundleWithHostKey is Bundle for a node whose SSH host key was made here
+// (a seed): hostKey, an OpenSSH private key, is recorded as the node's host
+// key and travels in the bundle with its certificate.
+func (a *Authority) BundleWithHostKey(node string, hostKey []byte) ([]byte, *bundle.Payload, error) {
+	if hostKey != nil {
+		signer, err := ssh.ParsePrivateKey(hostKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("authority: bundle: host key: %w", err)
+		}
+		if err := a.RecordHostKey(node, signer.PublicKey()); err != nil {
+			return nil, nil, err
+		}
+	}
 	sec, err := a.Secrets(node)
 	if err != nil {
 		return nil, nil, err
@@ -423,6 +439,9 @@ func (a *Authority) Bundle(node string) ([]byte, *bundle.Payload, error) {
 		return nil, nil, fmt.Errorf("authority: bundle: %w", err)
 	}
 	s, private := bundle.FromSecrets(a.Site, node, sec)
+	if hostKey != nil {
+		s.HostKey, private = string(hostKey), true
+	}
 	serial, err := a.NextBundleSerial(node)
 	if err != nil {
 		return nil, nil, err
