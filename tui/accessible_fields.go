@@ -85,6 +85,9 @@ func (a *asker) text(f *textField) error {
 	if f.hint != nil {
 		hint = f.hint(a.env())
 	}
+	if f.confirms {
+		return nil
+	}
 	if f.secret {
 		if cur != "" {
 			cur = "kept"

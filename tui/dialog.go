@@ -1,10 +1,12 @@
 package tui
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 )
 
@@ -93,5 +95,113 @@ func (dd *draftDialog) keys() []key.Binding {
 	return []key.Binding{
 		key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "resume")),
 		key.NewBinding(key.WithKeys("n"), key.WithHelp("n", "start over")),
+	}
+}
+
+// unlockMsg is the result of checking the passphrase against the CA keys,
+// for the passphrase and state folder in key.
+type unlockMsg struct {
+	key string
+	err error
+}
+
+// unlockKey is what a check of the CA keys depends on.
+func (m *model) unlockKey() string { return m.sess.stateDir + "\x00" + m.sess.passphrase }
+
+// checkUnlock checks, once per passphrase and state folder, that the CA
+// keys open; a dialog asks for the passphrase when they do not.
+func (m *model) checkUnlock() tea.Cmd {
+	if m.o.Actions == nil || m.unlocked == m.unlockKey() {
+		return nil
+	}
+	ctx, job, k, a := m.ctx, m.job(), m.unlockKey(), m.o.Actions
+	return func() tea.Msg { return unlockMsg{k, a.Unlock(ctx, job)} }
+}
+
+// unlocked takes the result of a check.
+func (m *model) takeUnlock(msg unlockMsg) tea.Cmd {
+	if msg.key != m.unlockKey() {
+		return nil
+	}
+	d, asking := m.dialog.(*unlockDialog)
+	switch {
+	case msg.err == nil:
+		m.unlocked = msg.key
+		if asking {
+			m.dialog = nil
+			m.setStatus(false, "The CA keys are unlocked.")
+			if r, ok := m.pages[stepReview].(*reviewPage); ok {
+				r.version = -1
+			}
+			return m.pages[m.cur].enter(m)
+		}
+	case errors.Is(msg.err, ErrLocked):
+		if !asking {
+			d = newUnlockDialog()
+			m.dialog = d
+		}
+		d.problem = strings.TrimPrefix(msg.err.Error(), ErrLocked.Error()+": ")
+		d.problem = strings.ToUpper(d.problem[:1]) + d.problem[1:] + "."
+		return d.in.Focus()
+	default:
+		m.setStatus(true, msg.err.Error())
+	}
+	return nil
+}
+
+// unlockDialog asks for the passphrase of CA keys that are encrypted.
+type unlockDialog struct {
+	in      textinput.Model
+	problem string
+}
+
+func newUnlockDialog() *unlockDialog {
+	in := textinput.New()
+	in.Prompt = "Passphrase: "
+	in.EchoMode = textinput.EchoPassword
+	in.EchoCharacter = '•'
+	st := in.Styles()
+	st.Cursor.Blink = false
+	in.SetStyles(st)
+	return &unlockDialog{in: in}
+}
+
+func (d *unlockDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return nil, false
+	}
+	switch k.String() {
+	case "enter":
+		m.sess.passphrase = d.in.Value()
+		m.sess.again = ""
+		m.pages[stepWelcome].reload(m)
+		d.problem = "Checking…"
+		return m.checkUnlock(), false
+	case "esc":
+		m.setStatus(true, "The CA keys stay locked: the review and Finish cannot use them.")
+		return nil, true
+	case "ctrl+c":
+		m.dialog = &quitDialog{}
+		return nil, false
+	}
+	var cmd tea.Cmd
+	d.in, cmd = d.in.Update(k)
+	return cmd, false
+}
+
+func (d *unlockDialog) view(m *model, width int) string {
+	var b strings.Builder
+	b.WriteString(m.th.title.Render("Unlock the CA") + "\n\n")
+	b.WriteString(strings.Join(wrap(d.problem, width), "\n") + "\n\n")
+	d.in.SetWidth(max(width-len(d.in.Prompt)-1, 1))
+	b.WriteString(d.in.View())
+	return b.String()
+}
+
+func (d *unlockDialog) keys() []key.Binding {
+	return []key.Binding{
+		key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "unlock")),
+		key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "not now")),
 	}
 }

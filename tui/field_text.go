@@ -16,6 +16,9 @@ type textField struct {
 	// empty field means.
 	hint   func(e *env) string
 	secret bool
+	// confirms marks the field that repeats a secret: the plain prompts
+	// ask the secret twice themselves and skip it.
+	confirms bool
 	in     textinput.Model
 	perr   error
 }

@@ -3,6 +3,7 @@ package tui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,5 +234,59 @@ func TestFinishAfterSave(t *testing.T) {
 	}
 	if strings.Contains(scr, "Save it") || !strings.Contains(scr, "The site is valid and saved in") {
 		t.Fatalf("Finish still asks to save:\n%s", scr)
+	}
+}
+
+// lockedActions has CA keys encrypted with "pw".
+type lockedActions struct{ fakeActions }
+
+func (l *lockedActions) Unlock(_ context.Context, job Job) error {
+	switch string(job.Passphrase) {
+	case "pw":
+		return nil
+	case "":
+		return fmt.Errorf("%w: the CA key in /var/lib/ztwizard is encrypted; type its passphrase", ErrLocked)
+	}
+	return fmt.Errorf("%w: wrong passphrase for the CA key in /var/lib/ztwizard", ErrLocked)
+}
+
+// TestUnlockAsksPassphrase reaches Review with encrypted CA keys and no
+// passphrase: the wizard asks for it, refuses a wrong one and goes on with
+// the right one.
+func TestUnlockAsksPassphrase(t *testing.T) {
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &lockedActions{} })
+	press(m, nexts(7)...)
+	if _, ok := m.dialog.(*unlockDialog); !ok || !strings.Contains(screen(m), "Unlock the CA") {
+		t.Fatalf("no passphrase asked:\n%s", screen(m))
+	}
+	press(m, "bad", "enter")
+	if scr := screen(m); !strings.Contains(scr, "Wrong passphrase") || strings.Contains(scr, "bad") {
+		t.Fatalf("a wrong passphrase:\n%s", scr)
+	}
+	press(m, "backspace", "backspace", "backspace", "pw", "enter")
+	if m.dialog != nil || m.sess.passphrase != "pw" || !strings.Contains(screen(m), "The CA keys are unlocked.") {
+		t.Fatalf("the right passphrase does not unlock:\n%s", screen(m))
+	}
+	press(m, "ctrl+n")
+	if m.dialog != nil {
+		t.Fatal("asked again once unlocked")
+	}
+}
+
+// TestPassphraseConfirmed types a new passphrase twice on Welcome: two
+// that differ keep Next on the step.
+func TestPassphraseConfirmed(t *testing.T) {
+	m := newTestModel(t, steps.Example())
+	press(m, "tab", "tab", "secret", "tab", "secreT", "ctrl+n")
+	if m.cur != stepWelcome || !strings.Contains(screen(m), "the two passphrases differ") {
+		t.Fatalf("differing passphrases pass:\n%s", screen(m))
+	}
+	press(m, "backspace", "T", "ctrl+n")
+	if m.cur != stepWelcome {
+		t.Fatal("still refused")
+	}
+	press(m, "backspace", "t", "ctrl+n")
+	if m.cur != stepCA {
+		t.Fatalf("the same passphrase twice is refused:\n%s", screen(m))
 	}
 }

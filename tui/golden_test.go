@@ -127,3 +127,14 @@ func TestGoldenTheme(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenUnlock draws the question for the passphrase of encrypted CA
+// keys.
+func TestGoldenUnlock(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &lockedActions{} })
+			golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], "Passphrase: ", nexts(7)...)))
+		})
+	}
+}

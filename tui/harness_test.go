@@ -68,6 +68,8 @@ func (f *fakeActions) Apply(_ context.Context, _ Job, node string, progress func
 	return time.Time{}, fmt.Errorf("applying to this host arrives with `ztwizard apply`: %w", ErrNotAvailable)
 }
 
+func (f *fakeActions) Unlock(context.Context, Job) error { return nil }
+
 func (f *fakeActions) Keys(_ context.Context, job Job) (string, error) {
 	f.note("keys %t", len(job.Passphrase) > 0)
 	return "The CA keys are in " + job.StateDir + ".", nil

@@ -23,6 +23,7 @@ const draftDelay = 600 * time.Millisecond
 type session struct {
 	stateDir   string // where the Finish actions keep secrets
 	passphrase string // never written down
+	again      string // the passphrase typed a second time
 	sitePath   string // where Save writes
 
 	// record is the state folder's record of mesh addresses (read from
@@ -82,6 +83,7 @@ type model struct {
 	draftNote string    // "draft saved", or why it was not
 	draftAt   draftFile // the draft: in the state folder the wizard started with, for its site file
 	saved     string    // the site file last saved, for the goodbye
+	unlocked  string    // the unlockKey the CA keys were last found to open with
 }
 
 // newModel makes the wizard for o; a draft in the state folder is offered
@@ -161,6 +163,8 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	case tea.PasteMsg:
 		return m, m.paste(msg.Content)
+	case unlockMsg:
+		return m, m.takeUnlock(msg)
 	}
 	var cmds []tea.Cmd
 	if _, isKey := msg.(tea.KeyPressMsg); !isKey {
@@ -256,6 +260,9 @@ func (m *model) goTo(id stepID) tea.Cmd {
 	m.sess.refreshRecord()
 	if m.dirty {
 		m.saveDraft()
+	}
+	if id >= stepReview {
+		return tea.Batch(m.checkUnlock(), m.pages[id].enter(m))
 	}
 	return m.pages[id].enter(m)
 }

@@ -31,6 +31,10 @@ import (
 // ztwizard cannot do yet; the wizard shows the message as it is.
 var ErrNotAvailable = errors.New("not available yet")
 
+// ErrLocked is wrapped by Actions.Unlock when the CA keys in the state
+// folder are encrypted and the job's passphrase is missing or wrong.
+var ErrLocked = errors.New("the CA keys are locked")
+
 // Job is what the Finish step's actions work with: the site and where its
 // secrets live.
 type Job struct {
@@ -65,6 +69,11 @@ type Actions interface {
 	// Bake builds a bootable image for the node (or a golden image without
 	// secrets) into out, reporting each stage.
 	Bake(ctx context.Context, job Job, node string, golden bool, out string, progress func(stage string, done, total int)) error
+	// Unlock tells whether the job's passphrase opens the CA keys in the
+	// state folder: nil when it does or there are none yet, an error
+	// wrapping ErrLocked when they are encrypted and it is missing or
+	// wrong. It changes nothing.
+	Unlock(ctx context.Context, job Job) error
 	// Keys makes the CA keys in the state folder (or opens them), encrypted
 	// with the job's passphrase when it has one; it returns a one-line
 	// account.

@@ -23,6 +23,7 @@ import (
 	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/authority"
+	"ztwizard/steps/pki"
 	"ztwizard/steps/state"
 	"ztwizard/tui"
 )
@@ -442,6 +443,35 @@ func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, gold
 	}
 	_, err = image.Bake(ctx, spec)
 	return err
+}
+
+// Unlock checks the job's passphrase against the CA key in the state
+// folder, reading only.
+func (a *wizardActions) Unlock(_ context.Context, job tui.Job) error {
+	if _, err := os.Stat(job.StateDir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	store, err := state.Open(job.StateDir)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := store.ReadFile(authority.CAKeyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, err = pki.DecodeKeyPEM(keyPEM, job.Passphrase)
+	switch {
+	case errors.Is(err, pki.ErrPassphraseRequired):
+		return fmt.Errorf("%w: the CA key in %s is encrypted; type its passphrase", tui.ErrLocked, store.Dir())
+	case errors.Is(err, pki.ErrBadPassphrase):
+		return fmt.Errorf("%w: wrong passphrase for the CA key in %s", tui.ErrLocked, store.Dir())
+	case err != nil:
+		return fmt.Errorf("the CA key in %s: %w", store.Dir(), err)
+	}
+	return nil
 }
 
 // Keys makes the X.509 and SSH CA keys (or opens them, which checks the
