@@ -19,8 +19,8 @@ type textField struct {
 	// confirms marks the field that repeats a secret: the plain prompts
 	// ask the secret twice themselves and skip it.
 	confirms bool
-	in     textinput.Model
-	perr   error
+	in       textinput.Model
+	perr     error
 }
 
 // newText makes a text field bound to a value of the site.
