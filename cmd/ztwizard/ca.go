@@ -35,7 +35,7 @@ its private key is stored encrypted (PKCS#8, AES-256).`,
   ztwizard ca list`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g))
+	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g), caScheduleCmd(g))
 	return cmd
 }
 

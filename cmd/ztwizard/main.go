@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -250,7 +251,13 @@ func passphrase(g *globals) ([]byte, error) {
 	}
 	defer f.Close()
 	// Like ssh with a private key: a secret others may read is no secret.
-	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	// systemd's credential files (in $CREDENTIALS_DIRECTORY, a folder only
+	// the service can enter) may show group bits (0440: an ACL's mask).
+	loose := fs.FileMode(0o077)
+	if inCredentials(g.passphraseFile) {
+		loose = 0o007
+	}
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&loose != 0 {
 		return nil, usagef("--passphrase-file %s: mode %04o lets group or others read it; make it 0600 (chmod 600 %s)",
 			g.passphraseFile, uint32(fi.Mode().Perm()), g.passphraseFile)
 	}
@@ -264,6 +271,17 @@ func passphrase(g *globals) ([]byte, error) {
 		return nil, usagef("--passphrase-file %s: the first line is empty", g.passphraseFile)
 	}
 	return []byte(line), nil
+}
+
+// inCredentials tells whether file is in systemd's credentials folder
+// for this service, $CREDENTIALS_DIRECTORY.
+func inCredentials(file string) bool {
+	dir := os.Getenv("CREDENTIALS_DIRECTORY")
+	if dir == "" || !filepath.IsAbs(dir) {
+		return false
+	}
+	abs, err := filepath.Abs(file)
+	return err == nil && filepath.Dir(abs) == filepath.Clean(dir)
 }
 
 // session is what a command that uses the state store needs: the site, the

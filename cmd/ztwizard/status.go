@@ -21,7 +21,7 @@ import (
 
 func statusCmd(g *globals) *cobra.Command {
 	var asJSON bool
-	var prom string
+	var prom, root string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "What is applied, and when the CA, each certificate and the CRL expire",
@@ -29,7 +29,9 @@ func statusCmd(g *globals) *cobra.Command {
 apply installed, then the CA, every certificate in force and the CRL, soonest
 to expire first. WARN marks what is within its warning window: a CA within a
 year of its end, a certificate within 30 days, a CRL within a day of its
-nextUpdate. Needs no site file. On a node of a fleet, also what it holds from
+nextUpdate. On a CA host whose key is encrypted, a problem until
+` + "`ztwizard ca schedule`" + ` has set up the unattended CRL refresh, with the
+CRL's nextUpdate as its deadline. Needs no site file. On a node of a fleet, also what it holds from
 its CA host: the serial of the bundle applied, the CA it trusts (fingerprint)
 and when each piece of the bundle runs out.
 
@@ -67,6 +69,17 @@ textfile collector (atomically; the name must end in .prom).`,
 				return err
 			}
 			rep := monitor.Build(now, list, held)
+			var next time.Time
+			for _, it := range rep.Items {
+				if it.Source == monitor.SourceCA && it.Kind == authority.KindCRL {
+					next = it.NotAfter
+				}
+			}
+			if p, err := monitor.Unattended(store, root, next); err != nil {
+				return err
+			} else if p != nil {
+				rep.AddProblem(*p)
+			}
 			if prom != "" {
 				if err := rep.WritePrometheus(prom); err != nil {
 					return err
@@ -118,6 +131,7 @@ textfile collector (atomically; the name must end in .prom).`,
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the expiries as JSON")
+	cmd.Flags().StringVar(&root, "root", "/", "where this host's files are (its units and credentials)")
 	cmd.Flags().StringVar(&prom, "prometheus", "", "write the expiries as node_exporter textfile metrics to this .prom file")
 	return cmd
 }

@@ -1,0 +1,49 @@
+package steps
+
+import (
+	"fmt"
+	"path"
+)
+
+// The CA host's own units and the credential they read, written by
+// `ztwizard ca schedule`.
+const (
+	CACRLUnit  = "ztwizard-ca-crl.service"
+	CACRLTimer = "ztwizard-ca-crl.timer"
+	// CredStoreDir is where systemd looks for encrypted credentials.
+	CredStoreDir = "/etc/credstore.encrypted"
+	// PassphraseCredential names the encrypted credential that holds the
+	// CA passphrase; the CA's CRL service reads it from $CREDENTIALS_DIRECTORY.
+	PassphraseCredential = "ztwizard-ca-passphrase"
+)
+
+// PassphraseCredentialPath is where the CA passphrase is kept encrypted.
+const PassphraseCredentialPath = CredStoreDir + "/" + PassphraseCredential
+
+// caHostView is what the CA host's unit templates see.
+type caHostView struct {
+	Binary, Site, State, Every string
+	Credential, CredName       string // the encrypted passphrase; empty for a plain CA key
+}
+
+// CAHostUnits returns the CA host's CRL refresh: a service that re-signs
+// the CRL (of the CA in stateDir, for the site at sitePath) when it is due
+// and its timer. With encrypted, the service gets the CA passphrase from
+// the encrypted credential PassphraseCredentialPath.
+func CAHostUnits(site *Site, sitePath, stateDir string, encrypted bool) ([]File, error) {
+	v := caHostView{Binary: BinaryPath, Site: sitePath, State: stateDir, Every: crlCheckEvery(site)}
+	if encrypted {
+		v.Credential, v.CredName = PassphraseCredentialPath, PassphraseCredential
+	}
+	var files []File
+	for _, u := range []struct{ name, tmpl string }{
+		{CACRLUnit, "unit-ca-crl-service.tmpl"}, {CACRLTimer, "unit-ca-crl-timer.tmpl"},
+	} {
+		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)
+		if err != nil {
+			return nil, fmt.Errorf("unit %s: %w", u.name, err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
+}
