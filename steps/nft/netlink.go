@@ -93,6 +93,7 @@ func (b *batch) addSet(s *Set) error {
 	if s.Interval {
 		elems = intervalElements(s)
 	} else {
+		elems = make([]nftables.SetElement, 0, len(s.Elements))
 		for _, e := range s.sorted() {
 			elems = append(elems, nftables.SetElement{Key: e.key()})
 		}

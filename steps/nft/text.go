@@ -109,30 +109,52 @@ func priorityText(p int) string {
 
 // sorted returns the elements in the order nft lists them. nft sorts values
 // as numbers; a concatenation as one number read in host byte order, which
-// on little-endian hosts compares the bytes from the last one.
+// on little-endian hosts compares the bytes from the last one. Each
+// element's sort key is made once, not on every comparison.
 func (s *Set) sorted() []Element {
-	out := slices.Clone(s.Elements)
+	type keyed struct {
+		key []byte
+		e   Element
+	}
+	ks := make([]keyed, len(s.Elements))
+	var buf []byte
+	for i, e := range s.Elements {
+		start := len(buf)
+		for _, v := range e {
+			buf = v.appendBytes(buf)
+		}
+		ks[i] = keyed{buf[start:len(buf):len(buf)], e}
+	}
 	if len(s.Key) == 1 {
-		slices.SortFunc(out, func(a, b Element) int { return cmpBytes(a[0].bytes(), b[0].bytes()) })
+		slices.SortFunc(ks, func(a, b keyed) int { return cmpBytes(a.key, b.key) })
 	} else {
-		slices.SortFunc(out, func(a, b Element) int { return cmpReversed(a.packed(), b.packed()) })
+		slices.SortFunc(ks, func(a, b keyed) int { return cmpReversed(a.key, b.key) })
+	}
+	out := make([]Element, len(ks))
+	for i, k := range ks {
+		out[i] = k.e
 	}
 	return out
 }
 
-// packed is the element's fields back to back without padding.
-func (e Element) packed() []byte {
-	var b []byte
-	for _, v := range e {
-		b = append(b, v.bytes()...)
-	}
-	return b
-}
-
 // sortValues returns the values in ascending order, as nft lists an inline set.
 func sortValues(vs []Value) []Value {
-	out := slices.Clone(vs)
-	slices.SortFunc(out, func(a, b Value) int { return cmpBytes(a.bytes(), b.bytes()) })
+	type keyed struct {
+		key []byte
+		v   Value
+	}
+	ks := make([]keyed, len(vs))
+	var buf []byte
+	for i, v := range vs {
+		start := len(buf)
+		buf = v.appendBytes(buf)
+		ks[i] = keyed{buf[start:len(buf):len(buf)], v}
+	}
+	slices.SortFunc(ks, func(a, b keyed) int { return cmpBytes(a.key, b.key) })
+	out := make([]Value, len(ks))
+	for i, k := range ks {
+		out[i] = k.v
+	}
 	return out
 }
 

@@ -118,6 +118,8 @@ type Value interface {
 	Type() Type
 	String() string
 	bytes() []byte // as the kernel compares it: network order, unpadded
+	// appendBytes appends bytes() to b.
+	appendBytes(b []byte) []byte
 }
 
 // Addr is one IP address.
@@ -268,21 +270,43 @@ func (s State) String() string {
 	return strings.Join(names, ",")
 }
 
-func (a Addr) bytes() []byte { return netip.Addr(a).AsSlice() }
-func (n Net) bytes() []byte  { return netip.Prefix(n).Addr().AsSlice() }
-func (p Port) bytes() []byte { return binary.BigEndian.AppendUint16(nil, uint16(p)) }
+func (a Addr) bytes() []byte   { return a.appendBytes(nil) }
+func (n Net) bytes() []byte    { return n.appendBytes(nil) }
+func (p Port) bytes() []byte   { return p.appendBytes(nil) }
+func (i Iface) bytes() []byte  { return i.appendBytes(nil) }
+func (t ICMP) bytes() []byte   { return t.appendBytes(nil) }
+func (t ICMPv6) bytes() []byte { return t.appendBytes(nil) }
+func (s State) bytes() []byte  { return s.appendBytes(nil) }
 
-func (i Iface) bytes() []byte {
-	b := make([]byte, TypeIfName.info().size)
-	copy(b, i)
+func (a Addr) appendBytes(b []byte) []byte {
+	switch ip := netip.Addr(a); {
+	case ip.Is4():
+		v := ip.As4()
+		return append(b, v[:]...)
+	case ip.Is6():
+		v := ip.As16()
+		return append(b, v[:]...)
+	}
 	return b
 }
 
-func (t ICMP) bytes() []byte   { return []byte{byte(t)} }
-func (t ICMPv6) bytes() []byte { return []byte{byte(t)} }
+func (n Net) appendBytes(b []byte) []byte { return Addr(netip.Prefix(n).Addr()).appendBytes(b) }
+func (p Port) appendBytes(b []byte) []byte {
+	return binary.BigEndian.AppendUint16(b, uint16(p))
+}
+
+func (i Iface) appendBytes(b []byte) []byte {
+	start := len(b)
+	b = append(b, make([]byte, TypeIfName.info().size)...)
+	copy(b[start:], i)
+	return b
+}
+
+func (t ICMP) appendBytes(b []byte) []byte   { return append(b, byte(t)) }
+func (t ICMPv6) appendBytes(b []byte) []byte { return append(b, byte(t)) }
 
 // bytes of a ct state are in host order, as the kernel keeps them.
-func (s State) bytes() []byte { return binary.NativeEndian.AppendUint32(nil, uint32(s)) }
+func (s State) appendBytes(b []byte) []byte { return binary.NativeEndian.AppendUint32(b, uint32(s)) }
 
 // String is the element as nft prints it.
 func (e Element) String() string {
