@@ -2,6 +2,16 @@
 # Runs every benchmark that BENCHMARKS.md reports, each as its own command.
 set -eu
 cd "$(dirname "$0")/.."
+# Whole processes first: these are the headline figures.
+./bench/start_compare.sh
+echo
+./bench/render_compare.sh
+echo
+./bench/apply_whole.sh
+echo
+./bench/pki_whole.sh
+echo
+# In-process figures.
 ./bench/pki_compare.sh
 echo
 ./bench/ssh_compare.sh

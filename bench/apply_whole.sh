@@ -1,0 +1,63 @@
+#!/bin/sh
+# Whole-process `ztwizard apply` of node n0 of a hub site whose 1,000 other
+# nodes are its WireGuard peers and its database's clients (a 1,000-element
+# firewall set, 1,000 WireGuard peers), as an admin runs it: the real binary,
+# in a network namespace of its own with its own /etc and /run (bind-mounted
+# copies) and state folder. Rows: the namespace wrapper alone (ip netns exec,
+# unshare, mount; subtract it), the first apply into a fresh namespace, the
+# re-apply that finds nothing to change, and `nft -f` of the same ruleset
+# text into a fresh namespace. Needs root. Timed by bench/wholeproc.
+set -eu
+cd "$(dirname "$0")/.."
+N=${N:-15}
+W=$(mktemp -d /dev/shm/ztwizard-bench-XXXXXX)
+cleanup() {
+	for ns in ztwb-first ztwb-again ztwb-nft; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+		ip netns del "$ns" 2>/dev/null || true
+	done
+	[ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT INT TERM
+go build -o "$W/ztwizard" ./cmd/ztwizard
+go build -o "$W/wholeproc" ./bench/wholeproc
+go run ./bench/sitegen -shape hub -nodes 1000 >"$W/hub.yaml"
+"$W/ztwizard" --state "$W/state.orig" -c "$W/hub.yaml" render --node n0 --out "$W/render" >/dev/null
+cp -a /etc "$W/etc.orig"
+
+# fresh.sh NAME: a new namespace ztwb-NAME and a new node tree for it.
+cat >"$W/fresh.sh" <<EOS
+#!/bin/sh
+set -eu
+ns=ztwb-\$1 node=$W/node-\$1
+for pid in \$(ip netns pids \$ns 2>/dev/null); do kill \$pid 2>/dev/null || true; done
+ip netns del \$ns 2>/dev/null || true
+rm -rf \$node
+ip netns add \$ns
+ip -n \$ns link set lo up
+mkdir -p \$node/run/sshd
+cp -a $W/etc.orig \$node/etc
+cp -a $W/state.orig \$node/state
+EOS
+# in.sh NAME CMD...: CMD inside namespace ztwb-NAME with its node's /etc and /run.
+cat >"$W/in.sh" <<EOS
+#!/bin/sh
+ns=ztwb-\$1 node=$W/node-\$1
+shift
+exec ip netns exec \$ns unshare -m --propagation private sh -c 'mount --bind "\$1" /etc && mount --bind "\$2" /run && shift 2 && exec "\$@"' sh \$node/etc \$node/run "\$@"
+EOS
+chmod +x "$W/fresh.sh" "$W/in.sh"
+for n in first again nft; do "$W/fresh.sh" $n; done
+apply="$W/ztwizard --state $W/node-NAME/state -c $W/hub.yaml apply --node n0 --no-confirm"
+first=$(echo "$apply" | sed 's/NAME/first/')
+again=$(echo "$apply" | sed 's/NAME/again/')
+"$W/in.sh" again $again >/dev/null
+
+echo "\$ bench/apply_whole.sh   # node n0 of \`go run ./bench/sitegen -shape hub -nodes 1000\`"
+"$W/wholeproc" -n "$N" \
+	-before "first-apply=$W/fresh.sh first" \
+	-before "nft-f=$W/fresh.sh nft" \
+	"wrapper=$W/in.sh again true" \
+	"first-apply=$W/in.sh first $first" \
+	"re-apply=$W/in.sh again $again" \
+	"nft-f=$W/in.sh nft nft -f $W/render/nftables.nft"

@@ -1,0 +1,9 @@
+# Shared by the whole-process bench scripts (sourced): builds ztwizard, the
+# empty Go program and bench/wholeproc into a scratch folder $W, removed on
+# exit, and defines wholeproc.
+W=$(mktemp -d "${TMPDIR:-/tmp}/ztwizard-bench-XXXXXX")
+N=${N:-15}
+go build -o "$W/ztwizard" ./cmd/ztwizard
+go build -o "$W/empty" ./bench/empty
+go build -o "$W/wholeproc" ./bench/wholeproc
+wholeproc() { "$W/wholeproc" -n "$N" "$@"; }

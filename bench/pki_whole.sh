@@ -1,0 +1,43 @@
+#!/bin/sh
+# Issuing a P-256 client identity and signing an SSH user certificate, whole
+# processes as an admin runs them: `ztwizard ca issue` against openssl's two
+# commands (req, then x509 -req with the same CA) and `step certificate
+# create` where step is installed (its column is skipped otherwise);
+# `ztwizard ssh sign` against `ssh-keygen -s`. Each ztwizard row twice: with
+# a store that holds only the CAs and one holding RECORDS more records
+# (default 1,000), to show whether the cost grows with the store.
+set -eu
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+trap 'rm -rf "$W"' EXIT
+RECORDS=${RECORDS:-1000}
+z="$W/ztwizard -c $W/site.yaml"
+cp steps/example.yaml "$W/site.yaml"
+ssh-keygen -q -t ed25519 -N '' -C alice -f "$W/alice"
+for s in small big; do
+	$z --state "$W/$s" ca issue --name service-worker-01 >/dev/null
+	$z --state "$W/$s" ssh sign --user alice --key "$W/alice.pub" >/dev/null
+done
+i=0
+while [ $i -lt "$RECORDS" ]; do
+	$z --state "$W/big" ssh sign --user alice --key "$W/alice.pub" >/dev/null
+	i=$((i + 1))
+done
+cp "$W/small/ca/ca.pem" "$W/ca.pem"
+cp "$W/small/ca/ca-key.pem" "$W/ca-key.pem"
+cp "$W/small/ssh/user_ca" "$W/user_ca"
+openssl="openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $W/o.key -out $W/o.csr -subj /CN=service-worker-01/O=MyOrg 2>/dev/null && openssl x509 -req -in $W/o.csr -CA $W/ca.pem -CAkey $W/ca-key.pem -CAcreateserial -days 90 -out $W/o.crt 2>/dev/null"
+set -- "ca-issue=$z --state $W/small ca issue --name service-worker-01" \
+	"ca-issue-big=$z --state $W/big ca issue --name service-worker-01" \
+	"openssl=$openssl"
+if command -v step >/dev/null 2>&1; then
+	set -- "$@" "step=step certificate create service-worker-01 $W/s.crt $W/s.key --ca $W/ca.pem --ca-key $W/ca-key.pem --kty EC --curve P-256 --no-password --insecure --force --not-after 2160h"
+else
+	echo "(step is not installed: its column is left out)"
+fi
+echo "\$ bench/pki_whole.sh   # RECORDS=$RECORDS"
+wholeproc "$@"
+echo
+wholeproc "ssh-sign=$z --state $W/small ssh sign --user alice --key $W/alice.pub" \
+	"ssh-sign-big=$z --state $W/big ssh sign --user alice --key $W/alice.pub" \
+	"ssh-keygen=ssh-keygen -q -s $W/user_ca -I alice -n root,devops -V -5m:+4h -z 7 $W/alice.pub"
