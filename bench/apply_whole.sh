@@ -16,7 +16,7 @@ cleanup() {
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 		ip netns del "$ns" 2>/dev/null || true
 	done
-	[ -n "${KEEP:-}" ] || rm -rf "$W"
+	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
 go build -o "$W/ztwizard" ./cmd/ztwizard
