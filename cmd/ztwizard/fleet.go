@@ -1,11 +1,15 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -137,7 +141,7 @@ node's bundles carry certificates for its own keys and no private key.`,
 }
 
 func bundleCmd(g *globals) *cobra.Command {
-	var node, out string
+	var node, out, cloudInit, binURL, binSum string
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "bundle",
@@ -154,13 +158,46 @@ bundle carries no private key and is written 0644. Otherwise (the default,
 as for images and seeds) the node's keys are made here and travel inside the
 bundle, which is then written 0600.
 
-On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.`,
+On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.
+
+With --cloud-init FILE it also writes #cloud-config user-data for a
+provider's new VPS that takes user-data but no seed ISO: on the first boot,
+before sshd starts (cloud-init's bootcmd), it installs the packages the
+node's plan needs, fetches ztwizard from --ztwizard-url (an https URL where
+you serve this very binary; its SHA-256 is pinned, --ztwizard-sha256 to pin
+another) and applies the bundle with --no-confirm. The bundle rides in
+write_files and is read from cloud-init's copy of the user-data, never from a
+command line or a log. The node's keys are made here, so the user-data holds
+them: it is written 0600; the provider's metadata service keeps a copy.`,
 		Example: `  ztwizard bundle -c site.yaml --node web --out web.ztb
-  ztwizard bundle -c site.yaml --all --out ./bundles`,
+  ztwizard bundle -c site.yaml --all --out ./bundles
+  ztwizard bundle -c site.yaml --node web --out web.ztb --cloud-init web-user-data.yaml \
+      --ztwizard-url https://files.example.com/ztwizard`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if out == "" || (node == "") == !all {
 				return usagef("give --node N or --all, and --out")
+			}
+			var in bundle.Install
+			if cloudInit != "" {
+				if all {
+					return usagef("--cloud-init goes with --node, not --all")
+				}
+				if binURL == "" {
+					return usagef("--cloud-init needs --ztwizard-url: where the new VPS fetches ztwizard from")
+				}
+				in = bundle.Install{URL: binURL, SHA256: strings.ToLower(binSum)}
+				if in.SHA256 == "" {
+					var err error
+					if in.SHA256, err = selfSHA256(); err != nil {
+						return err
+					}
+				}
+				if _, err := bundle.UserData(&bundle.Payload{CAFingerprint: "SHA256:" + strings.Repeat("0", 64)}, nil, nil, in); err != nil {
+					return usageError{err}
+				}
+			} else if binURL != "" || binSum != "" {
+				return usagef("--ztwizard-url and --ztwizard-sha256 go with --cloud-init")
 			}
 			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error {
 				if all {
@@ -188,8 +225,19 @@ On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.`,
 				if all {
 					file = filepath.Join(out, n+".ztb")
 				}
-				if err := writeNodeBundle(w, s.auth, n, file); err != nil {
+				if cloudInit != "" {
+					if err := s.auth.KeysHere(n); err != nil {
+						return usagef("--cloud-init: a new VPS has no keys of its own yet: %v", err)
+					}
+				}
+				data, p, err := writeNodeBundle(w, s.auth, n, file)
+				if err != nil {
 					return err
+				}
+				if cloudInit != "" {
+					if err := writeUserData(w, p, data, in, cloudInit, g.now()); err != nil {
+						return err
+					}
 				}
 			}
 			return nil
@@ -198,25 +246,74 @@ On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.`,
 	cmd.Flags().StringVar(&node, "node", "", "the node to bundle")
 	cmd.Flags().BoolVar(&all, "all", false, "bundle every node of the site into the folder --out (N.ztb each)")
 	cmd.Flags().StringVar(&out, "out", "", "the bundle file (N.ztb), or the folder with --all")
+	cmd.Flags().StringVar(&cloudInit, "cloud-init", "", "also write #cloud-config user-data that installs ztwizard and applies the bundle on a new VPS's first boot")
+	cmd.Flags().StringVar(&binURL, "ztwizard-url", "", "with --cloud-init: the https URL the VPS fetches the ztwizard binary from")
+	cmd.Flags().StringVar(&binSum, "ztwizard-sha256", "", "with --cloud-init: the binary's SHA-256 (default: this binary's)")
 	return cmd
 }
 
 // writeNodeBundle builds node's bundle and writes it to file: 0600 when it
 // carries private keys, else 0644.
-func writeNodeBundle(w io.Writer, a *authority.Authority, node, file string) error {
+func writeNodeBundle(w io.Writer, a *authority.Authority, node, file string) ([]byte, *bundle.Payload, error) {
 	data, p, err := a.Bundle(node)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	mode, what := os.FileMode(0o644), "public material only"
 	if p.PrivateKeys {
 		mode, what = 0o600, "with the node's private keys: keep it secret"
 	}
 	if err := atomicfile.WriteFile(file, data, mode); err != nil {
-		return err
+		return nil, nil, err
 	}
 	fmt.Fprintf(w, "wrote the bundle of node %s to %s: serial %d, CA %s, %s\n", node, file, p.Serial, p.CAFingerprint, what)
+	return data, p, nil
+}
+
+// writeUserData writes the cloud-init user-data that applies a bundle on a
+// new VPS's first boot, with the packages its plan needs.
+func writeUserData(w io.Writer, p *bundle.Payload, data []byte, in bundle.Install, file string, now time.Time) error {
+	plan, err := p.Plan(os.DevNull, now)
+	if err != nil {
+		return err
+	}
+	packages := []string{"nftables", "openssh-server"}
+	for _, u := range plan.Units {
+		if u.Package != "" && !slices.Contains(packages, u.Package) {
+			packages = append(packages, u.Package)
+		}
+	}
+	ud, err := bundle.UserData(p, data, packages, in)
+	if err != nil {
+		return err
+	}
+	mode := os.FileMode(0o644)
+	if p.PrivateKeys {
+		mode = 0o600
+	}
+	if err := atomicfile.WriteFile(file, ud, mode); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "wrote cloud-init user-data for node %s to %s (packages %s)\n", p.Node, file, strings.Join(packages, " "))
 	return nil
+}
+
+// selfSHA256 is the SHA-256 of this binary, hex.
+func selfSHA256() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
+	f, err := os.Open(self)
+	if err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func caFingerprintCmd(g *globals) *cobra.Command {
@@ -284,6 +381,13 @@ func prepareBundle(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *st
 	data, err := os.ReadFile(f.bundle)
 	if err != nil {
 		return fail(usagef("--bundle %s: %v", f.bundle, unwrapPath(err)))
+	}
+	// cloud-init user-data made by `bundle --cloud-init` carries one.
+	if inner, ok, err := bundle.FromUserData(data); ok {
+		if err != nil {
+			return fail(usageError{fmt.Errorf("--bundle %s: %w", f.bundle, err)})
+		}
+		data = inner
 	}
 	dir, err := stateDir(g)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/crypto/ssh"
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -384,6 +385,68 @@ func scanNode(t *testing.T, caState string, allowed map[string]string, nodeDirs 
 			if ca, ok := forbidden[k]; ok {
 				t.Fatalf("%s holds the private key of the CA host's %s", p, ca)
 			}
+		}
+	}
+}
+
+func TestCloudInitUserData(t *testing.T) {
+	f := newFleet(t)
+	ud := filepath.Join(f.dir, "db-user-data.yaml")
+	must(t, f.dir, "bundle", "--node", "db", "--out", "db.ztb", "--cloud-init", ud, "--ztwizard-url", "https://files.example.com/ztwizard", "--state", f.ca)
+	fi, err := os.Stat(ud)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("user-data with the node's keys: %v %v, want 0600", fi, err)
+	}
+	data, _ := os.ReadFile(ud)
+	if _, err := exec.LookPath("cloud-init"); err != nil {
+		t.Fatalf("cloud-init is required (make test installs it): %v", err)
+	}
+	if out, err := exec.Command("cloud-init", "schema", "--config-file", ud).CombinedOutput(); err != nil || !strings.Contains(string(out), "Valid cloud-config") {
+		t.Fatalf("cloud-init schema: %v\n%s", err, out)
+	}
+	var doc struct {
+		Bootcmd    [][]string `yaml:"bootcmd"`
+		WriteFiles []struct {
+			Path, Permissions, Encoding, Content string
+		} `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Bootcmd) != 1 || len(doc.WriteFiles) != 1 || doc.WriteFiles[0].Permissions != "0600" || doc.WriteFiles[0].Path != bundle.UserDataBundlePath {
+		t.Fatalf("user-data: %+v", doc)
+	}
+	// The bundle is only in write_files, never on the command line cloud-init runs.
+	cmd := strings.Join(doc.Bootcmd[0], " ")
+	for _, want := range []string{"cloud-init-per once", "mariadb-server", "sha256sum -c", "apply --bundle /var/lib/cloud/instance/user-data.txt --ca-fingerprint " + f.fp + " --no-confirm"} {
+		if !strings.Contains(cmd, want) {
+			t.Errorf("bootcmd lacks %q:\n%s", want, cmd)
+		}
+	}
+	if strings.Contains(cmd, doc.WriteFiles[0].Content[:40]) || strings.Contains(cmd, "PRIVATE") {
+		t.Fatal("the bundle is on bootcmd's command line")
+	}
+	// ztwizard reads the bundle out of the user-data, as on the VPS.
+	root, st := filepath.Join(f.dir, "db-root"), filepath.Join(f.dir, "db-state")
+	if r := ztw(t, f.dir, "apply", "--bundle", ud, "--root", root, "--state", st, "--ca-fingerprint", f.fp); r.code != 0 {
+		t.Fatalf("apply --bundle user-data: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(root, steps.NftablesPath)); err != nil {
+		t.Fatal(err)
+	}
+	// Bad input: a node with its own keys, a plain http URL, no URL.
+	f.request(t)
+	for _, args := range [][]string{
+		{"--node", "web", "--cloud-init", "u.yaml", "--ztwizard-url", "https://x.example/ztwizard"},
+		{"--node", "db", "--cloud-init", "u.yaml", "--ztwizard-url", "http://x.example/ztwizard"},
+		{"--node", "db", "--cloud-init", "u.yaml"},
+	} {
+		r := ztw(t, f.dir, append([]string{"bundle", "--out", "x.ztb", "--state", f.ca}, args...)...)
+		if r.code != 2 {
+			t.Errorf("bundle %v: exit %d, want 2: %s", args, r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(f.dir, "u.yaml")); err == nil {
+			t.Errorf("bundle %v wrote user-data", args)
 		}
 	}
 }

@@ -1,0 +1,129 @@
+package bundle
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// UserDataBundlePath is where cloud-init user-data (UserData) puts the
+// bundle on the node, 0600.
+const UserDataBundlePath = "/var/lib/ztwizard/first-boot.ztb"
+
+// cloudInitUserData is where cloud-init keeps the instance's user-data.
+const cloudInitUserData = "/var/lib/cloud/instance/user-data.txt"
+
+// Install says where a node fetches ztwizard from on its first boot.
+type Install struct {
+	URL    string // https URL of the ztwizard binary
+	SHA256 string // its SHA-256, hex
+}
+
+var (
+	hexSHA256   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+)
+
+// UserData writes #cloud-config user-data for a provider's new VPS: on its
+// first boot, in cloud-init's bootcmd (which runs before sshd starts and
+// before cloud-init's other modules), it installs the packages the node's
+// plan names, fetches ztwizard from in.URL checking its SHA-256, and applies
+// the bundle (data, whose payload is p) with --no-confirm, trusting the CA
+// by its fingerprint. The bundle travels in write_files (base64, 0600 at
+// UserDataBundlePath); ztwizard reads it from cloud-init's copy of the
+// user-data, so it is never on a command line or in cloud-init's logs.
+// The user-data holds the node's private keys when the bundle does.
+func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, error) {
+	u, err := url.Parse(in.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(in.URL, "'\"\\ \n") {
+		return nil, fmt.Errorf("bundle: user-data: %q is not an https URL of the ztwizard binary", in.URL)
+	}
+	if !hexSHA256.MatchString(in.SHA256) {
+		return nil, fmt.Errorf("bundle: user-data: %q is not a SHA-256 in hex", in.SHA256)
+	}
+	for _, pk := range packages {
+		if !packageName.MatchString(pk) {
+			return nil, fmt.Errorf("bundle: user-data: %q is not a package name", pk)
+		}
+	}
+	fp, err := ParseFingerprint(p.CAFingerprint)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: user-data: %w", err)
+	}
+	bin := "/usr/local/bin/ztwizard"
+	script := strings.Join([]string{
+		"set -eu",
+		"umask 077",
+		"export DEBIAN_FRONTEND=noninteractive",
+	}, "; ")
+	if len(packages) > 0 {
+		script += "; apt-get update -qq; apt-get install -y -qq --no-install-recommends " + strings.Join(packages, " ")
+	}
+	script += fmt.Sprintf("; (command -v curl >/dev/null && curl -fsSL --retry 5 -o %[1]s.part '%[2]s' || wget -q -O %[1]s.part '%[2]s')"+
+		"; echo '%[3]s  %[1]s.part' | sha256sum -c --quiet; chmod 0755 %[1]s.part; mv %[1]s.part %[1]s"+
+		"; %[1]s apply --bundle %[4]s --ca-fingerprint %[5]s --no-confirm", bin, in.URL, in.SHA256, cloudInitUserData, fp)
+	doc := map[string]any{
+		"bootcmd": []any{[]string{"cloud-init-per", "once", "ztwizard-first-boot", "sh", "-c", script}},
+		"write_files": []map[string]string{{
+			"path":        UserDataBundlePath,
+			"permissions": "0600",
+			"owner":       "root:root",
+			"encoding":    "b64",
+			"content":     base64.StdEncoding.EncodeToString(data),
+		}},
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("bundle: user-data: %w", err)
+	}
+	head := fmt.Sprintf("#cloud-config\n# ztwizard: node %s of site %s, bundle serial %d, CA %s, made %s.\n",
+		p.Node, p.Site, p.Serial, fp, p.Created.UTC().Format(time.RFC3339))
+	if p.PrivateKeys {
+		head += "# It holds the node's private keys: hand it to the provider only over a channel you trust.\n"
+	}
+	return append([]byte(head), out...), nil
+}
+
+// userDataFile is a write_files entry.
+type userDataFile struct {
+	Path     string `yaml:"path"`
+	Encoding string `yaml:"encoding"`
+	Content  string `yaml:"content"`
+}
+
+// FromUserData returns the bundle inside #cloud-config user-data made by
+// UserData; ok is false when data is not user-data at all.
+func FromUserData(data []byte) (bundle []byte, ok bool, err error) {
+	if !bytes.HasPrefix(data, []byte("#cloud-config")) {
+		return nil, false, nil
+	}
+	var doc struct {
+		WriteFiles []userDataFile `yaml:"write_files"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, true, refused("user-data: %v", err)
+	}
+	i := slices.IndexFunc(doc.WriteFiles, func(f userDataFile) bool { return f.Path == UserDataBundlePath })
+	if i < 0 {
+		return nil, true, refused("user-data: no write_files entry for %s", UserDataBundlePath)
+	}
+	f := doc.WriteFiles[i]
+	if f.Encoding != "b64" && f.Encoding != "base64" {
+		return nil, true, refused("user-data: %s is not base64", UserDataBundlePath)
+	}
+	b, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(f.Content), ""))
+	if err != nil {
+		return nil, true, refused("user-data: %s: %v", UserDataBundlePath, err)
+	}
+	if len(b) == 0 {
+		return nil, true, refused("user-data: an empty bundle")
+	}
+	return b, true, nil
+}
