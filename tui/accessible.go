@@ -50,9 +50,17 @@ func runAccessible(ctx context.Context, o Options) error {
 		return nil
 	}
 	a.say("ztwizard wizard: the site step by step. Enter keeps the value in brackets; - clears it.")
+	resumed := false
 	if d, ok := m.dialog.(*draftDialog); ok {
 		m.dialog = nil
-		if err := a.offerDraft(d.d); err != nil {
+		var err error
+		if resumed, err = a.offerDraft(d.d); err != nil {
+			return err
+		}
+	}
+	m.dialog = nil
+	if o.askStart && !resumed {
+		if err := a.askStart(); err != nil {
 			return err
 		}
 	}
@@ -70,8 +78,29 @@ func runAccessible(ctx context.Context, o Options) error {
 	return a.finish()
 }
 
-// offerDraft asks whether to resume a draft (or follows Options.Resume).
-func (a *asker) offerDraft(d *draft) error {
+// askStart asks, on a terminal, whether to start from an empty site or the
+// example, there being no site file yet; answers from a script start from
+// the example, as they always did.
+func (a *asker) askStart() error {
+	if !a.terminal {
+		a.say("There is no %s yet: starting from the example site (--empty starts from an empty one).", a.m.sess.sitePath)
+		return nil
+	}
+	from := "example"
+	sel := huh.NewSelect[string]().Title(fmt.Sprintf("There is no %s yet. Start from", a.m.sess.sitePath)).
+		Options(huh.NewOption("the example site, to change", "example"), huh.NewOption("an empty site", "empty")).Value(&from)
+	if err := a.run(sel); err != nil {
+		return err
+	}
+	if from == "empty" {
+		a.m.start(Empty(), "from scratch")
+	}
+	return nil
+}
+
+// offerDraft asks whether to resume a draft (or follows Options.Resume);
+// true when it was resumed.
+func (a *asker) offerDraft(d *draft) (bool, error) {
 	resume := a.m.o.Resume == "yes"
 	switch {
 	case a.m.o.Resume != "":
@@ -79,7 +108,7 @@ func (a *asker) offerDraft(d *draft) error {
 		resume = true
 		c := huh.NewConfirm().Title(fmt.Sprintf("Resume the draft of %s saved %s (site %q)?", a.m.draftAt.site, d.Saved.Local().Format("2006-01-02 15:04"), d.Site.Site)).Value(&resume)
 		if err := a.run(c); err != nil {
-			return err
+			return false, err
 		}
 	default:
 		a.say("A draft of %s saved %s is in %s; it is not resumed when the answers come from a script (--resume resumes it).", a.m.draftAt.site, d.Saved.Local().Format("2006-01-02 15:04"), a.m.draftAt.path())
@@ -88,7 +117,7 @@ func (a *asker) offerDraft(d *draft) error {
 		a.m.resume(d)
 		a.say("Resumed the draft; its answers are the values in brackets.")
 	}
-	return nil
+	return resume, nil
 }
 
 // steps asks every step from first on, then reviews the site; a step that

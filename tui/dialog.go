@@ -8,6 +8,8 @@ import (
 	"charm.land/bubbles/v2/key"
 	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
+
+	"ztwizard/steps"
 )
 
 // dialog is a box in front of the page that takes every key until it
@@ -72,6 +74,10 @@ func (dd *draftDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 			m.setStatus(true, err.Error())
 		} else {
 			m.setStatus(false, "Started over; the old draft is gone.")
+		}
+		if m.o.askStart {
+			m.dialog = startDialog{}
+			return nil, false
 		}
 		return nil, true
 	case k.String() == "ctrl+c":
@@ -203,5 +209,39 @@ func (d *unlockDialog) keys() []key.Binding {
 	return []key.Binding{
 		key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "unlock")),
 		key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "not now")),
+	}
+}
+
+// startDialog asks what to start from when there is no site file yet.
+type startDialog struct{}
+
+func (startDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
+	k, ok := msg.(tea.KeyPressMsg)
+	if !ok {
+		return nil, false
+	}
+	switch k.String() {
+	case "e", "E":
+		m.start(Empty(), "from scratch")
+		return m.pages[m.cur].enter(m), true
+	case "x", "X", "enter":
+		m.start(steps.Example(), "the example site")
+		return m.pages[m.cur].enter(m), true
+	case "ctrl+c":
+		return tea.Quit, true
+	}
+	return nil, false
+}
+
+func (startDialog) view(m *model, width int) string {
+	msg := fmt.Sprintf("There is no %s yet. Start from an empty site, or from the example (two nodes, a service, a database) to change?", m.sess.sitePath)
+	return m.th.title.Render("Start from what?") + "\n\n" + strings.Join(wrap(msg, width), "\n") +
+		"\n\n" + strings.Join(wrap("e starts from an empty site; x or enter from the example.", width), "\n")
+}
+
+func (startDialog) keys() []key.Binding {
+	return []key.Binding{
+		key.NewBinding(key.WithKeys("e"), key.WithHelp("e", "empty site")),
+		key.NewBinding(key.WithKeys("x", "enter"), key.WithHelp("x/enter", "the example")),
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"ztwizard/steps"
 )
 
 // TestDraftResumesEveryAnswer answers half the wizard from an empty start,
@@ -94,5 +96,20 @@ func TestDraftSavedAsYouGo(t *testing.T) {
 	}
 	if !strings.Contains(screen(m), "draft saved") {
 		t.Fatalf("the header does not say the draft is saved:\n%s", screen(m))
+	}
+}
+
+// TestStartAsks starts with no site file: the wizard asks for an empty
+// site or the example, and takes the answer.
+func TestStartAsks(t *testing.T) {
+	for _, tt := range []struct{ key, site string }{{"e", ""}, {"enter", "oslo-prod"}, {"x", "oslo-prod"}} {
+		m := newTestModel(t, steps.Example(), func(o *Options) { o.askStart = true })
+		if _, ok := m.dialog.(startDialog); !ok || !strings.Contains(screen(m), "There is no site.yaml yet") {
+			t.Fatalf("no question at start:\n%s", screen(m))
+		}
+		press(m, tt.key)
+		if m.dialog != nil || m.site.Site != tt.site {
+			t.Fatalf("%s: site %q, want %q", tt.key, m.site.Site, tt.site)
+		}
 	}
 }

@@ -138,3 +138,13 @@ func TestGoldenUnlock(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenStart draws the question when there is no site file yet.
+func TestGoldenStart(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			m := newTestModel(t, steps.Example(), func(o *Options) { o.askStart = true })
+			golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], "")))
+		})
+	}
+}

@@ -119,6 +119,9 @@ func newModel(ctx context.Context, o Options) *model {
 	}
 	m.errs = validate(m.site)
 	m.reloadAll()
+	if o.askStart {
+		m.dialog = startDialog{}
+	}
 	if d, err := loadDraft(m.draftAt); err != nil {
 		m.setStatus(true, err.Error())
 	} else if d != nil {
@@ -295,6 +298,14 @@ func (m *model) saveDraft() {
 	}
 	m.drafted = true
 	m.draftNote = "draft saved " + d.Saved.Local().Format("15:04:05")
+}
+
+// start takes site as the site to start from, from source.
+func (m *model) start(site *steps.Site, source string) {
+	m.site, m.o.Source = site.Clone(), source
+	m.errs = validate(m.site)
+	m.version++
+	m.reloadAll()
 }
 
 // resume takes the answers of a draft.

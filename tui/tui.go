@@ -85,7 +85,9 @@ type Actions interface {
 
 // Options is what the wizard starts from.
 type Options struct {
-	Site       *steps.Site // the site to start from (a file's, the example, or an empty one)
+	// Site is the site to start from (a file's, the example, or an empty
+	// one); nil asks the admin: an empty site or the example.
+	Site       *steps.Site
 	SitePath   string      // the site file: where Save writes by default
 	Source     string      // where Site came from, for the header ("site.yaml", "the example")
 	Loaded     bool        // Site is an existing site being edited: show every step's problems at once
@@ -100,13 +102,18 @@ type Options struct {
 	// with input that is not a terminal): "" asks, "yes" or "no".
 	Resume string
 	Now    func() time.Time
+
+	askStart bool // no site was given: ask for an empty one or the example
 }
 
 // Run runs the wizard until the admin leaves it. The answers stay in the
 // state folder's draft until the site is saved.
 func Run(ctx context.Context, o Options) error {
 	if o.Site == nil {
-		o.Site = Empty()
+		o.Site, o.askStart = steps.Example(), true
+		if o.Source == "" {
+			o.Source = "the example site"
+		}
 	}
 	if o.Now == nil {
 		o.Now = time.Now

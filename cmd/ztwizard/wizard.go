@@ -39,8 +39,8 @@ func wizardCmd(g *globals) *cobra.Command {
 		Use:   "wizard",
 		Short: "Walk through the site step by step in the terminal",
 		Long: `The interactive wizard. It edits the site file (-c) when it exists; otherwise it
-starts from the embedded example site (or from nothing with --empty), and
-Save writes the -c file. It writes only the site file and the state folder
+asks whether to start from an empty site or the embedded example (--empty and
+--example answer before it asks), and Save writes the -c file. It writes only the site file and the state folder
 (the draft of your answers, the CA and keys when you review or export) until
 you choose Apply and confirm.
 
@@ -108,8 +108,9 @@ func runWizardWith(cmd *cobra.Command, g *globals, f wizardFlags) error {
 }
 
 // wizardSite is the site the wizard starts from: the -c file if it exists
-// (even with problems, which the wizard then shows), else the example, or
-// nothing with --empty.
+// (even with problems, which the wizard then shows), the example with
+// --example, nothing with --empty; nil when there is no file and no flag,
+// and the wizard asks.
 func wizardSite(g *globals, f wizardFlags) (site *steps.Site, source string, loaded bool, err error) {
 	switch {
 	case f.empty:
@@ -118,7 +119,8 @@ func wizardSite(g *globals, f wizardFlags) (site *steps.Site, source string, loa
 		return steps.Example(), "the example site", false, nil
 	}
 	if _, err := os.Stat(g.site); errors.Is(err, fs.ErrNotExist) {
-		return steps.Example(), "the example site", false, nil
+		// The wizard asks whether to start empty or from the example.
+		return nil, "", false, nil
 	}
 	s, err := loadSite(g)
 	if err == nil {

@@ -720,3 +720,31 @@ func TestWizardUnlock(t *testing.T) {
 		t.Fatalf("the right passphrase: %v", err)
 	}
 }
+
+// TestWizardAsksHowToStart starts the wizard where there is no site file:
+// it asks, and e starts from an empty site; with answers from a script it
+// takes the example and says so.
+func TestWizardAsksHowToStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	dir := t.TempDir()
+	p := startPane(t, dir, "wizard", "--state", filepath.Join(dir, "state"), "-c", "new.yaml")
+	p.wait("Start from what?")
+	p.wait("There is no new.yaml yet")
+	p.keys("e")
+	p.wait("ztwizard · new site · from scratch")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
+
+	cmd := exec.Command(bin, "wizard", "--state", filepath.Join(dir, "state2"), "-c", "new.yaml")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "ZTWIZARD_STATE=")
+	cmd.Stdin = strings.NewReader("\n")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), "There is no new.yaml yet: starting from the example site (--empty starts from an empty one).") {
+		t.Fatalf("a script is not told:\n%s", out)
+	}
+}
