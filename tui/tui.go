@@ -88,11 +88,11 @@ type Options struct {
 	// Site is the site to start from (a file's, the example, or an empty
 	// one); nil asks the admin: an empty site or the example.
 	Site       *steps.Site
-	SitePath   string      // the site file: where Save writes by default
-	Source     string      // where Site came from, for the header ("site.yaml", "the example")
-	Loaded     bool        // Site is an existing site being edited: show every step's problems at once
-	StateDir   string      // the state folder; the draft is kept there
-	Passphrase []byte      // the CA passphrase, if given
+	SitePath   string // the site file: where Save writes by default
+	Source     string // where Site came from, for the header ("site.yaml", "the example")
+	Loaded     bool   // Site is an existing site being edited: show every step's problems at once
+	StateDir   string // the state folder; the draft is kept there
+	Passphrase []byte // the CA passphrase, if given
 	Actions    Actions
 	In         io.Reader
 	Out        io.Writer
