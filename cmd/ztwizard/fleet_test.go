@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
@@ -19,6 +20,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/bundle"
+	"ztwizard/steps/testenv"
 )
 
 // treeSum is a checksum of every path, mode and content under dir.
@@ -448,5 +450,75 @@ func TestCloudInitUserData(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(f.dir, "u.yaml")); err == nil {
 			t.Errorf("bundle %v wrote user-data", args)
 		}
+	}
+}
+
+// TestFleetBundlesRefusedLive: on a live host (its own network and mount
+// namespaces, /etc and state), a refused bundle touches neither /etc nor
+// the ruleset nor WireGuard.
+func TestFleetBundlesRefusedLive(t *testing.T) {
+	l := newLab(t, false)
+	site := l.writeSite("site.yaml", steps.ExampleYAML)
+	l.prepareState(site)
+	web := l.addNode("web", nil, nil)
+	nodeState := filepath.Join(l.dir, "web-node-state") // no CA here
+	caCmd := func(args ...string) {
+		t.Helper()
+		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, append([]string{"--state", l.state, "-c", site}, args...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fpOut, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "ca", "fingerprint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp := strings.TrimSpace(fpOut)
+	b := func(name string) string { return filepath.Join(l.dir, name) }
+	caCmd("bundle", "--node", "web", "--out", b("old.ztb"))
+	caCmd("bundle", "--node", "web", "--out", b("web.ztb"))
+	caCmd("bundle", "--node", "db", "--out", b("db.ztb"))
+	caCmd("bundle", "--node", "web", "--out", b("next.ztb"))
+	other := filepath.Join(l.dir, "other-ca")
+	for range 5 {
+		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", other, "-c", site, "bundle", "--node", "web", "--out", b("foreign.ztb")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next, _ := os.ReadFile(b("next.ztb"))
+	i := bytes.Index(next, []byte(`"payload": "`)) + 60
+	flipped := bytes.Clone(next)
+	flipped[i] ^= 'A' ^ 'B'
+	if flipped[i] == next[i] {
+		flipped[i] = 'Q'
+	}
+	os.WriteFile(b("byte.ztb"), flipped, 0o600)
+
+	apply := func(file string, extra ...string) result {
+		return web.exec(append([]string{bin, "--state", nodeState, "apply", "--bundle", file, "--no-confirm"}, extra...)...)
+	}
+	if r := apply(b("web.ztb"), "--ca-fingerprint", fp); r.code != 0 {
+		t.Fatalf("apply --bundle: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	before := web.dump()
+	if !strings.Contains(before, "table inet ztwizard") {
+		t.Fatalf("the bundle's firewall is not in the kernel:\n%s", before)
+	}
+	for _, f := range []struct{ file, want string }{
+		{"byte.ztb", "bundle refused"},
+		{"foreign.ztb", "signed by another CA"},
+		{"old.ztb", "is not newer than"},
+		{"web.ztb", "is not newer than"},
+		{"db.ztb", `the bundle is for node "db"`},
+	} {
+		r := apply(b(f.file))
+		if r.code != 2 || !strings.Contains(r.stderr, f.want) {
+			t.Fatalf("%s: exit %d, want 2 and %q\n%s", f.file, r.code, f.want, r.stderr)
+		}
+		if got := web.dump(); got != before {
+			t.Fatalf("%s changed the host:\n%s", f.file, testenv.DiffLines(before, got))
+		}
+	}
+	if r := apply(b("next.ztb")); r.code != 0 {
+		t.Fatalf("apply next.ztb: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
