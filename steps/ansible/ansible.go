@@ -1,7 +1,10 @@
 // Package ansible writes what pushes a site to its live nodes with Ansible:
 // a plain inventory (one host per node, reached at its endpoint's host,
 // with the admin's account, key and SSH certificate), a playbook and a
-// known_hosts file holding the site's @cert-authority line.
+// known_hosts file holding the site's @cert-authority line. Keys pinned at
+// first contact go to a file of their own (pinned_hosts): Ansible's
+// known_hosts module, like ssh-keygen -R, drops @cert-authority lines that
+// match the host it edits.
 //
 // The playbook gathers each node's request (the node makes its own keys,
 // which never leave it), imports the requests and builds the bundles on the
@@ -121,7 +124,7 @@ func Generate(site *steps.Site, o Options) ([]File, error) {
 	}
 	push := strings.Replace(playbook, "SITE", site.Site, 1)
 	kh := fmt.Sprintf("# The SSH host CA of site %s: it signs every node's host key. Written by\n"+
-		"# `ztwizard ansible`; push.yml adds the keys pinned at first contact.\n%s", site.Site, known)
+		"# `ztwizard ansible`; the keys pinned at first contact go to pinned_hosts.\n%s", site.Site, known)
 	return []File{
 		{Name: InventoryFile, Mode: 0o644, Content: inv},
 		{Name: PlaybookFile, Mode: 0o644, Content: []byte(push)},
@@ -263,12 +266,12 @@ const inventoryText = `# The nodes of site {{.Site}}, for push.yml. Written by `
 #   ansible-playbook -i inventory.yml push.yml
 #
 # One host per node, reached at its endpoint's host. Host keys are checked
-# strictly against known_hosts beside this file: the site's @cert-authority
-# line, and the keys pinned at first contact. A node whose host key is not
-# certified yet is trusted only through host_key_fingerprint, the SHA256
-# fingerprint you confirmed on its console (ssh-keygen -lf
-# /etc/ssh/ssh_host_ed25519_key.pub) or from its provider. Leave it empty
-# once the node has its host certificate.
+# strictly, against two files beside this one only: known_hosts, the site's
+# @cert-authority line, and pinned_hosts, the keys pinned at first contact.
+# A node whose host key is not certified yet is trusted only through
+# host_key_fingerprint, the SHA256 fingerprint you confirmed on its console
+# (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) or from its provider.
+# Leave it empty once the node has its host certificate.
 all:
   vars:
     # How you connect to every node: this account, your key and the SSH
@@ -277,9 +280,11 @@ all:
     ansible_ssh_private_key_file: {{q .O.Identity}}
     ztwizard_ssh_certificate: {{q .O.Certificate}}
     ztwizard_known_hosts: "{{"{{"}} inventory_dir {{"}}"}}/known_hosts"
+    ztwizard_pinned_hosts: "{{"{{"}} inventory_dir {{"}}"}}/pinned_hosts"
     ansible_ssh_common_args: >-
       -o StrictHostKeyChecking=yes
-      -o "UserKnownHostsFile={{"{{"}} ztwizard_known_hosts {{"}}"}}"
+      -o "GlobalKnownHostsFile={{"{{"}} ztwizard_known_hosts {{"}}"}}"
+      -o "UserKnownHostsFile={{"{{"}} ztwizard_pinned_hosts {{"}}"}}"
       -o IdentitiesOnly=yes
       -o "CertificateFile={{"{{"}} ztwizard_ssh_certificate {{"}}"}}"
     ansible_pipelining: true

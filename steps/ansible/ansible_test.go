@@ -123,7 +123,7 @@ func TestGolden(t *testing.T) {
 		{"web", "ztwizard_site", "/home/alice/oslo/site.yaml"},
 		{"web", "ztwizard_state", "/home/alice/.local/share/ztwizard"},
 		{"web", "ztwizard_confirm", "120s"},
-		{"web", "ansible_ssh_common_args", `-o StrictHostKeyChecking=yes -o "UserKnownHostsFile={{ ztwizard_known_hosts }}" -o IdentitiesOnly=yes -o "CertificateFile={{ ztwizard_ssh_certificate }}"`},
+		{"web", "ansible_ssh_common_args", `-o StrictHostKeyChecking=yes -o "GlobalKnownHostsFile={{ ztwizard_known_hosts }}" -o "UserKnownHostsFile={{ ztwizard_pinned_hosts }}" -o IdentitiesOnly=yes -o "CertificateFile={{ ztwizard_ssh_certificate }}"`},
 	} {
 		if got, _ := inv.Meta.HostVars[c.host][c.key].(string); got != c.want {
 			t.Errorf("%s: %s = %q, want %q", c.host, c.key, got, c.want)
@@ -135,7 +135,7 @@ func TestGolden(t *testing.T) {
 	}
 	// Every task, in order, as ansible-playbook reads them.
 	out = ansibleRun(t, dir, "ansible-playbook", "-i", InventoryFile, "--list-tasks", PlaybookFile)
-	for _, task := range []string{"Pin it in known_hosts", "Import it on the CA host", "Build the node's bundle, signed by the CA",
+	for _, task := range []string{"Pin it in pinned_hosts", "Import it on the CA host", "Build the node's bundle, signed by the CA",
 		"Apply it; unless confirmed, the node rolls it back at the deadline", "Confirm from a new SSH connection, proof that you still get in"} {
 		if !strings.Contains(out, task) {
 			t.Errorf("ansible-playbook --list-tasks has no %q:\n%s", task, out)

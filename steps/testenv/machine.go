@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -190,6 +191,35 @@ func (m *Machine) Command(ctx context.Context, env []string, args ...string) *ex
 	cmd.Dir = "/"
 	cmd.Env = append(append(os.Environ(), "HOME=/root"), env...)
 	return cmd
+}
+
+// KillAll SIGKILLs every process in the machine but its holder, and waits
+// (at most StopTimeout) until they are gone: what programs left running
+// there (ssh connection masters, detached helpers) goes before the test
+// stops the daemons of other machines they talk to.
+func (m *Machine) KillAll() error {
+	holder := m.holder.cmd.Process.Pid
+	deadline := time.Now().Add(StopTimeout)
+	for {
+		pids, err := NetnsPIDs(m.Netns)
+		if err != nil {
+			return err
+		}
+		var left []int
+		for _, pid := range pids {
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid != holder {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				left = append(left, pid)
+			}
+		}
+		if len(left) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("machine %s: processes %v still there %s after SIGKILL", m.Name, left, StopTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // Result is how a program run in a machine ended.
