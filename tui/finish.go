@@ -65,8 +65,6 @@ func newFinishPage(m *model) *finishPage {
 			form: newForm(node(), newText("Folder", "Where the files go, laid out as under / (made 0700: it holds keys).", "", str(&p.bundleDir)).
 				withHint(func(*env) string { return "./" + p.nodeName(m) }),
 				newButton("render", label("Write the bundle")))},
-		{id: "apply", title: "Apply to this host", line: "firewall, sshd, mesh",
-			form: newForm(node(), newButton("apply", label("Apply to this host…")))},
 		{id: "bake", title: "Bake an appliance image", line: "a bootable qcow2 for KVM",
 			form: newForm(
 				newSelect("Image", "A node's own image, or a golden one without secrets (seeded at first boot).", "", ptr(&p.image),
@@ -81,6 +79,8 @@ func newFinishPage(m *model) *finishPage {
 				newText("Folder", "Where the files go (made 0700).", "", str(&p.exportDir)).
 					withHint(func(*env) string { return "./export" }),
 				newButton("export", label("Export")))},
+		{id: "apply", title: "Apply to this host", line: "firewall, sshd, mesh",
+			form: newForm(node(), newButton("apply", label("Apply to this host…")))},
 		{id: "leave", title: "Leave the wizard", line: "answers kept as a draft"},
 	}
 	return p
@@ -129,6 +129,9 @@ func (p *finishPage) reload(m *model) {
 }
 
 func (p *finishPage) enter(m *model) tea.Cmd {
+	if p.node == "" && m.o.ThisNode != nil {
+		p.node = m.o.ThisNode(m.site)
+	}
 	p.nodeName(m)
 	if opts := exportOptions(m.env(stepFinish)); len(opts) > 0 && !hasOption(opts, p.export) {
 		p.export = opts[0].value
@@ -259,7 +262,9 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 			return renderMsg{node, s, err}
 		}
 	case "apply":
-		m.dialog = &applyDialog{node: node}
+		d, cmd := newApplyDialog(m, node)
+		m.dialog = d
+		return cmd
 	case "bake":
 		out := p.imageOut
 		if out == "" {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"charm.land/bubbles/v2/key"
+	"charm.land/bubbles/v2/textinput"
 	tea "charm.land/bubbletea/v2"
 )
 
@@ -14,6 +15,9 @@ import (
 // as it runs, then counts down to the rollback until the admin confirms.
 type applyDialog struct {
 	node     string
+	self     string // the node this host looks like, if any
+	name     textinput.Model
+	wrong    bool // a name was typed that is not the node's
 	state    applyState
 	done     []string
 	ch       chan tea.Msg
@@ -55,12 +59,20 @@ func (d *applyDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 	case tea.KeyPressMsg:
 		switch d.state {
 		case applyAsk:
-			switch {
-			case key.Matches(msg, keys.Yes):
+			switch msg.String() {
+			case "enter":
+				if strings.TrimSpace(d.name.Value()) != d.node {
+					d.wrong = true
+					return nil, false
+				}
 				return d.start(m), false
-			case key.Matches(msg, keys.No), msg.String() == "ctrl+c":
+			case "esc", "ctrl+c":
 				return nil, true
 			}
+			var cmd tea.Cmd
+			d.name, cmd = d.name.Update(msg)
+			d.wrong = false
+			return cmd, false
 		case applyCountdown:
 			if key.Matches(msg, keys.Confirm) {
 				d.state = applyConfirming
@@ -104,6 +116,21 @@ func (d *applyDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 	return nil, false
 }
 
+// newApplyDialog asks before node is applied to this host.
+func newApplyDialog(m *model, node string) (*applyDialog, tea.Cmd) {
+	in := textinput.New()
+	in.Prompt = "› "
+	in.Placeholder = node
+	st := in.Styles()
+	st.Cursor.Blink = false
+	in.SetStyles(st)
+	d := &applyDialog{node: node, name: in}
+	if m.o.ThisNode != nil {
+		d.self = m.o.ThisNode(m.site)
+	}
+	return d, d.name.Focus()
+}
+
 // start runs the apply, its progress coming back as messages.
 func (d *applyDialog) start(m *model) tea.Cmd {
 	d.state = applyRunning
@@ -124,9 +151,24 @@ func (d *applyDialog) view(m *model, width int) string {
 	}
 	if d.state == applyAsk {
 		para(m.th.value.Render, "This changes THIS machine: its firewall, sshd, WireGuard and services become node "+d.node+"'s.")
+		switch d.self {
+		case d.node:
+			para(m.th.desc.Render, "This host looks like node "+d.node+" (its host name or endpoint address).")
+		case "":
+			para(m.th.noteText.Render, "This host does not look like node "+d.node+": neither its host name nor its endpoint address is this host's.")
+		default:
+			para(m.th.errText.Render, "This host looks like node "+d.self+", not "+d.node+".")
+		}
 		b.WriteString("\n")
 		para(m.th.desc.Render, "The firewall and sshd changes roll back by themselves unless you confirm them in time, "+
 			"so a mistake cannot lock you out.")
+		b.WriteString("\n")
+		para(m.th.value.Render, "Type the node's name to apply it:")
+		d.name.SetWidth(max(width-2, 1))
+		b.WriteString(d.name.View() + "\n")
+		if d.wrong {
+			para(m.th.errText.Render, "✗ that is not "+d.node)
+		}
 		return strings.TrimSuffix(b.String(), "\n")
 	}
 	for _, s := range d.done {
@@ -162,8 +204,8 @@ func (d *applyDialog) view(m *model, width int) string {
 func (d *applyDialog) keys() []key.Binding {
 	switch d.state {
 	case applyAsk:
-		return []key.Binding{key.NewBinding(key.WithKeys("y"), key.WithHelp("y", "apply now")),
-			key.NewBinding(key.WithKeys("n"), key.WithHelp("n/esc", "cancel"))}
+		return []key.Binding{key.NewBinding(key.WithKeys("enter"), key.WithHelp("enter", "apply once named")),
+			key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel"))}
 	case applyCountdown:
 		return []key.Binding{keys.Confirm}
 	case applyOver:

@@ -37,20 +37,24 @@ func (w *workingActions) Bake(_ context.Context, _ Job, _ string, _ bool, _ stri
 	return nil
 }
 
-// TestApplyAsksShowsStepsAndConfirms applies only after y, shows each step,
-// counts down to the rollback and confirms with c.
+// TestApplyAsksShowsStepsAndConfirms applies only once the node is named,
+// shows each step, counts down to the rollback and confirms with c.
 func TestApplyAsksShowsStepsAndConfirms(t *testing.T) {
 	a := &workingActions{}
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a })
-	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "down", "down", "enter", "tab", "enter")
+	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "down", "down", "down", "down", "enter", "tab", "enter")
 	if !strings.Contains(screen(m), "This changes THIS machine") {
 		t.Fatalf("apply does not ask first:\n%s", screen(m))
 	}
-	press(m, "n")
-	if m.dialog != nil {
-		t.Fatal("n does not cancel")
+	press(m, "y", "enter")
+	if d, ok := m.dialog.(*applyDialog); !ok || d.state != applyAsk || !strings.Contains(screen(m), "✗ that is not db") {
+		t.Fatalf("y applies:\n%s", screen(m))
 	}
-	press(m, "enter", "y")
+	press(m, "esc")
+	if m.dialog != nil {
+		t.Fatal("esc does not cancel")
+	}
+	press(m, "enter", "db", "enter")
 	scr := screen(m)
 	for _, want := range []string{"✓ firewall: table inet ztwizard replaced", "✓ WireGuard: zt0 up with 1 peer", "Confirm within 2:00", "c confirm"} {
 		if !strings.Contains(scr, want) {
@@ -67,7 +71,7 @@ func TestApplyAsksShowsStepsAndConfirms(t *testing.T) {
 func TestApplyTimesOut(t *testing.T) {
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
 	press(m, nexts(8)...)
-	press(m, "down", "down", "enter", "tab", "enter", "y")
+	press(m, "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")
 	m.o.Now = func() time.Time { return clock.Add(3 * time.Minute) }
 	m.Update(applyTickMsg{})
 	if !strings.Contains(screen(m), "Not confirmed in time") {
@@ -79,7 +83,7 @@ func TestApplyTimesOut(t *testing.T) {
 func TestBakeShowsProgress(t *testing.T) {
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
 	press(m, nexts(8)...)
-	press(m, "down", "down", "down", "enter", "right", "tab", "tab", "enter", "enter")
+	press(m, "down", "down", "enter", "right", "tab", "tab", "enter", "enter")
 	scr := screen(m)
 	for _, want := range []string{"Bake a golden image", "✓ rootfs", "✓ qcow2", "100%", "Baked oslo-prod-golden.qcow2."} {
 		if !strings.Contains(scr, want) {
@@ -107,7 +111,7 @@ func TestFinishSavesRendersExports(t *testing.T) {
 		t.Fatal("the draft is left after saving")
 	}
 	press(m, "down", "enter", "right", "tab", "enter", "enter")
-	press(m, "esc", "down", "down", "down", "enter", "left", "tab", "enter", "enter")
+	press(m, "esc", "down", "down", "enter", "left", "tab", "enter", "enter")
 	scr := screen(m)
 	if !strings.Contains(scr, "Exported client service-worker-01") {
 		t.Fatalf("no export:\n%s\n%v", scr, a.calls)

@@ -102,6 +102,9 @@ type Options struct {
 	// with input that is not a terminal): "" asks, "yes" or "no".
 	Resume string
 	Now    func() time.Time
+	// ThisNode names the site's node this host is (by its host name or an
+	// endpoint address), "" when none; nil: never known.
+	ThisNode func(*steps.Site) string
 
 	askStart bool // no site was given: ask for an empty one or the example
 }

@@ -100,6 +100,14 @@ func runWizardWith(cmd *cobra.Command, g *globals, f wizardFlags) error {
 		In:      in, Out: out,
 		Accessible: accessible, Resume: resume,
 		Now: g.now,
+		ThisNode: func(s *steps.Site) string {
+			for _, n := range s.Nodes {
+				if thisHostIs(s, n.Name) {
+					return n.Name
+				}
+			}
+			return ""
+		},
 	})
 	if errors.Is(err, tui.ErrInputEnded) {
 		return usageError{err}
