@@ -238,7 +238,7 @@ new CRL. nginx reads the CRL on reload.`,
 }
 
 func caCRLCmd(g *globals) *cobra.Command {
-	var out string
+	var out, publish string
 	var ifDue bool
 	cmd := &cobra.Command{
 		Use:   "crl",
@@ -285,6 +285,11 @@ func caCRLCmd(g *globals) *cobra.Command {
 				}
 				path = out
 			}
+			if publish != "" {
+				if err := publishRevocations(s, publish, crl); err != nil {
+					return err
+				}
+			}
 			verb := "signed"
 			if !due {
 				verb = "not due, kept"
@@ -294,6 +299,7 @@ func caCRLCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL (PEM) to this file")
+	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature into this folder, which nodes pull from")
 	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a day (or a quarter of its validity) of nextUpdate")
 	return cmd
 }

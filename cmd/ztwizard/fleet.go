@@ -34,7 +34,7 @@ the CA host, ` + "`node import N.req`" + ` checks it against the site and record
 ` + "`bundle --node N`" + ` then signs the node's certificates for the keys it holds.`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(nodeRequestCmd(g), nodeImportCmd(g))
+	cmd.AddCommand(nodeRequestCmd(g), nodeImportCmd(g), nodePullCmd(g))
 	return cmd
 }
 
