@@ -193,6 +193,13 @@ func TestIssueVerifiedByOpenSSL(t *testing.T) {
 					t.Errorf("openssl verify %s: %s", leaf.file, out)
 				}
 			}
+			// Each leaf serves its one purpose only: a client certificate
+			// cannot serve TLS, a server certificate cannot log in.
+			for _, leaf := range []struct{ file, purpose string }{{"server.pem", "sslclient"}, {"client.pem", "sslserver"}} {
+				if out, err := openssl(t, dir, "verify", "-attime", attime(), "-purpose", leaf.purpose, "-CAfile", "ca.pem", leaf.file); err == nil {
+					t.Errorf("openssl verify -purpose %s accepted %s:\n%s", leaf.purpose, leaf.file, out)
+				}
+			}
 			if out, err := openssl(t, dir, "verify", "-attime", attime(), "-CAfile", "ca.pem", "intruder.pem"); err == nil {
 				t.Errorf("openssl verify accepted a leaf from an impostor CA:\n%s", out)
 			}

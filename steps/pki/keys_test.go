@@ -166,6 +166,28 @@ func TestPKCS12WithOpenSSL(t *testing.T) {
 			if n := strings.Count(out, "-----BEGIN CERTIFICATE-----"); n != 2 {
 				t.Errorf("openssl pkcs12 printed %d certificates, want 2:\n%s", n, out)
 			}
+			// Every bag is named (NSS's pk12util warns without a name), the key
+			// and its certificate share a localKeyID.
+			if n := strings.Count(out, "friendlyName: alice\n"); n != 2 {
+				t.Errorf("friendlyName alice on %d bags, want the key's and the certificate's:\n%s", n, out)
+			}
+			if n := strings.Count(out, "friendlyName: Example Root\n"); n != 1 {
+				t.Errorf("friendlyName Example Root on %d bags, want the CA certificate's:\n%s", n, out)
+			}
+			if n := strings.Count(out, "localKeyID: "); n != 2 {
+				t.Errorf("localKeyID on %d bags, want 2:\n%s", n, out)
+			}
+			// Modern algorithms and iteration counts throughout.
+			info := mustOpenSSL(t, dir, "pkcs12", "-in", "b.p12", "-passin", "pass:"+password, "-info", "-noout")
+			for _, want := range []string{
+				"MAC: sha256, Iteration 100000",
+				"PKCS7 Encrypted data: PBES2, PBKDF2, AES-256-CBC, Iteration 100000, PRF hmacWithSHA256",
+				"Shrouded Keybag: PBES2, PBKDF2, AES-256-CBC, Iteration 100000, PRF hmacWithSHA256",
+			} {
+				if !strings.Contains(info, want) {
+					t.Errorf("openssl pkcs12 -info lacks %q:\n%s", want, info)
+				}
+			}
 			if out, err := openssl(t, dir, "pkcs12", "-in", "b.p12", "-passin", "pass:wrong", "-nodes"); err == nil {
 				t.Errorf("openssl pkcs12 opened the bundle with a wrong password:\n%s", out)
 			}
@@ -182,5 +204,29 @@ func TestPKCS12WithOpenSSL(t *testing.T) {
 				t.Errorf("PKCS12 with the wrong key: error = %v", err)
 			}
 		})
+	}
+}
+
+// TestPKCS12Passwords: long and non-ASCII passwords open the bundle with
+// go-pkcs12 and openssl (the MAC's KDF repeats a password over several
+// blocks; PBES2 takes its UTF-8 bytes, the MAC its UTF-16).
+func TestPKCS12Passwords(t *testing.T) {
+	ca := testRoot(t, ECDSAP256, 0, "Example Root")
+	key := testKey(t, ECDSAP256, 1)
+	client := testClient(t, ca, ECDSAP256, 1, "alice")
+	for _, password := range []string{strings.Repeat("long-password-", 10), "pässwörd-日本"} {
+		pfx, err := PKCS12(client, key, nil, password)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := pkcs12.Decode(pfx, password); err != nil {
+			t.Errorf("go-pkcs12, password %q: %v", password, err)
+		}
+		dir := t.TempDir()
+		testenv.WriteFile(t, dir, "b.p12", pfx)
+		testenv.WriteFile(t, dir, "pass", []byte(password))
+		if out, err := openssl(t, dir, "pkcs12", "-in", "b.p12", "-passin", "file:pass", "-nokeys", "-noout"); err != nil {
+			t.Errorf("openssl, password %q: %v\n%s", password, err, out)
+		}
 	}
 }
