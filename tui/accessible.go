@@ -139,7 +139,7 @@ func (a *asker) steps(first stepID) error {
 	}
 	a.say("The site still has %s:", plural(len(a.m.errs), "problem"))
 	for _, e := range a.m.errs {
-		a.say("  %s: %s", stepNames[ownerOf(e)].long, e.Error())
+		a.say("  %s: %s", stepNames[ownerOf(e)].long, problemText(a.m.site, e))
 	}
 	return a.steps(ownerOf(a.m.errs[0]))
 }

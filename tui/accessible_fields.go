@@ -49,7 +49,7 @@ func (a *asker) check(f *fieldBase, set func(*steps.Site, string) error, s strin
 	}
 	for _, fe := range validate(trial) {
 		if f.path != "" && under(fe.Path, f.path) && ownerOf(fe) == a.step {
-			return fmt.Errorf("  error: %s", fe.Msg)
+			return fmt.Errorf("  error: %s", plainPaths(trial, fe.Msg))
 		}
 	}
 	return nil
@@ -306,7 +306,7 @@ func (a *asker) item(f *listField, i int) error {
 		}
 		for _, fe := range ownedBy(a.m.errs, a.step) {
 			if under(fe.Path, f.itemPath(i)) {
-				probs = append(probs, fe.Error())
+				probs = append(probs, problemText(a.m.site, fe))
 			}
 		}
 		if len(probs) == 0 {

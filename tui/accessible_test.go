@@ -82,7 +82,7 @@ func TestAccessibleRepromptsBadAnswers(t *testing.T) {
 	for _, s := range []string{
 		"error: port 70000 is out of range 1-65535",
 		`error: principal "root,devops" contains a comma`,
-		"error: 10.200.0.1 is outside wireguard.network 10.100.0.0/24",
+		"error: 10.200.0.1 is outside Mesh network 10.100.0.0/24",
 	} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)

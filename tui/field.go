@@ -75,9 +75,9 @@ func problems(e *env, f field) (blocking, notes []string) {
 			continue
 		}
 		if ownerOf(fe) == e.step {
-			blocking = append(blocking, fe.Msg)
+			blocking = append(blocking, plainPaths(e.site, fe.Msg))
 		} else {
-			notes = append(notes, fe.Msg)
+			notes = append(notes, plainPaths(e.site, fe.Msg))
 		}
 	}
 	return blocking, notes

@@ -73,7 +73,7 @@ func (f *listField) itemProblems(e *env) []string {
 	out := f.editor.blocking(e)
 	for _, fe := range ownedBy(e.errs, e.step) {
 		if under(fe.Path, f.itemPath(f.editing)) {
-			out = append(out, fe.Msg)
+			out = append(out, plainPaths(e.site, fe.Msg))
 		}
 	}
 	return out
@@ -200,9 +200,9 @@ func (f *listField) shown(e *env) (blocking, notes []string) {
 			continue
 		}
 		if ownerOf(fe) == e.step {
-			blocking = append(blocking, fe.Msg)
+			blocking = append(blocking, plainPaths(e.site, fe.Msg))
 		} else {
-			notes = append(notes, fe.Msg)
+			notes = append(notes, plainPaths(e.site, fe.Msg))
 		}
 	}
 	return blocking, notes
@@ -215,9 +215,9 @@ func (f *listField) rowProblems(e *env, i int) (blocking, notes []string) {
 			continue
 		}
 		if ownerOf(fe) == e.step {
-			blocking = append(blocking, fe.Msg)
+			blocking = append(blocking, plainPaths(e.site, fe.Msg))
 		} else {
-			notes = append(notes, fe.Msg)
+			notes = append(notes, plainPaths(e.site, fe.Msg))
 		}
 	}
 	return blocking, notes

@@ -117,6 +117,7 @@ func newModel(ctx context.Context, o Options) *model {
 		welcomePage(m), caPage(m), meshPage(m), mtlsPage(m), sshPage(m),
 		firewallPage(m), databasesPage(m), newReviewPage(), newFinishPage(m),
 	}
+	learnLabels(m.pages[:])
 	m.errs = validate(m.site)
 	m.reloadAll()
 	if o.askStart {

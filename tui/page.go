@@ -92,7 +92,7 @@ func (p *formPage) unplaced(m *model) []string {
 			}
 		}
 		if !placed {
-			out = append(out, m.th.errText.Render("  ✗ "+fe.Error()))
+			out = append(out, m.th.errText.Render("  ✗ "+problemText(m.site, fe)))
 		}
 	}
 	return out
@@ -116,7 +116,7 @@ func (p *formPage) blocking(m *model) []string {
 		}
 	}
 	for _, fe := range ownedBy(m.errs, p.id) {
-		out = append(out, fe.Error())
+		out = append(out, problemText(m.site, fe))
 	}
 	return out
 }

@@ -233,7 +233,7 @@ func problemsByStep(m *model, width int) string {
 		}
 		b.WriteString("\n" + m.th.title.Render(stepNames[id].long) + "\n")
 		for _, e := range list {
-			for i, l := range wrap(e.Error(), width-4) {
+			for i, l := range wrap(problemText(m.site, e), width-4) {
 				lead := "  ✗ "
 				if i > 0 {
 					lead = "    "
@@ -326,7 +326,7 @@ func (p *reviewPage) keys(m *model) []key.Binding {
 func (p *reviewPage) blocking(m *model) []string {
 	var out []string
 	for _, e := range m.errs {
-		out = append(out, e.Error())
+		out = append(out, problemText(m.site, e))
 	}
 	return out
 }

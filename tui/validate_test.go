@@ -21,9 +21,9 @@ func TestBadInputBesideFieldBlocksNext(t *testing.T) {
 		editing bool   // the problem is in an item, whose editor must stay open
 	}{
 		{"address outside the mesh", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "enter", "tab", "tab", "ctrl+u", "10.200.0.9"},
-			"Mesh address 10.200.0.9", "✗ 10.200.0.9 is outside wireguard.network 10.100.0.0/24", true},
+			"Mesh address 10.200.0.9", "✗ 10.200.0.9 is outside Mesh network 10.100.0.0/24", true},
 		{"duplicate node name", []string{"ctrl+n", "ctrl+n", "tab", "tab", "a", "web"},
-			"Name         web", `✗ "web" repeats nodes[1]`, true},
+			"Name         web", `✗ "web" repeats node web`, true},
 		{"principal with a comma", []string{"ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "tab", "tab", "enter", "tab", "ctrl+u", "root,devops"},
 			"Principals root,devops", `✗ principal "root,devops" contains a comma`, true},
 		{"port 70000", []string{"ctrl+n", "ctrl+n", "tab", "ctrl+u", "70000"},
@@ -86,14 +86,14 @@ func TestNoteFromAnotherStep(t *testing.T) {
 	m := newTestModel(t, site)
 	m.width, m.height = 120, 30
 	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "tab", "enter", "tab", "tab", "tab")
-	if !strings.Contains(screen(m), "! port 443 is not in firewall.public_tcp") {
+	if !strings.Contains(screen(m), "! port 443 is not in Public TCP ports") {
 		t.Fatalf("no note beside the service's port:\n%s", screen(m))
 	}
 	press(m, "ctrl+s", "ctrl+n", "ctrl+n")
 	if m.cur != stepFirewall {
 		t.Fatalf("at %s, want the Firewall step", stepNames[m.cur].long)
 	}
-	if !strings.Contains(screen(m), "✗ port 443 is not in firewall.public_tcp") {
+	if !strings.Contains(screen(m), "✗ port 443 is not in Public TCP ports") {
 		t.Fatalf("the Firewall step does not show the missing port:\n%s", screen(m))
 	}
 	press(m, "ctrl+n")
@@ -157,5 +157,28 @@ func TestNewServiceWarningBeforeName(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("no warning about the closed port")
+	}
+}
+
+// TestMessagesUseLabels shows problems with the labels on screen, never
+// the site file's paths.
+func TestMessagesUseLabels(t *testing.T) {
+	s := steps.Example()
+	s.SSH.AdminCIDRs = []string{"10.1.0.0/33"}
+	s.Nodes[1].Address = "10.200.0.9"
+	s.Services[0].Listen = 8443
+	m := newTestModel(t, s, func(o *Options) { o.Loaded = true })
+	m.width, m.height = 120, 40
+	m.goTo(stepReview)
+	scr := strings.Join(strings.Fields(strings.ReplaceAll(screen(m), "│", "")), " ")
+	for _, want := range []string{"Admin networks:", "node web › Mesh address: 10.200.0.9 is outside Mesh network", "not in Public TCP ports"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("review lacks %q:\n%s", want, screen(m))
+		}
+	}
+	for _, path := range []string{"ssh.admin_cidrs", "wireguard.network", "firewall.public_tcp", "nodes[1]", "services[0]"} {
+		if strings.Contains(scr, path) {
+			t.Errorf("review shows %q:\n%s", path, screen(m))
+		}
 	}
 }
