@@ -477,7 +477,11 @@ func TestFleetBundlesRefusedLive(t *testing.T) {
 	caCmd("bundle", "--node", "web", "--out", b("old.ztb"))
 	caCmd("bundle", "--node", "web", "--out", b("web.ztb"))
 	caCmd("bundle", "--node", "db", "--out", b("db.ztb"))
-	caCmd("bundle", "--node", "web", "--out", b("next.ztb"))
+	// The next bundle changes something: a port opened.
+	site2 := l.writeSite("site2.yaml", bytes.Replace(steps.ExampleYAML, []byte("public_tcp: [80, 443]"), []byte("public_tcp: [80, 443, 8443]"), 1))
+	if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", l.state, "-c", site2, "bundle", "--node", "web", "--out", b("next.ztb")); err != nil {
+		t.Fatal(err)
+	}
 	other := filepath.Join(l.dir, "other-ca")
 	for range 5 {
 		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, bin, "--state", other, "-c", site, "bundle", "--node", "web", "--out", b("foreign.ztb")); err != nil {
@@ -518,7 +522,17 @@ func TestFleetBundlesRefusedLive(t *testing.T) {
 			t.Fatalf("%s changed the host:\n%s", f.file, testenv.DiffLines(before, got))
 		}
 	}
-	if r := apply(b("next.ztb")); r.code != 0 {
-		t.Fatalf("apply next.ztb: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	// A good bundle with a confirm window: apply returns once the watchdog
+	// is armed; status shows the pending apply; confirm keeps it.
+	r := web.exec(bin, "--state", nodeState, "apply", "--bundle", b("next.ztb"), "--confirm", "60s")
+	if r.code != 0 || !strings.Contains(r.stdout, "confirm before") {
+		t.Fatalf("apply next.ztb --confirm 60s: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	st := web.exec(bin, "--state", nodeState, "status")
+	if !strings.Contains(st.stdout, "PENDING apply of node web") || !strings.Contains(st.stdout, "bundle serial 3") {
+		t.Fatalf("status:\n%s%s", st.stdout, st.stderr)
+	}
+	if r := web.exec(bin, "--state", nodeState, "confirm"); r.code != 0 {
+		t.Fatalf("confirm: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }

@@ -118,7 +118,7 @@ func (s Secrets) secrets(caCert string) (*steps.Secrets, error) {
 	return sec, nil
 }
 
-// Site reads the site file the bundle carries.
+// ParseSite reads the site file the bundle carries.
 func (p *Payload) ParseSite() (*steps.Site, error) {
 	site, err := steps.Parse([]byte(p.SiteFile), "bundle:site")
 	if err != nil {
