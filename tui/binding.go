@@ -2,8 +2,10 @@ package tui
 
 import (
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"ztwizard/steps"
 )
@@ -64,6 +66,55 @@ func words(p func(*steps.Site) *[]string, commas bool) binding {
 	return binding{
 		get: func(s *steps.Site) string { return strings.Join(*p(s), " ") },
 		set: func(s *steps.Site, v string) error { *p(s) = splitWords(v, commas); return nil },
+	}
+}
+
+// networks binds a list of networks in CIDR form, where a bare address
+// means that one host: 192.168.10.5 is 192.168.10.5/32, 2001:db8::5 is
+// 2001:db8::5/128.
+func networks(p func(*steps.Site) *[]string) binding {
+	return binding{
+		get: func(s *steps.Site) string { return strings.Join(*p(s), " ") },
+		set: func(s *steps.Site, v string) error {
+			out := splitWords(v, true)
+			for i, w := range out {
+				if a, err := netip.ParseAddr(w); err == nil && a.Zone() == "" {
+					out[i] = netip.PrefixFrom(a, a.BitLen()).String()
+				}
+			}
+			*p(s) = out
+			return nil
+		},
+	}
+}
+
+// seconds binds a number of seconds, typed as a number (25) or as a
+// duration like every other (25s, 1m); empty is zero, which means none.
+func seconds(p func(*steps.Site) *int) binding {
+	return binding{
+		get: func(s *steps.Site) string {
+			if *p(s) == 0 {
+				return ""
+			}
+			return strconv.Itoa(*p(s))
+		},
+		set: func(s *steps.Site, v string) error {
+			v = strings.TrimSpace(v)
+			if v == "" {
+				*p(s) = 0
+				return nil
+			}
+			if n, err := strconv.Atoi(v); err == nil {
+				*p(s) = n
+				return nil
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil || d%time.Second != 0 {
+				return fmt.Errorf("%q is not a number of seconds (25, or 25s)", v)
+			}
+			*p(s) = int(d / time.Second)
+			return nil
+		},
 	}
 }
 

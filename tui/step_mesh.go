@@ -71,8 +71,8 @@ func nodeItems() itemKind {
 					func(e *env) []string { return otherNodes(e.site, node(e.site).Name) }, "no other nodes yet").
 					withImplied(func(e *env) []string { return linkedFrom(e.site, node(e.site).Name) },
 						func(e *env, other string) { unlink(e.site, other, node(e.site).Name) }),
-				newText("Keepalive", "Seconds between keepalives for a node behind NAT (25 is usual); empty for none.",
-					p("keepalive"), number(func(s *steps.Site) *int { return &node(s).Keepalive })).
+				newText("Keepalive", "How often a node behind NAT sends a keepalive: 25s is usual (or just 25); empty for none.",
+					p("keepalive"), seconds(func(s *steps.Site) *int { return &node(s).Keepalive })).
 					withHint(func(*env) string { return "off" }),
 			}
 		},

@@ -16,8 +16,8 @@ func sshPage(*model) *formPage {
 		newText("Certificate life", "How long a signed user certificate is valid; short is safer.",
 			"ssh.cert_validity", duration(func(s *steps.Site) *steps.Duration { return &s.SSH.CertValidity })).
 			withHint(func(*env) string { return string(steps.DefaultSSHCertValidity) + " (default)" }),
-		newText("Admin networks", "Networks that may reach SSH besides the mesh, separated by spaces, e.g. 192.168.10.0/24.",
-			"ssh.admin_cidrs", words(func(s *steps.Site) *[]string { return &s.SSH.AdminCIDRs }, true)).
+		newText("Admin networks", "Networks that may reach SSH besides the mesh, separated by spaces, e.g. 192.168.10.0/24; a bare address is that one host (/32).",
+			"ssh.admin_cidrs", networks(func(s *steps.Site) *[]string { return &s.SSH.AdminCIDRs })).
 			withHint(func(*env) string { return "none: SSH over the mesh only" }),
 		newList("Users", "People who may log in. Enter edits, a adds, x removes.", userItems()),
 	)

@@ -182,3 +182,37 @@ func TestMessagesUseLabels(t *testing.T) {
 		}
 	}
 }
+
+// TestBareAddressAndSeconds types a bare address into Admin networks (one
+// host: /32 or /128) and a keepalive as a duration.
+func TestBareAddressAndSeconds(t *testing.T) {
+	s := steps.Example()
+	nets := networks(func(s *steps.Site) *[]string { return &s.SSH.AdminCIDRs })
+	if err := nets.set(s, "192.168.10.5 2001:db8::7, 10.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.SSH.AdminCIDRs, " "); got != "192.168.10.5/32 2001:db8::7/128 10.0.0.0/8" {
+		t.Fatalf("admin networks %q", got)
+	}
+	if errs := validate(s); len(errs) > 0 {
+		t.Fatalf("the networks do not validate: %v", errs)
+	}
+	ka := seconds(func(s *steps.Site) *int { return &s.Nodes[1].Keepalive })
+	for _, tt := range []struct {
+		in   string
+		want int
+		bad  bool
+	}{{"25", 25, false}, {"25s", 25, false}, {"1m", 60, false}, {"", 0, false}, {"1.5s", 0, true}, {"soon", 0, true}} {
+		s.Nodes[1].Keepalive = 0
+		err := ka.set(s, tt.in)
+		if (err != nil) != tt.bad || !tt.bad && s.Nodes[1].Keepalive != tt.want {
+			t.Errorf("keepalive %q: %d, %v", tt.in, s.Nodes[1].Keepalive, err)
+		}
+	}
+	// Typed into the wizard, as an admin would.
+	m := newTestModel(t, steps.Example())
+	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "tab", "ctrl+u", "192.168.10.5")
+	if got := m.site.SSH.AdminCIDRs; len(got) != 1 || got[0] != "192.168.10.5/32" {
+		t.Fatalf("typed: %v\n%s", got, screen(m))
+	}
+}
