@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	tea "charm.land/bubbletea/v2"
+
 	"ztwizard/steps"
 )
 
@@ -292,5 +294,36 @@ func TestPassphraseConfirmed(t *testing.T) {
 	press(m, "backspace", "t", "ctrl+n")
 	if m.cur != stepCA {
 		t.Fatalf("the same passphrase twice is refused:\n%s", screen(m))
+	}
+}
+
+// TestJumpToStep jumps with alt+digit, with a digit where no field takes
+// it, and with a click in the step list; a jump ahead stops at a step with
+// problems, as Next does.
+func TestJumpToStep(t *testing.T) {
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Loaded = true })
+	press(m, "3")
+	if m.cur != stepWelcome || m.site.Site != "oslo-prod3" {
+		t.Fatalf("a digit in a text field did not type: at %s, site %q", stepNames[m.cur].long, m.site.Site)
+	}
+	press(m, "backspace", "alt+5")
+	if m.cur != stepSSH {
+		t.Fatalf("alt+5: at %s", stepNames[m.cur].long)
+	}
+	press(m, "alt+9", "2")
+	if m.cur != stepCA {
+		t.Fatalf("2 on Finish: at %s", stepNames[m.cur].long)
+	}
+	m.Update(tea.MouseClickMsg{X: 4, Y: 2 + int(stepFirewall), Button: tea.MouseLeft})
+	if m.cur != stepFirewall {
+		t.Fatalf("click on Firewall: at %s", stepNames[m.cur].long)
+	}
+
+	bad := steps.Example()
+	bad.Nodes[1].Address = "10.200.0.9"
+	m = newTestModel(t, bad, func(o *Options) { o.Loaded = true })
+	press(m, "alt+9")
+	if m.cur != stepMesh || !strings.Contains(screen(m), "WireGuard mesh and nodes first") {
+		t.Fatalf("a jump past problems: at %s\n%s", stepNames[m.cur].long, screen(m))
 	}
 }

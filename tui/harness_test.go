@@ -122,6 +122,9 @@ func keyMsgs(k string) []tea.Msg {
 	if c, ok := strings.CutPrefix(k, "ctrl+"); ok && len(c) == 1 {
 		return []tea.Msg{tea.KeyPressMsg{Code: rune(c[0]), Mod: tea.ModCtrl}}
 	}
+	if c, ok := strings.CutPrefix(k, "alt+"); ok && len(c) == 1 {
+		return []tea.Msg{tea.KeyPressMsg{Code: rune(c[0]), Mod: tea.ModAlt}}
+	}
 	var out []tea.Msg
 	for _, r := range k {
 		out = append(out, tea.KeyPressMsg{Code: r, Text: string(r)})

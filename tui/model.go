@@ -170,6 +170,12 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	case unlockMsg:
 		return m, m.takeUnlock(msg)
 	}
+	if c, ok := msg.(tea.MouseClickMsg); ok && m.dialog == nil {
+		if to, ok := m.stepAt(c.Mouse()); ok {
+			return m, m.jump(to)
+		}
+		return m, nil
+	}
 	var cmds []tea.Cmd
 	if _, isKey := msg.(tea.KeyPressMsg); !isKey {
 		for _, p := range m.pages {
@@ -194,8 +200,14 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, nil
 	}
 	m.status = ""
+	if to, ok := stepKey(k, true); ok {
+		return m, m.jump(to)
+	}
 	if cmd, handled := m.pages[m.cur].update(m, k); handled {
 		return m, cmd
+	}
+	if to, ok := stepKey(k, false); ok {
+		return m, m.jump(to)
 	}
 	switch {
 	case key.Matches(k, keys.NextStep):
@@ -246,6 +258,54 @@ func (m *model) next() tea.Cmd {
 		return nil
 	}
 	return m.goTo(m.cur + 1)
+}
+
+// stepKey is the step a key jumps to: alt+1 to alt+9 always, 1 to 9 when
+// the page has no use for the digit (alt false).
+func stepKey(k tea.KeyPressMsg, alt bool) (stepID, bool) {
+	s := k.String()
+	if alt {
+		var ok bool
+		if s, ok = strings.CutPrefix(s, "alt+"); !ok {
+			return 0, false
+		}
+	}
+	if len(s) != 1 || s[0] < '1' || s[0] > '0'+byte(stepCount) {
+		return 0, false
+	}
+	return stepID(s[0] - '1'), true
+}
+
+// stepAt is the step of the step list at a mouse position.
+func (m *model) stepAt(mouse tea.Mouse) (stepID, bool) {
+	if mouse.Button != tea.MouseLeft || m.width < minSidebarWindow || mouse.X >= sidebarWidth {
+		return 0, false
+	}
+	id := stepID(mouse.Y - 2) // the header, then the list's top border
+	return id, id >= 0 && id < stepCount
+}
+
+// jump goes to step id as far as the steps on the way let it: going back
+// is always allowed; going on stops at the first step with problems, as
+// Next would.
+func (m *model) jump(id stepID) tea.Cmd {
+	if id == m.cur {
+		return nil
+	}
+	if id > m.cur {
+		for at := m.cur; at < id; at++ {
+			p := m.pages[at]
+			if probs := p.blocking(m); len(probs) > 0 {
+				var cmd tea.Cmd
+				if at != m.cur {
+					cmd = m.goTo(at)
+				}
+				m.setStatus(true, fmt.Sprintf("%s first: %s", stepNames[at].long, probs[0]))
+				return tea.Batch(cmd, p.attempt(m))
+			}
+		}
+	}
+	return m.goTo(id)
 }
 
 // back goes to the previous step; going back is always allowed.

@@ -19,6 +19,7 @@ const (
 func (m *model) View() tea.View {
 	v := tea.NewView(m.render())
 	v.AltScreen = true
+	v.MouseMode = tea.MouseModeCellMotion // a click in the step list goes there
 	v.WindowTitle = "ztwizard wizard"
 	return v
 }
