@@ -3,11 +3,13 @@
 package steps
 
 import (
+	"context"
 	"crypto"
 	"crypto/tls"
 	"encoding/json"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -274,5 +276,96 @@ func TestNginxSessionZone(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^ztwizard_tls_[0-9a-f]{8}$`).MatchString(one) {
 		t.Errorf("zone name %q", one)
+	}
+}
+
+// TestNginxResumptionAfterRevocation: nginx resumes TLS sessions from its
+// cache without checking the client certificate again, so the apply that
+// brings a revocation must also empty the cache: the rendered vhost names
+// the cache after the CRL's revocations. A client resumes its session, its
+// certificate is revoked and the node's files rendered and reloaded again:
+// the next request is a full handshake and gets 400.
+func TestNginxResumptionAfterRevocation(t *testing.T) {
+	upstream := mtlsNewUpstream(t)
+	port := testenv.FreePort(t)
+	site := mtlsExampleSite(t, port, upstream.URL)
+	api, _ := site.Service("api")
+	p := mtlsNewPKI(t, site.Services)
+	files, err := NginxFiles(site, "web", p.secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := mtlsWriteNginx(t, files, true)
+	n.check(t)
+	n.start(t, port)
+
+	cert := p.clients["allowed"]
+	client := &http.Client{Timeout: mtlsRequestTimeout, Transport: &http.Transport{
+		DisableKeepAlives: true, // a new connection, and handshake, per request
+		TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: api.ServerName,
+			Certificates: []tls.Certificate{cert}, ClientSessionCache: tls.NewLRUClientSessionCache(8)},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		},
+	}}
+	get := func() (int, bool) {
+		t.Helper()
+		resp, err := client.Get("https://" + api.ServerName + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.TLS.DidResume
+	}
+	if status, _ := get(); status != http.StatusOK {
+		t.Fatalf("first request: %d", status)
+	}
+	if status, resumed := get(); status != http.StatusOK || !resumed {
+		t.Fatalf("second request: %d, resumed %v; want 200 from a resumed session", status, resumed)
+	}
+
+	// Revoke the client's certificate, render again and reload.
+	now := time.Now().UTC().Truncate(time.Second)
+	der, err := p.ca.CRL([]pki.Revoked{
+		{Serial: p.clients["revoked"].Leaf.SerialNumber, At: now.Add(-time.Minute)},
+		{Serial: cert.Leaf.SerialNumber, At: now},
+	}, big.NewInt(2), now, 24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.crlPEM = pki.EncodeCRLPEM(der)
+	again, err := NginxFiles(site, "web", p.secrets())
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(n.dir, "root")
+	for _, f := range again {
+		if f.Path != CRLPath && !strings.HasPrefix(f.Path, NginxConfDir+"/") {
+			continue
+		}
+		content := f.Content
+		if strings.HasPrefix(f.Path, NginxConfDir+"/") {
+			content = []byte(strings.ReplaceAll(string(content), `"/etc/`, `"`+root+`/etc/`))
+			content = regexp.MustCompile(`(?m)^(\s*listen\s+)(\d+ )`).ReplaceAll(content, []byte("${1}127.0.0.1:${2}"))
+			content = []byte(strings.ReplaceAll(string(content), "listen [::]:", "listen [::1]:"))
+		}
+		if err := os.WriteFile(filepath.Join(root, f.Path), content, f.Mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := testenv.RunCmd(t.Context(), mtlsNginxCheckTimeout, exec.Command(n.bin, n.args("-s", "reload")...)); err != nil {
+		t.Fatal(err)
+	}
+	// The reload takes effect once the old worker has gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, resumed := get()
+		if status == http.StatusBadRequest && !resumed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the revocation: %d, resumed %v; want 400 from a full handshake", status, resumed)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
