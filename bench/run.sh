@@ -24,5 +24,7 @@ go test -run '^$' -bench Apply -benchmem ./steps/
 echo
 ./bench/apply_compare.sh
 echo
+./bench/tls_handshake.sh
+echo
 ./bench/wizard.sh
 ./bench/image_compare.sh

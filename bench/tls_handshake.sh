@@ -66,28 +66,40 @@ EOF
 	nginx -t -q -c "$dir/$kind.d/nginx.conf" -p "$dir/$kind.d/" -e "$dir/$kind.d/error.log"
 	nginx -c "$dir/$kind.d/nginx.conf" -p "$dir/$kind.d/" -e "$dir/$kind.d/error.log" -g 'daemon off;' &
 	pids="$pids $!"
+	eval "master_$kind=$!"
 done
 sleep 1
+worker_hardened=$(ps -o pid= --ppid "$master_hardened" | tr -d ' ')
+worker_default=$(ps -o pid= --ppid "$master_default" | tr -d ' ')
+hz=$(getconf CLK_TCK)
 
-rate() { # port -> connections per real second
+ticks() { # pid -> user+system clock ticks so far
+	awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+
+measure() { # port worker -> "connections-per-second ms-of-nginx-CPU-per-handshake"
+	before=$(ticks "$2")
 	openssl s_time -connect "127.0.0.1:$1" -new -time "$SECONDS_EACH" \
 		-cert "$dir/client/service-worker-01.crt" -key "$dir/client/service-worker-01.key" \
-		-CAfile "$dir/client/ca.pem" 2>/dev/null |
-		awk '/connections in .* real seconds/ { printf "%.1f\n", $1 / $4 }'
+		-CAfile "$dir/client/ca.pem" 2>/dev/null >"$dir/s_time.out"
+	after=$(ticks "$2")
+	awk -v t=$((after - before)) -v hz="$hz" '/connections in .* real seconds/ {
+		printf "%.1f %.3f\n", $1 / $4, t * 1000 / hz / $1 }' "$dir/s_time.out"
 }
 
 echo "\$ openssl s_time -connect 127.0.0.1:PORT -new -time $SECONDS_EACH -cert service-worker-01.crt -key service-worker-01.key -CAfile ca.pem"
-echo "(hardened: the rendered vhost on $PORT; default: nginx defaults on $((PORT + 1)); $ROUNDS rounds in turns)"
-h_total=0
-d_total=0
+echo "(hardened: the rendered vhost on $PORT; default: nginx defaults on $((PORT + 1)); $ROUNDS rounds in turns;"
+echo " nginx CPU: its worker's user+system time over the round, per handshake)"
+sums="0 0 0 0"
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
-	h=$(rate "$PORT")
-	d=$(rate $((PORT + 1)))
+	h=$(measure "$PORT" "$worker_hardened")
+	d=$(measure $((PORT + 1)) "$worker_default")
 	[ -n "$h" ] && [ -n "$d" ] || { echo "s_time failed" >&2; exit 1; }
-	echo "round $i: hardened $h/s, default $d/s"
-	h_total=$(echo "$h_total $h" | awk '{ print $1 + $2 }')
-	d_total=$(echo "$d_total $d" | awk '{ print $1 + $2 }')
+	echo "$h $d" | awk -v i="$i" '{ printf "round %d: hardened %s/s (%s ms nginx CPU each), default %s/s (%s ms)\n", i, $1, $2, $3, $4 }'
+	sums=$(echo "$sums $h $d" | awk '{ print $1 + $5, $2 + $6, $3 + $7, $4 + $8 }')
 	i=$((i + 1))
 done
-echo "$h_total $d_total $ROUNDS" | awk '{ printf "mean: hardened %.1f/s, default %.1f/s, hardened/default %.3f\n", $1 / $3, $2 / $3, $1 / $2 }'
+echo "$sums $ROUNDS" | awk '{ n = $5
+	printf "mean: hardened %.1f/s, default %.1f/s, rate hardened/default %.3f\n", $1 / n, $3 / n, $1 / $3
+	printf "nginx CPU per handshake: hardened %.3f ms, default %.3f ms, capacity hardened/default %.3f\n", $2 / n, $4 / n, $4 / $2 }'
