@@ -66,6 +66,9 @@ type Authority struct {
 	Site       *steps.Site
 	Passphrase []byte           // encrypts the CA private keys at rest; empty: stored plain
 	Now        func() time.Time // the clock; time.Now when nil
+
+	siteFile   []byte      // Site marshalled, for bundles
+	siteFileOf *steps.Site // the Site siteFile is of
 }
 
 func (a *Authority) now() time.Time {

@@ -434,10 +434,14 @@ func (a *Authority) BundleWithHostKey(node string, hostKey []byte) ([]byte, *bun
 	if err != nil {
 		return nil, nil, err
 	}
-	siteFile, err := a.Site.Marshal()
-	if err != nil {
-		return nil, nil, fmt.Errorf("authority: bundle: %w", err)
+	// Every bundle carries the site file: marshalled once per site.
+	if a.siteFileOf != a.Site {
+		if a.siteFile, err = a.Site.Marshal(); err != nil {
+			return nil, nil, fmt.Errorf("authority: bundle: %w", err)
+		}
+		a.siteFileOf = a.Site
 	}
+	siteFile := a.siteFile
 	s, private := bundle.FromSecrets(a.Site, node, sec)
 	if hostKey != nil {
 		s.HostKey, private = string(hostKey), true
