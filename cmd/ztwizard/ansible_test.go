@@ -129,7 +129,7 @@ const (
 )
 
 type fleetLab struct {
-	t     *testing.T
+	t     testing.TB
 	admin *testenv.Machine
 	nodes []*fleetNode
 }
@@ -143,7 +143,7 @@ type fleetNode struct {
 
 // newFleetLab builds the lab, the admin's state (CAs, alice's key and
 // certificate) and the generated inventory and playbook.
-func newFleetLab(t *testing.T) *fleetLab {
+func newFleetLab(t testing.TB) *fleetLab {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("namespaces, sshd and ansible-playbook: `make test` runs it")
@@ -276,7 +276,7 @@ func (p push) taskResult(task, host string) string {
 
 // dump is everything a push may change on the node: its /etc, its
 // ruleset, its WireGuard interface as configured, zt0's addresses.
-func (n *fleetNode) dump(t *testing.T) string {
+func (n *fleetNode) dump(t testing.TB) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("## /etc\n")
@@ -313,7 +313,7 @@ func (n *fleetNode) dump(t *testing.T) string {
 }
 
 // host is the node as the apply tests' probes see it.
-func (n *fleetNode) host(t *testing.T) *labHost {
+func (n *fleetNode) host(t testing.TB) *labHost {
 	return &labHost{lab: &lab{t: t}, name: n.Name, ns: n.Netns}
 }
 
@@ -534,4 +534,29 @@ func TestAnsibleFleet(t *testing.T) {
 	if t.Failed() {
 		t.Logf("the locking-out push:\n%s", p.output)
 	}
+}
+
+// BenchmarkAnsiblePush times ansible-playbook pushing the fleet lab's three
+// nodes with the generated files, as an admin runs it: the first push
+// (first contact, requests, imports, bundles, then one node a batch, each
+// confirmed over a new connection) per op, and a second run that changes
+// nothing as again-s/op. Each op builds a lab of its own, untimed.
+func BenchmarkAnsiblePush(b *testing.B) {
+	var again time.Duration
+	for range b.N {
+		b.StopTimer()
+		l := newFleetLab(b)
+		b.StartTimer()
+		p := l.push()
+		b.StopTimer()
+		if p.code != 0 {
+			b.Fatalf("first push: exit %d\n%s", p.code, p.output)
+		}
+		p = l.push()
+		if p.code != 0 {
+			b.Fatalf("second push: exit %d\n%s", p.code, p.output)
+		}
+		again += p.elapsed
+	}
+	b.ReportMetric(again.Seconds()/float64(b.N), "again-s/op")
 }
