@@ -28,3 +28,4 @@ echo
 echo
 ./bench/wizard.sh
 ./bench/image_compare.sh
+./bench/ansible_push.sh
