@@ -327,3 +327,27 @@ func TestJumpToStep(t *testing.T) {
 		t.Fatalf("a jump past problems: at %s\n%s", stepNames[m.cur].long, screen(m))
 	}
 }
+
+// TestFullHelp opens the full help with ? where no field takes it and with
+// F1 anywhere; in a text field ? is typed.
+func TestFullHelp(t *testing.T) {
+	m := newTestModel(t, steps.Example())
+	press(m, "?")
+	if m.dialog != nil || m.site.Site != "oslo-prod?" {
+		t.Fatalf("? in a text field: %q", m.site.Site)
+	}
+	press(m, "backspace", "alt+8", "?")
+	if _, ok := m.dialog.(helpDialog); !ok {
+		t.Fatalf("? on Review shows no help:\n%s", screen(m))
+	}
+	scr := screen(m)
+	for _, want := range []string{"On this screen", "←/→", "alt+1 … alt+9", "1 Welcome", "9 Finish"} {
+		if !strings.Contains(scr, want) {
+			t.Errorf("help lacks %q:\n%s", want, scr)
+		}
+	}
+	press(m, "esc")
+	if m.dialog != nil {
+		t.Fatal("esc does not close the help")
+	}
+}

@@ -150,3 +150,13 @@ func TestGoldenStart(t *testing.T) {
 		})
 	}
 }
+
+// TestGoldenHelp draws the full help on the mesh step.
+func TestGoldenHelp(t *testing.T) {
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		t.Run(fmt.Sprintf("%dx%d", size[0], size[1]), func(t *testing.T) {
+			m := newTestModel(t, steps.Example())
+			golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], "", "ctrl+n", "ctrl+n", "tab", "tab", "f1")))
+		})
+	}
+}

@@ -115,6 +115,7 @@ func keyMsgs(k string) []tea.Msg {
 		"up": {Code: tea.KeyUp}, "down": {Code: tea.KeyDown}, "left": {Code: tea.KeyLeft}, "right": {Code: tea.KeyRight},
 		"space": {Code: tea.KeySpace, Text: " "}, "backspace": {Code: tea.KeyBackspace},
 		"pgdown": {Code: tea.KeyPgDown}, "pgup": {Code: tea.KeyPgUp},
+		"f1": {Code: tea.KeyF1},
 	}
 	if k, ok := named[k]; ok {
 		return []tea.Msg{k}

@@ -203,11 +203,19 @@ func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	if to, ok := stepKey(k, true); ok {
 		return m, m.jump(to)
 	}
+	if k.String() == "f1" {
+		m.openHelp()
+		return m, nil
+	}
 	if cmd, handled := m.pages[m.cur].update(m, k); handled {
 		return m, cmd
 	}
 	if to, ok := stepKey(k, false); ok {
 		return m, m.jump(to)
+	}
+	if key.Matches(k, helpKey) {
+		m.openHelp()
+		return m, nil
 	}
 	switch {
 	case key.Matches(k, keys.NextStep):
@@ -258,6 +266,15 @@ func (m *model) next() tea.Cmd {
 		return nil
 	}
 	return m.goTo(m.cur + 1)
+}
+
+// openHelp shows every key of the current screen and the global ones.
+func (m *model) openHelp() {
+	b := m.pages[m.cur].keys(m)
+	if _, ok := m.pages[m.cur].(*formPage); ok {
+		b = append(b, keys.Next, keys.Prev)
+	}
+	m.dialog = helpDialog{screen: b}
 }
 
 // stepKey is the step a key jumps to: alt+1 to alt+9 always, 1 to 9 when

@@ -176,6 +176,15 @@ func (m *model) helpLine(w int) string {
 		}
 	}
 	m.help.Styles = m.th.help
-	m.help.SetWidth(w - 1)
-	return " " + m.help.ShortHelpView(b)
+	more := ""
+	if m.dialog == nil {
+		// The full help is always offered, however little room is left.
+		more = m.help.ShortHelpView([]key.Binding{helpKey})
+	}
+	m.help.SetWidth(w - 1 - lipgloss.Width(more) - 3)
+	line := " " + m.help.ShortHelpView(b)
+	if more != "" {
+		line += m.th.help.ShortSeparator.Render(" • ") + more
+	}
+	return line
 }
