@@ -71,6 +71,16 @@ func (b *Builder) Plan(node string, sec *Secrets, now time.Time) (*Plan, error) 
 	if err != nil {
 		return nil, fmt.Errorf("plan: node %q: %w", node, err)
 	}
+	distFiles, distUnits, err := DistributionFiles(site, node, sec.Addresses)
+	if err != nil {
+		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	for _, u := range distUnits {
+		if !slices.ContainsFunc(units, func(x Unit) bool { return x.Name == u.Name }) {
+			units = append(units, u)
+		}
+	}
+	unitFiles = append(unitFiles, distFiles...)
 	fw, err := FirewallFor(site, node, sec.Addresses, iface.Name)
 	if err != nil {
 		return nil, fmt.Errorf("plan: node %q: %w", node, err)

@@ -24,14 +24,19 @@ const PassphraseCredentialPath = CredStoreDir + "/" + PassphraseCredential
 type caHostView struct {
 	Binary, Site, State, Every string
 	Credential, CredName       string // the encrypted passphrase; empty for a plain CA key
+	Publish                    string // where the nodes' copies go; empty without ca.host
 }
 
 // CAHostUnits returns the CA host's CRL refresh: a service that re-signs
 // the CRL (of the CA in stateDir, for the site at sitePath) when it is due
 // and its timer. With encrypted, the service gets the CA passphrase from
-// the encrypted credential PassphraseCredentialPath.
+// the encrypted credential PassphraseCredentialPath. For a site with
+// ca.host it also publishes the CRL and KRL into PublishDir for the nodes.
 func CAHostUnits(site *Site, sitePath, stateDir string, encrypted bool) ([]File, error) {
 	v := caHostView{Binary: BinaryPath, Site: sitePath, State: stateDir, Every: crlCheckEvery(site)}
+	if site.CA.Host != "" {
+		v.Publish = PublishDir
+	}
 	if encrypted {
 		v.Credential, v.CredName = PassphraseCredentialPath, PassphraseCredential
 	}

@@ -108,6 +108,10 @@ func FirewallFor(site *Site, node string, addrs map[string]netip.Addr, iface str
 		meshSSH,
 		{Match: []nft.Match{nft.InSet(SetPublicTCP, nft.TCPDport)}, Verdict: nft.Accept},
 	}
+	if s.CA.Host == node {
+		// The CA host publishes the CRL and KRL to every node of the mesh.
+		input = append(input, nft.Rule{Match: []nft.Match{nft.Is(nft.IifName, wg), nft.Is(meshSaddr, nft.Net(mesh)), nft.Is(nft.TCPDport, nft.Port(PublishPort))}, Verdict: nft.Accept})
+	}
 	clients, err := dbClients(s, node, mesh, addrs)
 	if err != nil {
 		return nil, err

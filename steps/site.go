@@ -37,6 +37,10 @@ type CA struct {
 	Validity     Duration `yaml:"validity,omitempty"`
 	CertValidity Duration `yaml:"cert_validity,omitempty"`
 	CRLValidity  Duration `yaml:"crl_validity,omitempty"`
+	// Host is the node that holds the CA: it publishes the CRL and KRL on
+	// its mesh address and every node pulls them from there. Empty: no
+	// distribution over the mesh (bundles carry them).
+	Host string `yaml:"host,omitempty"`
 }
 
 // Subject is the distinguished name of the CA.

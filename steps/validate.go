@@ -311,6 +311,11 @@ func (s *Site) checkCA(c *errs) {
 		}
 		c.add("ca.key", "unknown key type %q (one of %s)%s", s.CA.Key, strings.Join(names, ", "), Suggest(s.CA.Key, names))
 	}
+	if s.CA.Host != "" {
+		if _, ok := s.Node(s.CA.Host); !ok {
+			c.add("ca.host", "unknown node %q%s", s.CA.Host, Suggest(s.CA.Host, s.nodeNames()))
+		}
+	}
 	caV, errCA := positive(s.CA.Validity)
 	if errCA != nil {
 		c.add("ca.validity", "%v", errCA)

@@ -26,15 +26,16 @@ import (
 	"path/filepath"
 	"time"
 
+	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/pki"
 )
 
 // The published files, in the folder nginx serves.
 const (
-	CRLName    = "crl.pem"
-	KRLName    = "revoked.krl"
-	KRLSigName = "revoked.krl.sig"
+	CRLName    = steps.PublishedCRL
+	KRLName    = steps.PublishedKRL
+	KRLSigName = steps.PublishedKRLSig
 )
 
 // MaxSize bounds what a node reads of a fetched file.

@@ -1,0 +1,80 @@
+package steps
+
+import (
+	"fmt"
+	"net/netip"
+	"path"
+	"strconv"
+)
+
+// Distribution of the CRL and KRL over the mesh: the node in ca.host
+// publishes them with nginx on its mesh address, every node pulls them.
+const (
+	// PublishPort is the TCP port, on the CA host's mesh address, that
+	// serves the published files.
+	PublishPort = 8440
+	// PublishDir is where `ca crl --publish` writes them on the CA host.
+	PublishDir = "/var/lib/ztwizard-publish"
+	// PublishConfPath is the CA host's nginx server for them.
+	PublishConfPath = NginxConfDir + "/ztwizard-publish.conf"
+	// The published files.
+	PublishedCRL    = "crl.pem"
+	PublishedKRL    = "revoked.krl"
+	PublishedKRLSig = "revoked.krl.sig"
+
+	PullUnit  = "ztwizard-pull.service"
+	PullTimer = "ztwizard-pull.timer"
+)
+
+// PublishURL is where the nodes of site pull from, given every node's mesh
+// address; "" when the site names no ca.host.
+func PublishURL(site *Site, addrs map[string]netip.Addr) (string, error) {
+	if site.CA.Host == "" {
+		return "", nil
+	}
+	a, ok := addrs[site.CA.Host]
+	if !ok {
+		return "", fmt.Errorf("ca.host %q has no mesh address", site.CA.Host)
+	}
+	return "http://" + netip.AddrPortFrom(a, PublishPort).String(), nil
+}
+
+// DistributionFiles returns, for a site with ca.host, every node's pull
+// service and timer (enabled), and on the CA host the nginx server that
+// publishes the files on its mesh address to the mesh only.
+func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]File, []Unit, error) {
+	from, err := PublishURL(site, addrs)
+	if err != nil || from == "" {
+		return nil, nil, err
+	}
+	v := struct{ Binary, From, Every, CACert string }{BinaryPath, from, crlCheckEvery(site), CACertPath}
+	var files []File
+	for _, u := range []struct{ name, tmpl string }{{PullUnit, "unit-pull-service.tmpl"}, {PullTimer, "unit-pull-timer.tmpl"}} {
+		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)
+		if err != nil {
+			return nil, nil, fmt.Errorf("unit %s: %w", u.name, err)
+		}
+		files = append(files, f)
+	}
+	units := []Unit{{Name: PullTimer, Enable: true}}
+	if node != site.CA.Host {
+		return files, units, nil
+	}
+	mesh, err := ValidPrefix(site.WireGuard.Network)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wireguard.network: %w", err)
+	}
+	a := addrs[node]
+	listen := a.String() + ":" + strconv.Itoa(PublishPort)
+	if a.Is6() {
+		listen = "[" + a.String() + "]:" + strconv.Itoa(PublishPort)
+	}
+	f, err := renderFile(PublishConfPath, 0o644, "nginx-publish.tmpl", struct{ Listen, Dir, Mesh, CRL, KRL, Sig string }{
+		listen, PublishDir, mesh.Masked().String(), PublishedCRL, PublishedKRL, PublishedKRLSig})
+	if err != nil {
+		return nil, nil, err
+	}
+	files = append(files, f)
+	units = append(units, Unit{Name: "nginx.service", Enable: true, Reload: true, Package: "nginx"})
+	return files, units, nil
+}
