@@ -27,7 +27,8 @@ installed in ` + steps.CACertPath + `, not past its nextUpdate, its number not l
 than the installed CRL's; the KRL signed by the same CA (detached signature)
 and its version not lower than the installed KRL's. A file that fails is never
 installed; the reason is printed and the exit code is 1. nginx is reloaded when
-the CRL changed (sshd reads the KRL on each connection). A timer runs this on
+the CRL changed, restarted when it revokes more (a reload keeps TLS sessions a
+revoked client could resume); sshd reads the KRL on each connection. A timer runs this on
 every node of a site with ca.publish set.`,
 		Example: `  ztwizard node pull --from http://10.100.0.1:8440`,
 		Args:    noArgs,
@@ -38,8 +39,14 @@ every node of a site with ca.publish set.`,
 			}
 			res, err := pull.Pull(cmd.Context(), pull.Options{Root: root, From: from, Now: g.now(), Log: cmd.OutOrStdout()})
 			if res != nil && res.CRL && !noReload && filepath.Clean(root) == "/" && isDir("/run/systemd/system") {
-				if out, rerr := exec.Command("systemctl", "try-reload-or-restart", "nginx.service").CombinedOutput(); rerr != nil {
-					fmt.Fprintf(cmd.ErrOrStderr(), "reload nginx: %v: %s\n", rerr, bytes.TrimSpace(out))
+				// A reload keeps nginx's TLS session cache: after a new
+				// revocation only a restart stops resumed sessions.
+				verb := "try-reload-or-restart"
+				if res.Revoked {
+					verb = "try-restart"
+				}
+				if out, rerr := exec.Command("systemctl", verb, "nginx.service").CombinedOutput(); rerr != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "systemctl %s nginx: %v: %s\n", verb, rerr, bytes.TrimSpace(out))
 				}
 			}
 			return err

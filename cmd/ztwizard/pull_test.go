@@ -90,7 +90,7 @@ func TestPullRefusesAndKeeps(t *testing.T) {
 			t.Fatalf("pull: exit %d, want %q\n%s%s", r.code, want, r.stdout, r.stderr)
 		}
 	}
-	pullOK("CRL number")
+	pullOK("(0 new revocation(s))")
 	if !bytes.Equal(readFile(t, crlPath), readFile(t, filepath.Join(pub, pull.CRLName))) || !bytes.Equal(readFile(t, krlPath), readFile(t, filepath.Join(pub, pull.KRLName))) {
 		t.Fatal("the pulled files are not the published ones")
 	}
@@ -103,7 +103,7 @@ func TestPullRefusesAndKeeps(t *testing.T) {
 	must(t, dir, "ssh", "sign", "--user", "alice", "--key", "id.pub", "--state", st)
 	must(t, dir, "ssh", "revoke", "--user", "alice", "--state", st)
 	must(t, dir, "ca", "crl", "--if-due", "--state", st, "--publish", pub)
-	pullOK("KRL version")
+	pullOK("(1 new revocation(s))")
 	goodCRL, goodKRL := readFile(t, crlPath), readFile(t, krlPath)
 	if bytes.Equal(goodCRL, oldCRL) || bytes.Equal(goodKRL, oldKRL) {
 		t.Fatal("the revocation did not reach the node")

@@ -3,6 +3,7 @@ package pull
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,10 @@ type Options struct {
 // Result is what a pull installed.
 type Result struct {
 	CRL, KRL bool // installed (changed)
+	// Revoked is set when the CRL installed revokes serials the one
+	// before did not: nginx must restart, since a reload keeps its TLS
+	// session cache and a revoked client could resume a session.
+	Revoked bool
 }
 
 // Pull fetches the CRL, the KRL and its signature from o.From, checks them
@@ -73,7 +78,9 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 			fail("CRL", err)
 		} else {
 			res.CRL = true
-			logf("CRL number %s installed, next update %s", parsed.Number, parsed.NextUpdate.UTC().Format(time.RFC3339))
+			n := newRevocations(installed, parsed)
+			res.Revoked = n > 0
+			logf("CRL number %s installed (%d new revocation(s)), next update %s", parsed.Number, n, parsed.NextUpdate.UTC().Format(time.RFC3339))
 		}
 	}
 
@@ -107,4 +114,24 @@ func readOptional(p string) ([]byte, error) {
 		return nil, nil
 	}
 	return data, err
+}
+
+// newRevocations counts the serials crl revokes that the installed CRL
+// (nil: none) does not.
+func newRevocations(installed []byte, crl *x509.RevocationList) int {
+	old := map[string]bool{}
+	if installed != nil {
+		if prev, err := ParseCRL(installed); err == nil {
+			for _, e := range prev.RevokedCertificateEntries {
+				old[e.SerialNumber.String()] = true
+			}
+		}
+	}
+	n := 0
+	for _, e := range crl.RevokedCertificateEntries {
+		if !old[e.SerialNumber.String()] {
+			n++
+		}
+	}
+	return n
 }
