@@ -273,6 +273,38 @@ func TestSSHDHardened(t *testing.T) {
 			t.Errorf("%s: the agent was forwarded, want refused", filepath.Base(filepath.Dir(k)))
 		}
 	}
+
+	// PerSourceMaxStartups: three unauthenticated connections from one
+	// address get the banner, the fourth is refused at once (far below
+	// MaxStartups' 10; OpenSSH 9.2 says "MaxStartups" for both limits).
+	t.Run("per-source startups", func(t *testing.T) {
+		offset := len(sshd.Output())
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		banner := func() (net.Conn, string) {
+			c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			return c, line
+		}
+		for i := range 3 {
+			c, line := banner()
+			defer c.Close()
+			if !strings.HasPrefix(line, "SSH-2.0-") {
+				t.Fatalf("connection %d: %q, want the banner", i+1, line)
+			}
+		}
+		c, line := banner()
+		c.Close()
+		if line != "Exceeded MaxStartups\r\n" {
+			t.Errorf("fourth connection: %q, want it refused", line)
+		}
+		if !sshdWaitLog(sshd, offset, "drop connection #3 from [127.0.0.1]") {
+			t.Errorf("sshd log lacks the drop of the fourth connection:\n%s", sshd.Output()[offset:])
+		}
+	})
 }
 
 // TestSSHDForwardingGranted runs a real sshd for a site whose user ops is
