@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ztwizard/steps"
 	"ztwizard/steps/authority"
 	"ztwizard/steps/bundle"
 	"ztwizard/steps/host"
@@ -69,6 +70,11 @@ textfile collector (atomically; the name must end in .prom).`,
 				return err
 			}
 			rep := monitor.Build(now, list, held)
+			if held != nil {
+				if crl, err := os.ReadFile(filepath.Join(root, steps.CRLPath)); err == nil {
+					rep.UseInstalledCRL(crl, now)
+				}
+			}
 			var next time.Time
 			for _, it := range rep.Items {
 				if it.Source == monitor.SourceCA && it.Kind == authority.KindCRL {

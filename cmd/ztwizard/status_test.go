@@ -7,10 +7,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"ztwizard/steps"
 	"ztwizard/steps/monitor"
 )
 
@@ -121,6 +123,21 @@ func TestStatusOnNode(t *testing.T) {
 	for _, k := range []string{"x509-ca", "x509-server", "ssh-host", "crl"} {
 		if !kinds[k] {
 			t.Errorf("node status lacks %s: %+v", k, rep.Items)
+		}
+	}
+	// A CRL pulled later than the bundle counts, not the bundle's.
+	bundleCRL := time.Time{}
+	for _, it := range rep.Items {
+		if it.Source == monitor.SourceNode && it.Kind == "crl" {
+			bundleCRL = it.NotAfter
+		}
+	}
+	time.Sleep(1100 * time.Millisecond)
+	must(t, f.dir, "ca", "crl", "--state", f.ca, "--out", filepath.Join(f.root, steps.CRLPath))
+	rep, _ = statusJSON(t, f.dir, "--state", f.nodeState, "--root", f.root)
+	for _, it := range rep.Items {
+		if it.Source == monitor.SourceNode && it.Kind == "crl" && !it.NotAfter.After(bundleCRL) {
+			t.Fatalf("the installed CRL is not the one status reports: %v, bundle's %v", it.NotAfter, bundleCRL)
 		}
 	}
 	prom := filepath.Join(f.dir, "node.prom")

@@ -5,6 +5,8 @@
 package monitor
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"slices"
 	"strings"
 	"time"
@@ -151,4 +153,27 @@ func heldKind(what, node string) (kind, name string) {
 		return authority.KindSSHHost, node
 	}
 	return "other", what
+}
+
+// UseInstalledCRL replaces the node's CRL item (from its bundle) with the
+// CRL installed on the node, crlPEM, when that one runs longer: a node
+// that pulls its CRL from the CA host holds a newer one than its bundle
+// brought, and a pull that keeps failing shows as that CRL nearing its
+// nextUpdate.
+func (r *Report) UseInstalledCRL(crlPEM []byte, now time.Time) {
+	b, _ := pem.Decode(crlPEM)
+	if b == nil || b.Type != "X509 CRL" {
+		return
+	}
+	crl, err := x509.ParseRevocationList(b.Bytes)
+	if err != nil {
+		return
+	}
+	for i, it := range r.Items {
+		if it.Source == SourceNode && it.Kind == authority.KindCRL && crl.NextUpdate.After(it.NotAfter) {
+			r.Items[i] = NewItem(SourceNode, it.Kind, it.Name, it.Serial, crl.NextUpdate, now)
+		}
+	}
+	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })
+	r.count()
 }
