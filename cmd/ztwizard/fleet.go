@@ -209,36 +209,33 @@ them: it is written 0600; the provider's metadata service keeps a copy.`,
 				return err
 			}
 			defer s.close()
-			nodes := []string{node}
+			w := cmd.OutOrStdout()
 			if all {
-				nodes = nodes[:0]
-				for _, n := range s.site.Nodes {
-					nodes = append(nodes, n.Name)
-				}
 				if err := os.MkdirAll(out, 0o700); err != nil {
 					return usagef("--out %s: %v", out, unwrapPath(err))
 				}
+				nodes := make([]string, 0, len(s.site.Nodes))
+				for _, n := range s.site.Nodes {
+					nodes = append(nodes, n.Name)
+				}
+				return s.auth.BundleAll(nodes, func(data []byte, p *bundle.Payload) error {
+					return saveBundle(w, filepath.Join(out, p.Node+".ztb"), data, p)
+				})
 			}
-			w := cmd.OutOrStdout()
-			for _, n := range nodes {
-				file := out
-				if all {
-					file = filepath.Join(out, n+".ztb")
+			if cloudInit != "" {
+				if err := s.auth.KeysHere(node); err != nil {
+					return usagef("--cloud-init: a new VPS has no keys of its own yet: %v", err)
 				}
-				if cloudInit != "" {
-					if err := s.auth.KeysHere(n); err != nil {
-						return usagef("--cloud-init: a new VPS has no keys of its own yet: %v", err)
-					}
-				}
-				data, p, err := writeNodeBundle(w, s.auth, n, file)
-				if err != nil {
-					return err
-				}
-				if cloudInit != "" {
-					if err := writeUserData(w, p, data, in, cloudInit, g.now()); err != nil {
-						return err
-					}
-				}
+			}
+			data, p, err := s.auth.Bundle(node)
+			if err != nil {
+				return err
+			}
+			if err := saveBundle(w, out, data, p); err != nil {
+				return err
+			}
+			if cloudInit != "" {
+				return writeUserData(w, p, data, in, cloudInit, g.now())
 			}
 			return nil
 		},
@@ -252,22 +249,18 @@ them: it is written 0600; the provider's metadata service keeps a copy.`,
 	return cmd
 }
 
-// writeNodeBundle builds node's bundle and writes it to file: 0600 when it
-// carries private keys, else 0644.
-func writeNodeBundle(w io.Writer, a *authority.Authority, node, file string) ([]byte, *bundle.Payload, error) {
-	data, p, err := a.Bundle(node)
-	if err != nil {
-		return nil, nil, err
-	}
+// saveBundle writes a bundle to file: 0600 when it carries private keys,
+// else 0644.
+func saveBundle(w io.Writer, file string, data []byte, p *bundle.Payload) error {
 	mode, what := os.FileMode(0o644), "public material only"
 	if p.PrivateKeys {
 		mode, what = 0o600, "with the node's private keys: keep it secret"
 	}
 	if err := atomicfile.WriteFile(file, data, mode); err != nil {
-		return nil, nil, err
+		return err
 	}
-	fmt.Fprintf(w, "wrote the bundle of node %s to %s: serial %d, CA %s, %s\n", node, file, p.Serial, p.CAFingerprint, what)
-	return data, p, nil
+	fmt.Fprintf(w, "wrote the bundle of node %s to %s: serial %d, CA %s, %s\n", p.Node, file, p.Serial, p.CAFingerprint, what)
+	return nil
 }
 
 // writeUserData writes the cloud-init user-data that applies a bundle on a

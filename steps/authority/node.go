@@ -35,7 +35,6 @@ const (
 // Fleet files in the store, per node.
 func requestFile(node string) string { return path.Join("nodes", node, "request.json") }
 func hostKeyFile(node string) string { return path.Join("nodes", node, "ssh_host_key.pub") }
-func serialFile(node string) string  { return path.Join("nodes", node, "bundle-serial") }
 
 // ImportRequest records a node's request, checked against the site: from
 // now on the node's keys are its own (bundles carry no private key of it),
@@ -385,25 +384,40 @@ func samePublicKey(a, b crypto.PublicKey) bool {
 	return ok && k.Equal(b)
 }
 
-// NextBundleSerial takes the next bundle serial of a node. It is saved
-// before it is used, so a serial is never given twice and never goes back.
-func (a *Authority) NextBundleSerial(node string) (uint64, error) {
-	var last uint64
-	data, err := a.Store.ReadFile(serialFile(node))
+// BundleSerialsFile holds the serial of every node's last bundle.
+const BundleSerialsFile = "nodes/bundle-serials.json"
+
+// ReserveBundleSerials takes the next bundle serial of each node, in one
+// write that is saved before any is used: a serial is never given twice and
+// never goes back.
+func (a *Authority) ReserveBundleSerials(nodes ...string) (map[string]uint64, error) {
+	last := map[string]uint64{}
+	data, err := a.Store.ReadFile(BundleSerialsFile)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
-		return 0, fmt.Errorf("authority: %w", err)
+		return nil, fmt.Errorf("authority: %w", err)
 	default:
-		if last, err = strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64); err != nil {
-			return 0, fmt.Errorf("authority: %s: not a serial", serialFile(node))
+		if err := json.Unmarshal(data, &last); err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", BundleSerialsFile, err)
 		}
 	}
-	next := last + 1
-	if err := a.write(serialFile(node), []byte(strconv.FormatUint(next, 10)+"\n"), privateMode); err != nil {
-		return 0, err
+	out := make(map[string]uint64, len(nodes))
+	for _, n := range nodes {
+		if err := CheckNode(a.Site, n); err != nil {
+			return nil, err
+		}
+		last[n]++
+		out[n] = last[n]
 	}
-	return next, nil
+	js, err := json.MarshalIndent(last, "", " ")
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	if err := a.write(BundleSerialsFile, append(js, '\n'), privateMode); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Bundle builds node's bundle: its share of the secrets (see Secrets), the
@@ -413,10 +427,38 @@ func (a *Authority) Bundle(node string) ([]byte, *bundle.Payload, error) {
 	return a.BundleWithHostKey(node, nil)
 }
 
+// BundleAll builds the bundles of nodes, their serials taken at once, and
+// hands each to emit as it is made.
+func (a *Authority) BundleAll(nodes []string, emit func(data []byte, p *bundle.Payload) error) error {
+	serials, err := a.ReserveBundleSerials(nodes...)
+	if err != nil {
+		return err
+	}
+	for _, n := range nodes {
+		data, p, err := a.bundle(n, nil, serials[n])
+		if err != nil {
+			return err
+		}
+		if err := emit(data, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // BundleWithHostKey is Bundle for a node whose SSH host key was made here
 // (a seed): hostKey, an OpenSSH private key, is recorded as the node's host
 // key and travels in the bundle with its certificate.
 func (a *Authority) BundleWithHostKey(node string, hostKey []byte) ([]byte, *bundle.Payload, error) {
+	serials, err := a.ReserveBundleSerials(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	return a.bundle(node, hostKey, serials[node])
+}
+
+// bundle builds node's bundle with a serial already reserved.
+func (a *Authority) bundle(node string, hostKey []byte, serial uint64) ([]byte, *bundle.Payload, error) {
 	if hostKey != nil {
 		signer, err := ssh.ParsePrivateKey(hostKey)
 		if err != nil {
@@ -445,10 +487,6 @@ func (a *Authority) BundleWithHostKey(node string, hostKey []byte) ([]byte, *bun
 	s, private := bundle.FromSecrets(a.Site, node, sec)
 	if hostKey != nil {
 		s.HostKey, private = string(hostKey), true
-	}
-	serial, err := a.NextBundleSerial(node)
-	if err != nil {
-		return nil, nil, err
 	}
 	detail := "public material only"
 	if private {

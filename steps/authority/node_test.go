@@ -245,12 +245,22 @@ func TestBundleSerialsGrow(t *testing.T) {
 	if _, p, _ := a.Bundle("web"); p.Serial != 1 {
 		t.Fatalf("web's first serial is %d, serials are per node", p.Serial)
 	}
+	got := map[string]uint64{}
+	if err := a.BundleAll([]string{"db", "web", "log"}, func(_ []byte, p *bundle.Payload) error {
+		got[p.Node] = p.Serial
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got["db"] != 4 || got["web"] != 2 || got["log"] != 1 {
+		t.Fatalf("BundleAll serials %v, want db 4, web 2, log 1", got)
+	}
 	log, err := os.ReadFile(a.Store.Path("audit.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(log, []byte(`"kind":"bundle"`)); n != 4 {
-		t.Fatalf("%d bundles audited, want 4", n)
+	if n := bytes.Count(log, []byte(`"kind":"bundle"`)); n != 7 {
+		t.Fatalf("%d bundles audited, want 7", n)
 	}
 }
 
