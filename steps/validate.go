@@ -559,6 +559,7 @@ func (s *Site) checkServices(c *errs) {
 
 func (s *Site) checkDatabases(c *errs) {
 	nodes := s.nodeNames()
+	index, links := s.nodeIndex(), s.links()
 	seen := map[string]int{}
 	servers := map[[2]string]int{}
 	for i, db := range s.Databases {
@@ -570,7 +571,7 @@ func (s *Site) checkDatabases(c *errs) {
 		} else {
 			seen[db.Name] = i
 		}
-		_, nodeOK := s.Node(db.Node)
+		nodeOK := index[db.Node] != nil
 		if !nodeOK {
 			c.add(path+".node", "unknown node %q%s", db.Node, Suggest(db.Node, nodes))
 		}
@@ -593,13 +594,13 @@ func (s *Site) checkDatabases(c *errs) {
 		for j, cl := range db.Clients {
 			cp := fmt.Sprintf("%s.clients[%d]", path, j)
 			switch {
-			case !slices.Contains(nodes, cl):
+			case index[cl] == nil:
 				c.add(cp, "unknown node %q%s", cl, Suggest(cl, nodes))
 			case cl == db.Node:
 				c.add(cp, "%q is the database's own node", cl)
 			case seenC[cl]:
 				c.add(cp, "%q is listed twice", cl)
-			case nodeOK && !s.Linked(db.Node, cl):
+			case nodeOK && !links.has(db.Node, cl):
 				c.add(cp, "node %q is not a WireGuard peer of %q, so it cannot reach the database (add it to peers)", cl, db.Node)
 			}
 			seenC[cl] = true

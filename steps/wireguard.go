@@ -185,8 +185,9 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 		KeyPath:    WireGuardKeyPath,
 	}
 	endpoints := map[wgtypes.Key]string{}
+	index := site.nodeIndex()
 	for _, name := range site.Links(node) {
-		peer, _ := site.Node(name)
+		peer := index[name]
 		if err := ValidName(name); err != nil {
 			return Interface{}, nil, fmt.Errorf("wireguard: node %q: peer: %w", node, err)
 		}
