@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strconv"
+	"sync"
 )
 
 // Output formats.
@@ -36,7 +37,7 @@ func outputRaw(_ context.Context, raw, out string, compress bool, _ func(n, tota
 	return nil
 }
 
-var reQemuProgress = regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`)
+var reQemuProgress = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`\((\d+(?:\.\d+)?)/100%\)`) })
 
 // outputQcow2 turns the raw disk into a qcow2 with qemu-img convert,
 // zlib-compressed when compress is set. qemu-img's own progress (-p) is
@@ -80,7 +81,7 @@ func readProgress(r io.Reader, done func(n, total int64)) {
 		return 0, nil, nil
 	})
 	for sc.Scan() {
-		m := reQemuProgress.FindSubmatch(sc.Bytes())
+		m := reQemuProgress().FindSubmatch(sc.Bytes())
 		if m == nil || done == nil {
 			continue
 		}

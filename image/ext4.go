@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // RootLabel is the root filesystem's label; the kernel command line and
@@ -78,9 +79,9 @@ func makeExt4(ctx context.Context, s ext4Spec) error {
 }
 
 var (
-	reInodesPerGroup = regexp.MustCompile(`(?m)^Inodes per group:\s+(\d+)$`)
-	reGroup          = regexp.MustCompile(`(?m)^Group (\d+):`)
-	reFreeInodes     = regexp.MustCompile(`(?m)^\s+Free inodes: ?(.*)$`)
+	reInodesPerGroup = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^Inodes per group:\s+(\d+)$`) })
+	reGroup          = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^Group (\d+):`) })
+	reFreeInodes     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^\s+Free inodes: ?(.*)$`) })
 )
 
 // usedInodes lists the inodes in use in an ext4 image, from dumpe2fs's
@@ -94,7 +95,7 @@ func usedInodes(ctx context.Context, img string) ([]int, error) {
 }
 
 func parseUsedInodes(out []byte) ([]int, error) {
-	m := reInodesPerGroup.FindSubmatch(out)
+	m := reInodesPerGroup().FindSubmatch(out)
 	if m == nil {
 		return nil, fmt.Errorf("image: dumpe2fs: no inodes per group")
 	}
@@ -105,11 +106,11 @@ func parseUsedInodes(out []byte) ([]int, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if g := reGroup.FindSubmatch(line); g != nil {
+		if g := reGroup().FindSubmatch(line); g != nil {
 			group, _ = strconv.Atoi(string(g[1]))
 			continue
 		}
-		f := reFreeInodes.FindSubmatch(line)
+		f := reFreeInodes().FindSubmatch(line)
 		if f == nil || group < 0 {
 			continue
 		}

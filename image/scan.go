@@ -14,14 +14,17 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // wireGuardDirs hold WireGuard configuration on a node.
 var wireGuardDirs = []string{"etc/wireguard", "etc/ztwizard/wireguard"}
 
 var (
-	rePEMPrivate = regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----`)
-	reWGSecret   = regexp.MustCompile(`(?m)^\s*(PrivateKey|PresharedKey)\s*=\s*([A-Za-z0-9+/]{43}=)\s*$`)
+	rePEMPrivate = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----`) })
+	reWGSecret   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(?m)^\s*(PrivateKey|PresharedKey)\s*=\s*([A-Za-z0-9+/]{43}=)\s*$`)
+	})
 )
 
 // ScanTree looks for private keys in the tree at root: PEM private keys
@@ -96,7 +99,7 @@ func packageSums(root string) map[string][md5.Size]byte {
 // count: a block needs its base64 body and END line.
 func pemPrivateKeys(data []byte) []string {
 	var out []string
-	for _, loc := range rePEMPrivate.FindAllIndex(data, -1) {
+	for _, loc := range rePEMPrivate().FindAllIndex(data, -1) {
 		block, _ := pem.Decode(data[loc[0]:])
 		if block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY") && len(block.Bytes) > 0 {
 			out = append(out, block.Type)
@@ -112,7 +115,7 @@ func wireGuardSecrets(data []byte) []string {
 	if isWireGuardKey(string(bytes.TrimSpace(data))) {
 		out = append(out, "WireGuard key")
 	}
-	for _, m := range reWGSecret.FindAllSubmatch(data, -1) {
+	for _, m := range reWGSecret().FindAllSubmatch(data, -1) {
 		if isWireGuardKey(string(m[2])) {
 			out = append(out, "WireGuard "+string(m[1]))
 		}
@@ -142,7 +145,7 @@ func ScanReader(r io.Reader) ([]string, error) {
 		n, err := io.ReadFull(r, buf[keep:])
 		end := keep + n
 		data := buf[:end]
-		for _, loc := range rePEMPrivate.FindAllIndex(data, -1) {
+		for _, loc := range rePEMPrivate().FindAllIndex(data, -1) {
 			block, _ := pem.Decode(data[loc[0]:])
 			if block != nil && strings.HasSuffix(block.Type, "PRIVATE KEY") && len(block.Bytes) > 0 {
 				found = append(found, fmt.Sprintf("offset %d: %s", base+int64(loc[0]), block.Type))

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"ztwizard/steps"
 )
@@ -105,7 +106,7 @@ func copyTree(src, dst string) error {
 }
 
 // nginxPID matches nginx's pid directive.
-var nginxPID = regexp.MustCompile(`(?m)^[ \t]*pid[ \t]+[^;]*;`)
+var nginxPID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(?m)^[ \t]*pid[ \t]+[^;]*;`) })
 
 // stagePIDFile points the staged nginx.conf's pid file into the staging
 // folder: `nginx -t` creates the pid file it names, and an empty
@@ -118,10 +119,10 @@ func stagePIDFile(conf, pidFile string) error {
 	if err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}
-	if !nginxPID.Match(data) {
+	if !nginxPID().Match(data) {
 		return nil
 	}
-	data = nginxPID.ReplaceAllLiteral(data, []byte("pid "+pidFile+";"))
+	data = nginxPID().ReplaceAllLiteral(data, []byte("pid "+pidFile+";"))
 	if err := os.WriteFile(conf, data, 0o600); err != nil {
 		return fmt.Errorf("stage: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The table ztwizard owns. Nothing in this package touches another.
@@ -188,7 +189,7 @@ func (t *Table) Chain(name string) (*Chain, bool) {
 	return nil, false
 }
 
-var identRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,63}$`)
+var identRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,63}$`) })
 
 // Validate reports the first inconsistency that nft or the kernel would
 // reject: a bad name, a value of the wrong type, an unknown set, overlapping
@@ -215,7 +216,7 @@ func (t *Table) validate() error {
 	chains := map[string]bool{}
 	for _, c := range t.Chains {
 		switch {
-		case !identRE.MatchString(c.Name):
+		case !identRE().MatchString(c.Name):
 			return fmt.Errorf("chain %q: bad name", c.Name)
 		case chains[c.Name]:
 			return fmt.Errorf("chain %q is defined twice", c.Name)
@@ -235,7 +236,7 @@ func (t *Table) validate() error {
 }
 
 func (s *Set) validate() error {
-	if !identRE.MatchString(s.Name) {
+	if !identRE().MatchString(s.Name) {
 		return errors.New("bad name")
 	}
 	if len(s.Key) == 0 || len(s.Key) > 5 {

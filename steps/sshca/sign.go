@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -63,7 +64,7 @@ func ValidForwarding(f string) error {
 	return nil
 }
 
-var principalRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+var principalRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`) })
 
 // ValidPrincipal checks a user principal (an account name) against
 // ^[a-z_][a-z0-9_-]{0,31}$.
@@ -77,8 +78,8 @@ func ValidPrincipal(p string) error {
 		return fmt.Errorf("principal %q is longer than 32 characters", p)
 	case strings.ToLower(p) != p:
 		return fmt.Errorf("principal %q must be lowercase", p)
-	case !principalRE.MatchString(p):
-		return fmt.Errorf("principal %q is not an account name matching %s", p, principalRE)
+	case !principalRE().MatchString(p):
+		return fmt.Errorf("principal %q is not an account name matching %s", p, principalRE())
 	}
 	return nil
 }
