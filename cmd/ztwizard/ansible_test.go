@@ -198,12 +198,26 @@ func newFleetLab(t testing.TB) *fleetLab {
 		}
 	})
 
+	l.generate(nil)
+	return l
+}
+
+// generate writes the inventory and playbook with `ztwizard ansible`, each
+// node's host key fingerprint as fingerprints says (as its console showed
+// it when fingerprints is nil; none for a node mapped to "").
+func (l *fleetLab) generate(fingerprints map[string]string) {
+	l.t.Helper()
 	args := []string{"ansible", "--out", adminPush, "--identity", adminKey, "--binary", adminBin}
 	for _, n := range l.nodes {
-		args = append(args, "--host-key", n.Name+"="+n.fingerprint)
+		fp, ok := fingerprints[n.Name]
+		if !ok && fingerprints == nil {
+			fp = n.fingerprint
+		}
+		if fp != "" {
+			args = append(args, "--host-key", n.Name+"="+fp)
+		}
 	}
 	l.ztwAdmin(args...)
-	return l
 }
 
 // ztwAdmin runs ztwizard on the admin machine, the CA host, with its state
@@ -349,7 +363,9 @@ func (n *fleetNode) acceptedPorts() []string {
 	return ports
 }
 
-// TestAnsibleFleet is the fleet proof: the generated playbook, run by the
+// TestAnsibleFleet is the fleet proof: a node that shows another host key
+// than the one the admin confirmed stops the push before anything is
+// touched; the generated playbook, run by the
 // real ansible-playbook, brings three live nodes from their request to an
 // applied, confirmed bundle; the mesh works and the database is reached
 // over it only; every node's host key is verified through the
@@ -362,8 +378,30 @@ func TestAnsibleFleet(t *testing.T) {
 	db, app1, app2 := l.nodes[0], l.nodes[1], l.nodes[2]
 	before := l.dumps()
 
-	// The first push.
+	// No silent trust on first use: app2 shows another key than the one
+	// the admin confirmed, and the push stops before it touches any node.
+	l.generate(map[string]string{"db": db.fingerprint, "app1": app1.fingerprint, "app2": db.fingerprint})
 	p := l.push()
+	if p.code == 0 || !strings.Contains(p.output, "app2 (10.77.1.3) shows no host key with fingerprint "+db.fingerprint) {
+		t.Fatalf("a host key other than the one confirmed: exit %d\n%s", p.code, p.output)
+	}
+	for _, n := range l.nodes {
+		if got := p.taskResult("Copy ztwizard", n.Name); got != "" {
+			t.Errorf("%s: ztwizard copied after a host showed an unknown key: %q", n.Name, got)
+		}
+	}
+	if _, err := os.Stat(l.admin.Path(adminPush + "/pinned_hosts")); !os.IsNotExist(err) {
+		t.Errorf("keys pinned though a host showed an unknown one: %v", err)
+	}
+	for name, d := range l.dumps() {
+		if d != before[name] {
+			t.Errorf("%s changed:\n%s", name, testenv.DiffLines(before[name], d))
+		}
+	}
+	l.generate(nil)
+
+	// The first push.
+	p = l.push()
 	if p.code != 0 {
 		t.Fatalf("first push: exit %d\n%s", p.code, p.output)
 	}
@@ -444,7 +482,7 @@ func TestAnsibleFleet(t *testing.T) {
 	// From now on the nodes are certified: the inventory needs no host
 	// key fingerprints and no key stays pinned; Ansible itself now trusts
 	// them through the @cert-authority line alone.
-	l.ztwAdmin("ansible", "--out", adminPush, "--identity", adminKey, "--binary", adminBin)
+	l.generate(map[string]string{})
 	if err := os.Remove(l.admin.Path(adminPush + "/pinned_hosts")); err != nil {
 		t.Fatal(err)
 	}
