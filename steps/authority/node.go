@@ -170,8 +170,8 @@ func (a *Authority) HostKey(node string) (ssh.PublicKey, error) {
 }
 
 // hostCert returns a host certificate for the node's recorded host key:
-// the current one while it is for that key, names the node as now and is
-// not within WarnWithin of its end, else a new one (the old one marked
+// the current one while it is for that key, names the node as now and its
+// renewal is not due (RenewDue), else a new one (the old one marked
 // superseded, and revoked when the key changed).
 func (a *Authority) hostCert(node string, pub ssh.PublicKey) ([]byte, error) {
 	ix, err := a.Store.Index()
@@ -203,7 +203,7 @@ func (a *Authority) hostCert(node string, pub ssh.PublicKey) ([]byte, error) {
 		cur, curCert, curLine = &r, c, line
 		break
 	}
-	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && cur.NotAfter.Sub(now) >= WarnWithin {
+	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && !RenewDue(cur.NotBefore, cur.NotAfter, now) {
 		return curLine, nil
 	}
 	signed, err := a.SignHost(node, pub, nil, 0)
@@ -247,9 +247,18 @@ func (a *Authority) currentCert(kind, name string) (*state.Record, *x509.Certifi
 }
 
 // due tells whether a server certificate must be re-issued: renewal is
-// near (within WarnWithin of its end) or its names are not the service's.
+// due (RenewDue) or its names are not the service's.
 func (a *Authority) due(cert *x509.Certificate, s steps.Service) bool {
-	return cert.NotAfter.Sub(a.now()) < WarnWithin || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
+	return RenewDue(cert.NotBefore, cert.NotAfter, a.now()) || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
+}
+
+// RenewDue tells whether a leaf valid from notBefore to notAfter is
+// renewed at now: from two thirds of its life on, or within WarnWithin of
+// its end, so a renewed certificate reaches the node (with its next bundle
+// or apply) long before the old one ends.
+func RenewDue(notBefore, notAfter, now time.Time) bool {
+	at := notBefore.Add(notAfter.Sub(notBefore) / 3 * 2)
+	return !now.Before(at) || notAfter.Sub(now) < WarnWithin
 }
 
 // serverForKey returns the service's certificate for a key the node holds

@@ -11,7 +11,7 @@ import (
 
 // Secrets gathers what a node's plan needs from the store, creating what is
 // missing: the CAs, a current server certificate for each of the node's
-// services (renewed within WarnWithin of its end, or when its server_name
+// services (renewed at two thirds of its life, see RenewDue, or when its server_name
 // changed; for the same key, the old one marked superseded), a CRL that is
 // not due, the KRL, the WireGuard keys and the mesh addresses and, when the
 // node's SSH host key is recorded, its host certificate. For a node that
