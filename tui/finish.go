@@ -36,6 +36,7 @@ type finishPage struct {
 	results []finishResult
 
 	node, image, imageOut, bundleDir, export, exportDir string
+	diskSize, address, gateway, dns                     string // the bake's network and disk
 }
 
 func newFinishPage(m *model) *finishPage {
@@ -72,6 +73,14 @@ func newFinishPage(m *model) *finishPage {
 				node(),
 				newText("Image file", "The qcow2 file to write (0600 for a node's image: it holds keys).", "", str(&p.imageOut)).
 					withHint(func(*env) string { return p.imageName(m) }),
+				newText("Disk size", "The disk's size, e.g. 2G or 1536M; the root grows to a bigger disk at boot.", "", str(&p.diskSize)).
+					withHint(func(*env) string { return "2G" }),
+				newText("Address", "A fixed address with its prefix for the Ethernet interfaces, e.g. 192.168.1.100/24.", "", str(&p.address)).
+					withHint(func(*env) string { return "DHCP" }),
+				newText("Gateway", "The default gateway, with a fixed address.", "", str(&p.gateway)).
+					withHint(func(*env) string { return "none" }),
+				newText("DNS", "Name servers, separated by spaces, with a fixed address.", "", str(&p.dns)).
+					withHint(func(*env) string { return "none" }),
 				newButton("bake", label("Bake")))},
 		{id: "export", title: "Export credentials", line: "wg-quick and QR, PKCS#12",
 			form: newForm(
@@ -270,7 +279,8 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 		if out == "" {
 			out = p.imageName(m)
 		}
-		d := &bakeDialog{node: node, golden: p.image == "golden", out: out}
+		d := &bakeDialog{node: node, opts: BakeOptions{Golden: p.image == "golden", Out: out, Size: p.diskSize,
+			Address: p.address, Gateway: p.gateway, DNS: splitWords(p.dns, true)}}
 		m.dialog = d
 		return d.start(m)
 	case "export":

@@ -1,6 +1,7 @@
 package tui
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -12,8 +13,10 @@ import (
 
 // bakeDialog bakes an image, with a progress bar through its stages.
 type bakeDialog struct {
-	node, out   string
-	golden      bool
+	node        string
+	opts        BakeOptions
+	cancel      context.CancelFunc // stops the bake
+	cancelled   bool
 	stage       string
 	done, total int
 	stages      []string
@@ -36,12 +39,17 @@ type (
 func (d *bakeDialog) start(m *model) tea.Cmd {
 	d.bar = progress.New(progress.WithoutPercentage(), progress.WithColors(m.th.accent), progress.WithFillCharacters('█', '░'))
 	d.ch = make(chan tea.Msg, 64)
-	ctx, job, a, ch := m.ctx, m.job(), m.o.Actions, d.ch
-	node, golden, out := d.node, d.golden, d.out
+	ctx, cancel := context.WithCancel(m.ctx)
+	d.cancel = cancel
+	job, a, ch, node, opts := m.job(), m.o.Actions, d.ch, d.node, d.opts
 	go func() {
-		err := a.Bake(ctx, job, node, golden, out, func(stage string, done, total int) {
-			ch <- bakeStageMsg{stage, done, total}
+		err := a.Bake(ctx, job, node, opts, func(stage string, done, total int) {
+			select {
+			case ch <- bakeStageMsg{stage, done, total}:
+			default: // the dialog is behind: it shows a later stage
+			}
 		})
+		cancel()
 		ch <- bakeDoneMsg{err}
 	}()
 	return next(ch)
@@ -50,8 +58,12 @@ func (d *bakeDialog) start(m *model) tea.Cmd {
 func (d *bakeDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 	switch msg := msg.(type) {
 	case tea.KeyPressMsg:
-		if d.over && key.Matches(msg, keys.Close) {
+		switch {
+		case d.over && key.Matches(msg, keys.Close):
 			return nil, true
+		case !d.over && (msg.String() == "esc" || msg.String() == "ctrl+c"):
+			d.cancelled = true
+			d.cancel()
 		}
 	case bakeStageMsg:
 		if msg.stage != d.stage && d.stage != "" {
@@ -72,11 +84,11 @@ func (d *bakeDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 func (d *bakeDialog) view(m *model, width int) string {
 	var b strings.Builder
 	what := "node " + d.node
-	if d.golden {
+	if d.opts.Golden {
 		what = "a golden image"
 	}
 	b.WriteString(m.th.title.Render("Bake "+what) + "\n")
-	b.WriteString(m.th.desc.Render(truncate("into "+d.out, width)) + "\n\n")
+	b.WriteString(m.th.desc.Render(truncate("into "+d.opts.Out, width)) + "\n\n")
 	for _, s := range d.stages {
 		b.WriteString(m.th.okText.Render("✓ ") + truncate(s, width-2) + "\n")
 	}
@@ -95,14 +107,18 @@ func (d *bakeDialog) view(m *model, width int) string {
 		b.WriteString(d.bar.ViewAs(pct) + fmt.Sprintf(" %3.0f%%", pct*100) + "\n")
 	}
 	switch {
+	case !d.over && d.cancelled:
+		b.WriteString(m.th.noteText.Render("Cancelling…") + "\n")
 	case !d.over:
+	case d.cancelled && d.err != nil:
+		b.WriteString(m.th.noteText.Render(strings.Join(wrap("Cancelled: no image was written.", width), "\n")) + "\n")
 	case errors.Is(d.err, ErrNotAvailable):
 		b.WriteString(m.th.noteText.Render(strings.Join(wrap(plainly(d.err), width), "\n")) + "\n\n")
 		b.WriteString(m.th.desc.Render(strings.Join(wrap("Nothing was written.", width), "\n")) + "\n")
 	case d.err != nil:
 		b.WriteString(m.th.errText.Render(strings.Join(wrap("✗ "+d.err.Error(), width), "\n")) + "\n")
 	default:
-		b.WriteString(m.th.okText.Render(truncate("Baked "+d.out+".", width)) + "\n")
+		b.WriteString(m.th.okText.Render(truncate("Baked "+d.opts.Out+".", width)) + "\n")
 	}
 	return strings.TrimSuffix(b.String(), "\n")
 }
@@ -111,5 +127,5 @@ func (d *bakeDialog) keys() []key.Binding {
 	if d.over {
 		return []key.Binding{keys.Close}
 	}
-	return nil
+	return []key.Binding{key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "cancel the bake"))}
 }

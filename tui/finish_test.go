@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func (w *workingActions) Apply(_ context.Context, _ Job, node string, progress f
 
 func (w *workingActions) Confirm(context.Context, Job) error { w.confirmed = true; return nil }
 
-func (w *workingActions) Bake(_ context.Context, _ Job, _ string, _ bool, _ string, progress func(string, int, int)) error {
+func (w *workingActions) Bake(_ context.Context, _ Job, _ string, _ BakeOptions, progress func(string, int, int)) error {
 	progress("rootfs", 1, 4)
 	progress("plan files", 2, 4)
 	progress("disk", 3, 4)
@@ -85,7 +86,7 @@ func TestApplyTimesOut(t *testing.T) {
 func TestBakeShowsProgress(t *testing.T) {
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
 	press(m, nexts(8)...)
-	press(m, "down", "down", "enter", "right", "tab", "tab", "enter", "enter")
+	press(m, "down", "down", "enter", "right", "tab", "tab", "enter", "enter", "enter", "enter", "enter", "enter")
 	scr := screen(m)
 	for _, want := range []string{"Bake a golden image", "✓ rootfs", "✓ qcow2", "100%", "Baked oslo-prod-golden.qcow2."} {
 		if !strings.Contains(scr, want) {
@@ -349,5 +350,53 @@ func TestFullHelp(t *testing.T) {
 	press(m, "esc")
 	if m.dialog != nil {
 		t.Fatal("esc does not close the help")
+	}
+}
+
+// slowBake bakes until it is cancelled.
+type slowBake struct {
+	fakeActions
+	got BakeOptions
+}
+
+func (s *slowBake) Bake(ctx context.Context, _ Job, _ string, o BakeOptions, progress func(string, int, int)) error {
+	s.got = o
+	progress("rootfs", 0, 4)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestBakeCancel bakes with the form's network and disk choices and
+// cancels with esc: the bake stops and says nothing was written.
+func TestBakeCancel(t *testing.T) {
+	a := &slowBake{}
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a })
+	press(m, nexts(8)...)
+	press(m, "down", "down", "enter", "tab", "tab", "tab", "3G", "tab", "192.168.1.100/24", "tab", "192.168.1.1", "tab", "192.168.1.1 9.9.9.9", "tab")
+	m.Update(tea.KeyPressMsg{Code: tea.KeyEnter})
+	d, ok := m.dialog.(*bakeDialog)
+	if !ok {
+		t.Fatalf("no bake:\n%s", screen(m))
+	}
+	m.Update(<-d.ch)
+	if !strings.Contains(screen(m), "rootfs") || !strings.Contains(screen(m), "esc cancel the bake") {
+		t.Fatalf("no bake under way:\n%s", screen(m))
+	}
+	m.Update(tea.KeyPressMsg{Code: tea.KeyEscape})
+	if !strings.Contains(screen(m), "Cancelling…") {
+		t.Fatalf("esc does not cancel:\n%s", screen(m))
+	}
+	select {
+	case msg := <-d.ch:
+		m.Update(msg)
+	case <-time.After(5 * time.Second):
+		t.Fatal("the bake did not stop")
+	}
+	if !strings.Contains(screen(m), "Cancelled: no image was written.") {
+		t.Fatalf("no word of the cancel:\n%s", screen(m))
+	}
+	want := BakeOptions{Out: "db.qcow2", Size: "3G", Address: "192.168.1.100/24", Gateway: "192.168.1.1", DNS: []string{"192.168.1.1", "9.9.9.9"}}
+	if !reflect.DeepEqual(a.got, want) {
+		t.Fatalf("bake options %+v, want %+v", a.got, want)
 	}
 }

@@ -70,10 +70,12 @@ func TestGoldenScreens(t *testing.T) {
 		{"remove-node-80x24", hubSite(), 80, 24, "", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "x"}},
 		{"remove-node-120x40", hubSite(), 120, 40, "", []string{"ctrl+n", "ctrl+n", "tab", "tab", "down", "x"}},
 		{"finish-save", steps.Example(), 80, 24, "", append(nexts(8), "enter")},
+		{"bake-form-80x24", steps.Example(), 80, 24, "", append(nexts(8), "down", "down", "enter")},
+		{"bake-form-120x40", steps.Example(), 120, 40, "", append(nexts(8), "down", "down", "enter")},
 		{"finish-apply", steps.Example(), 80, 24, "Applying to this host arrives", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")},
 		{"finish-apply-ask-80x24", steps.Example(), 80, 24, "", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
 		{"finish-apply-ask-120x40", steps.Example(), 120, 40, "", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
-		{"finish-bake", steps.Example(), 80, 24, "Baking images arrives", append(nexts(8), "down", "down", "enter", "tab", "tab", "tab", "enter")},
+		{"finish-bake", steps.Example(), 80, 24, "Baking images arrives", append(nexts(8), "down", "down", "enter", "tab", "tab", "tab", "tab", "tab", "tab", "tab", "enter")},
 		{"finish-export", steps.Example(), 80, 40, "Scan it with", append(nexts(8), "down", "down", "down", "enter", "tab", "tab", "enter")},
 	}
 	for _, tt := range tests {

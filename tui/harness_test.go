@@ -77,7 +77,7 @@ func (f *fakeActions) Keys(_ context.Context, job Job) (string, error) {
 
 func (f *fakeActions) Confirm(context.Context, Job) error { return nil }
 
-func (f *fakeActions) Bake(_ context.Context, _ Job, node string, _ bool, _ string, _ func(string, int, int)) error {
+func (f *fakeActions) Bake(_ context.Context, _ Job, node string, _ BakeOptions, _ func(string, int, int)) error {
 	f.note("bake %s", node)
 	return fmt.Errorf("baking images arrives with `ztwizard bake`: %w", ErrNotAvailable)
 }

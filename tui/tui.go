@@ -67,8 +67,9 @@ type Actions interface {
 	// Confirm keeps the pending apply.
 	Confirm(ctx context.Context, job Job) error
 	// Bake builds a bootable image for the node (or a golden image without
-	// secrets) into out, reporting each stage.
-	Bake(ctx context.Context, job Job, node string, golden bool, out string, progress func(stage string, done, total int)) error
+	// secrets) as o says, reporting each stage; it stops, writing nothing,
+	// when ctx is cancelled.
+	Bake(ctx context.Context, job Job, node string, o BakeOptions, progress func(stage string, done, total int)) error
 	// Unlock tells whether the job's passphrase opens the CA keys in the
 	// state folder: nil when it does or there are none yet, an error
 	// wrapping ErrLocked when they are encrypted and it is missing or
@@ -81,6 +82,16 @@ type Actions interface {
 	// Export writes a node's ("node") or a client's ("client")
 	// credentials into dir: wg-quick file, or PKCS#12 bundle.
 	Export(ctx context.Context, job Job, what, name, dir string) (Exported, error)
+}
+
+// BakeOptions are the bake form's choices, those of `ztwizard bake`.
+type BakeOptions struct {
+	Golden  bool     // a golden image: no secrets, a node's identity from its seed
+	Out     string   // the image file
+	Size    string   // the disk's size: 2G, 1536M; empty: 2G
+	Address string   // a fixed address with its prefix for the Ethernet interfaces; empty: DHCP
+	Gateway string   // the default gateway, with Address
+	DNS     []string // name servers, with Address
 }
 
 // Options is what the wizard starts from.

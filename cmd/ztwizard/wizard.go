@@ -418,8 +418,20 @@ func (a *wizardActions) Confirm(ctx context.Context, job tui.Job) error {
 	return err
 }
 
-// Bake is not there yet in this build.
-func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, golden bool, out string, progress func(string, int, int)) error {
+// Bake bakes an image as `ztwizard bake` does, with the form's choices.
+func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, o tui.BakeOptions, progress func(string, int, int)) error {
+	size := int64(2 << 30)
+	if o.Size != "" {
+		var err error
+		if size, err = parseSize(o.Size); err != nil {
+			return fmt.Errorf("disk size %q: %w", o.Size, err)
+		}
+	}
+	network := image.Network{Address: o.Address, Gateway: o.Gateway, DNS: o.DNS}
+	if _, err := image.NetworkFiles(network); err != nil {
+		return err
+	}
+	golden, out := o.Golden, o.Out
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("baking needs root (the root filesystem keeps its files' owners): run the wizard as root, or `sudo ztwizard bake`")
 	}
@@ -435,13 +447,13 @@ func (a *wizardActions) Bake(ctx context.Context, job tui.Job, node string, gold
 	if golden {
 		content, err = goldenContentFrom(auth)
 	} else {
-		content, err = nodeContentFrom(auth, node, image.Network{}, a.g.now())
+		content, err = nodeContentFrom(auth, node, network, a.g.now())
 	}
 	unlock()
 	if err != nil {
 		return err
 	}
-	spec, err := bakeSpec(content, bakeChoices{suite: image.DefaultSuite, cache: image.DefaultCache(), size: 2 << 30,
+	spec, err := bakeSpec(content, bakeChoices{suite: image.DefaultSuite, cache: image.DefaultCache(), size: size,
 		epoch: epoch, out: out, format: image.FormatQcow2})
 	if err != nil {
 		return err

@@ -748,3 +748,38 @@ func TestWizardAsksHowToStart(t *testing.T) {
 		t.Fatalf("a script is not told:\n%s", out)
 	}
 }
+
+// TestWizardBakeCancel starts a real bake from the wizard and cancels it
+// with esc: the wizard says so within seconds and no image is left.
+func TestWizardBakeCancel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end through tmux")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("baking needs root")
+	}
+	dir, st := workdir(t)
+	p := startPane(t, dir, "wizard", "-c", "site.yaml", "--state", st)
+	p.wait("Site name")
+	p.keys("M-9")
+	p.wait("Bake an appliance image")
+	p.keys("Down", "Down", "Enter")
+	p.wait("Finish › Bake an appliance image")
+	for range 7 {
+		p.keys("Tab")
+	}
+	p.wait("▸ [ Bake ]")
+	p.keys("Enter")
+	p.wait("esc cancel the bake")
+	p.keys("Escape")
+	p.wait("Cancelled: no image was written.")
+	if _, err := os.Stat(filepath.Join(dir, "db.qcow2")); !os.IsNotExist(err) {
+		t.Fatalf("a cancelled bake left its image: %v", err)
+	}
+	p.keys("Escape")
+	p.wait("esc menu")
+	p.keys("C-c")
+	p.wait("Leave the wizard?")
+	p.keys("y")
+	p.exited()
+}
