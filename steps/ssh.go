@@ -79,10 +79,10 @@ func sshFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 	if _, ok := site.Node(node); !ok {
 		return nil, errors.New("not a node of the site")
 	}
-	if _, err := sshCAKey(sec.SSHUserCA); err != nil {
+	if _, err := sshCAKeys(sec.SSHUserCA); err != nil {
 		return nil, fmt.Errorf("user CA: %w", err)
 	}
-	hostCA, err := sshCAKey(sec.SSHHostCA)
+	hostCAs, err := sshCAKeys(sec.SSHHostCA)
 	if err != nil {
 		return nil, fmt.Errorf("host CA: %w", err)
 	}
@@ -111,7 +111,7 @@ func sshFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 		{Path: SSHKRLPath, Mode: 0o644, Content: krl},
 	}
 	if len(sec.HostCert) > 0 {
-		if err := sshCheckHostCert(sec.HostCert, hostCA, node); err != nil {
+		if err := sshCheckHostCert(sec.HostCert, hostCAs, node); err != nil {
 			return nil, fmt.Errorf("host certificate: %w", err)
 		}
 		data.HostCert = SSHHostCertPath
@@ -137,9 +137,14 @@ func sshFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 	if err != nil {
 		return nil, err
 	}
-	line := sshca.KnownHostsLine(hostCA, patterns)
-	if line == "" {
-		return nil, errors.New("known_hosts: no host patterns")
+	// One @cert-authority line per host CA: two during a CA rotation.
+	var line string
+	for _, ca := range hostCAs {
+		l := sshca.KnownHostsLine(ca, patterns)
+		if l == "" {
+			return nil, errors.New("known_hosts: no host patterns")
+		}
+		line += l
 	}
 	known := fmt.Sprintf("# Written by ztwizard: the nodes of site %q present host certificates\n"+
 		"# signed by this CA.\n%s", site.Site, line)
@@ -149,27 +154,32 @@ func sshFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 	return files, nil
 }
 
-// sshCAKey parses a CA public key line; a certificate is not a CA key.
-func sshCAKey(line []byte) (ssh.PublicKey, error) {
-	if len(bytes.TrimSpace(line)) == 0 {
+// sshCAKeys parses a CA's public key line, or two during a CA rotation
+// (the old CA's and the new one's); a certificate is not a CA key.
+func sshCAKeys(lines []byte) ([]ssh.PublicKey, error) {
+	if len(bytes.TrimSpace(lines)) == 0 {
 		return nil, errors.New("missing public key")
 	}
-	pub, _, _, rest, err := ssh.ParseAuthorizedKey(line)
-	if err != nil {
-		return nil, fmt.Errorf("not an SSH public key line: %w", err)
+	var out []ssh.PublicKey
+	for rest := lines; len(bytes.TrimSpace(rest)) > 0; {
+		if len(out) == 2 {
+			return nil, errors.New("more than two key lines (an old and a new CA during a rotation)")
+		}
+		pub, _, _, r, err := ssh.ParseAuthorizedKey(rest)
+		if err != nil {
+			return nil, fmt.Errorf("not an SSH public key line: %w", err)
+		}
+		if _, ok := pub.(*ssh.Certificate); ok {
+			return nil, errors.New("is a certificate, not a CA public key")
+		}
+		out, rest = append(out, pub), r
 	}
-	if len(bytes.TrimSpace(rest)) > 0 {
-		return nil, errors.New("more than one key line")
-	}
-	if _, ok := pub.(*ssh.Certificate); ok {
-		return nil, errors.New("is a certificate, not a CA public key")
-	}
-	return pub, nil
+	return out, nil
 }
 
-// sshCheckHostCert checks that line is a host certificate signed by hostCA
-// that names node, so clients trusting the site's host CA accept it.
-func sshCheckHostCert(line []byte, hostCA ssh.PublicKey, node string) error {
+// sshCheckHostCert checks that line is a host certificate signed by one of
+// hostCAs that names node, so clients trusting the site's host CA accept it.
+func sshCheckHostCert(line []byte, hostCAs []ssh.PublicKey, node string) error {
 	pub, _, _, rest, err := ssh.ParseAuthorizedKey(line)
 	if err != nil {
 		return fmt.Errorf("not an SSH certificate line: %w", err)
@@ -183,9 +193,9 @@ func sshCheckHostCert(line []byte, hostCA ssh.PublicKey, node string) error {
 		return errors.New("a plain public key, not a certificate")
 	case cert.CertType != ssh.HostCert:
 		return errors.New("a user certificate, not a host certificate")
-	case !bytes.Equal(cert.SignatureKey.Marshal(), hostCA.Marshal()):
+	case !slices.ContainsFunc(hostCAs, func(ca ssh.PublicKey) bool { return bytes.Equal(cert.SignatureKey.Marshal(), ca.Marshal()) }):
 		return fmt.Errorf("signed by %s, not by the site's host CA %s",
-			ssh.FingerprintSHA256(cert.SignatureKey), ssh.FingerprintSHA256(hostCA))
+			ssh.FingerprintSHA256(cert.SignatureKey), ssh.FingerprintSHA256(hostCAs[0]))
 	case !slices.Contains(cert.ValidPrincipals, node):
 		return fmt.Errorf("names %q, not the node", cert.ValidPrincipals)
 	}

@@ -443,10 +443,10 @@ func TestSSHFilesErrors(t *testing.T) {
 		{name: "no user CA", node: "db", sec: func(s Secrets) *Secrets { s.SSHUserCA = nil; return &s }, want: "user CA: missing public key"},
 		{name: "user CA not a key", node: "db", sec: func(s Secrets) *Secrets { s.SSHUserCA = []byte("ssh-ed25519 nope\n"); return &s }, want: "user CA: not an SSH public key"},
 		{name: "user CA is a certificate", node: "db", sec: func(s Secrets) *Secrets { s.SSHUserCA = userCert; return &s }, want: "user CA: is a certificate"},
-		{name: "two user CA lines", node: "db", sec: func(s Secrets) *Secrets {
-			s.SSHUserCA = append(slices.Clone(s.SSHUserCA), otherCA.line()...)
+		{name: "three user CA lines", node: "db", sec: func(s Secrets) *Secrets {
+			s.SSHUserCA = append(append(slices.Clone(s.SSHUserCA), otherCA.line()...), hostCA.line()...)
 			return &s
-		}, want: "user CA: more than one key line"},
+		}, want: "user CA: more than two key lines"},
 		{name: "no host CA", node: "db", sec: func(s Secrets) *Secrets { s.SSHHostCA = nil; return &s }, want: "host CA: missing public key"},
 		{name: "KRL not a KRL", node: "db", sec: func(s Secrets) *Secrets { s.KRL = []byte("revoked\n"); return &s }, want: "KRL: not an OpenSSH binary KRL"},
 		{name: "host cert from another CA", node: "db", sec: func(s Secrets) *Secrets { s.HostCert = foreignCert; return &s }, want: "not by the site's host CA"},
