@@ -33,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -87,6 +88,11 @@ type Payload struct {
 // Secrets are the node's share of the site's secrets and public material.
 // Private fields are empty for a node that made its own keys.
 type Secrets struct {
+	// CACerts holds every CA certificate the node is to trust (PEM), set
+	// only when that is more than the CA that signed the bundle: during a
+	// CA rotation, the old CA and the new. A node that applied such a
+	// bundle accepts the next one from either (see TrustFor).
+	CACerts   string                `json:"ca_certs,omitempty"`
 	CRL       string                `json:"crl"`         // PEM
 	SSHUserCA string                `json:"ssh_user_ca"` // public key line
 	SSHHostCA string                `json:"ssh_host_ca"` // public key line
@@ -203,10 +209,13 @@ func Sign(p *Payload, ca *pki.CA) ([]byte, error) {
 // Trust is what a node trusts a bundle by: the CA certificate it already
 // holds, or, the first time, the CA's fingerprint.
 type Trust struct {
-	CACert      *x509.Certificate // the CA the node trusts; nil the first time
-	Fingerprint string            // the fingerprint to trust the first time (ParseFingerprint's form)
-	Node        string            // the node this host is; "" accepts the bundle's (the first time)
-	LastSerial  uint64            // the serial of the last bundle applied; 0 for none
+	CACert *x509.Certificate // the CA the node trusts; nil the first time
+	// Also are the other CAs the node trusts: during a CA rotation the
+	// one the last bundle announced beside its signer.
+	Also        []*x509.Certificate
+	Fingerprint string // the fingerprint to trust the first time (ParseFingerprint's form)
+	Node        string // the node this host is; "" accepts the bundle's (the first time)
+	LastSerial  uint64 // the serial of the last bundle applied; 0 for none
 }
 
 // Open checks a bundle file and returns its payload: well formed, signed by
@@ -238,7 +247,8 @@ func Open(data []byte, t Trust, now time.Time) (*Payload, error) {
 	}
 	switch {
 	case t.CACert != nil:
-		if !bytes.Equal(cert.Raw, t.CACert.Raw) {
+		trusted := func(c *x509.Certificate) bool { return bytes.Equal(cert.Raw, c.Raw) }
+		if !trusted(t.CACert) && !slices.ContainsFunc(t.Also, trusted) {
 			return nil, refused("signed by another CA (%s) than the one this node trusts (%s)", Fingerprint(cert), Fingerprint(t.CACert))
 		}
 	case t.Fingerprint != "":

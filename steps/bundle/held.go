@@ -1,12 +1,14 @@
 package bundle
 
 import (
+	"bytes"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -22,13 +24,16 @@ const HeldFile = "node/bundle.json"
 
 // Held is what a node holds from its CA host.
 type Held struct {
-	Site          string    `json:"site"`
-	Node          string    `json:"node"`
-	Serial        uint64    `json:"serial"` // of the last bundle applied
-	CAFingerprint string    `json:"ca_fingerprint"`
-	CACert        string    `json:"ca_cert"` // PEM: the CA this node trusts
-	Applied       time.Time `json:"applied"`
-	Expiries      []Expiry  `json:"expiries"`
+	Site          string `json:"site"`
+	Node          string `json:"node"`
+	Serial        uint64 `json:"serial"` // of the last bundle applied
+	CAFingerprint string `json:"ca_fingerprint"`
+	CACert        string `json:"ca_cert"` // PEM: the CA this node trusts
+	// Trusted holds, during a CA rotation, every CA this node trusts (PEM):
+	// the signer of the last bundle and the CA it announced.
+	Trusted  string    `json:"trusted,omitempty"`
+	Applied  time.Time `json:"applied"`
+	Expiries []Expiry  `json:"expiries"`
 }
 
 // Expiry is one thing the last bundle installed that runs out.
@@ -56,7 +61,7 @@ func LoadHeld(store *state.Store) (*Held, error) {
 // SaveHeld records that the node applied p.
 func SaveHeld(store *state.Store, p *Payload, now time.Time) error {
 	h := Held{Site: p.Site, Node: p.Node, Serial: p.Serial, CAFingerprint: p.CAFingerprint, CACert: p.CACert,
-		Applied: now.UTC(), Expiries: Expiries(p)}
+		Trusted: p.Secrets.CACerts, Applied: now.UTC(), Expiries: Expiries(p)}
 	data, err := json.MarshalIndent(h, "", " ")
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
@@ -68,9 +73,15 @@ func SaveHeld(store *state.Store, p *Payload, now time.Time) error {
 }
 
 // TrustFor is how a node with h (nil: none yet) checks a bundle: against
-// the CA it holds, else against fingerprint (ParseFingerprint's form). A
-// fingerprint given that is not the CA it holds is refused: changing the
-// CA a node trusts is not done by a flag.
+// the CA it holds (and, during a CA rotation, the CA the last bundle
+// announced beside it), else against fingerprint (ParseFingerprint's
+// form). A fingerprint given that is not a CA it holds is refused:
+// changing the CA a node trusts is not done by a flag.
+//
+// This is how a CA rotation reaches a node: a bundle signed by the old CA
+// announces the new one (Secrets.CACerts); once the node applied it, a
+// bundle signed by the new CA is accepted. A bundle signed by the new CA
+// that reaches a node before any such announcement is refused.
 func TrustFor(h *Held, fingerprint string) (Trust, error) {
 	if h == nil {
 		return Trust{Fingerprint: fingerprint}, nil
@@ -79,10 +90,22 @@ func TrustFor(h *Held, fingerprint string) (Trust, error) {
 	if err != nil {
 		return Trust{}, fmt.Errorf("bundle: the CA this node trusts: %w", err)
 	}
-	if fingerprint != "" && fingerprint != Fingerprint(cert) {
+	t := Trust{CACert: cert, Node: h.Node, LastSerial: h.Serial}
+	rest := []byte(h.Trusted)
+	for block, r := pem.Decode(rest); block != nil; block, r = pem.Decode(r) {
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return Trust{}, fmt.Errorf("bundle: a CA this node trusts: %w", err)
+		}
+		if !bytes.Equal(c.Raw, cert.Raw) {
+			t.Also = append(t.Also, c)
+		}
+	}
+	if fingerprint != "" && fingerprint != Fingerprint(cert) &&
+		!slices.ContainsFunc(t.Also, func(c *x509.Certificate) bool { return Fingerprint(c) == fingerprint }) {
 		return Trust{}, refused("--ca-fingerprint %s is not the CA this node trusts (%s)", fingerprint, Fingerprint(cert))
 	}
-	return Trust{CACert: cert, Node: h.Node, LastSerial: h.Serial}, nil
+	return t, nil
 }
 
 // Expiries lists what in p runs out: the CA, the CRL's nextUpdate, each

@@ -64,6 +64,9 @@ func FromSecrets(site *steps.Site, node string, sec *steps.Secrets) (Secrets, bo
 
 // secrets turns a bundle's secrets back into what a plan is built from.
 func (s Secrets) secrets(caCert string) (*steps.Secrets, error) {
+	if s.CACerts != "" {
+		caCert = s.CACerts
+	}
 	sec := &steps.Secrets{
 		CACert:        []byte(caCert),
 		CRL:           []byte(s.CRL),
