@@ -35,7 +35,7 @@ its private key is stored encrypted (PKCS#8, AES-256).`,
   ztwizard ca list`,
 		Args: noArgs,
 	}
-	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g), caScheduleCmd(g))
+	cmd.AddCommand(caInitCmd(g), caIssueCmd(g), caRevokeCmd(g), caCRLCmd(g), caListCmd(g), caFingerprintCmd(g), caScheduleCmd(g), caRotateCmd(g))
 	return cmd
 }
 
@@ -139,7 +139,12 @@ func writeBundle(w io.Writer, s *session, issued *authority.Issued, dir, p12Pass
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
-	ca, _, err := s.auth.CA()
+	// During a CA rotation: the CA that issued it, and both CAs to trust.
+	caCert, err := s.auth.IssuerOf(issued.Cert)
+	if err != nil {
+		return err
+	}
+	trust, err := s.auth.TrustPEM()
 	if err != nil {
 		return err
 	}
@@ -156,14 +161,14 @@ func writeBundle(w io.Writer, s *session, issued *authority.Issued, dir, p12Pass
 	files := []file{
 		{name + ".crt", pki.EncodeCertPEM(issued.Cert), 0o644},
 		{name + ".key", keyPEM, 0o600},
-		{"ca.pem", pki.EncodeCertPEM(ca.Cert), 0o644},
+		{"ca.pem", trust, 0o644},
 	}
 	if issued.Record.Kind == authority.KindClient {
 		pass, generated, err := p12Password(p12PassFile)
 		if err != nil {
 			return err
 		}
-		p12, err := pki.PKCS12(issued.Cert, issued.Key, []*x509.Certificate{ca.Cert}, pass)
+		p12, err := pki.PKCS12(issued.Cert, issued.Key, []*x509.Certificate{caCert}, pass)
 		if err != nil {
 			return fmt.Errorf("bundle: %w", err)
 		}

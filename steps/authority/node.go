@@ -203,7 +203,7 @@ func (a *Authority) hostCert(node string, pub ssh.PublicKey) ([]byte, error) {
 		cur, curCert, curLine = &r, c, line
 		break
 	}
-	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && !RenewDue(cur.NotBefore, cur.NotAfter, now) {
+	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && !RenewDue(cur.NotBefore, cur.NotAfter, now) && a.bySSHIssuer(KindSSHHostCA, curCert) {
 		return curLine, nil
 	}
 	signed, err := a.SignHost(node, pub, nil, 0)
@@ -249,7 +249,7 @@ func (a *Authority) currentCert(kind, name string) (*state.Record, *x509.Certifi
 // due tells whether a server certificate must be re-issued: renewal is
 // due (RenewDue) or its names are not the service's.
 func (a *Authority) due(cert *x509.Certificate, s steps.Service) bool {
-	return RenewDue(cert.NotBefore, cert.NotAfter, a.now()) || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
+	return RenewDue(cert.NotBefore, cert.NotAfter, a.now()) || !a.byIssuer(cert) || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
 }
 
 // RenewDue tells whether a leaf valid from notBefore to notAfter is
@@ -274,7 +274,7 @@ func (a *Authority) serverForKey(s steps.Service, pub crypto.PublicKey) (steps.K
 	if cert != nil && same && !a.due(cert, s) {
 		return steps.KeyPair{Cert: pki.EncodeCertPEM(cert)}, nil
 	}
-	ca, _, err := a.CA()
+	ca, err := a.issuer()
 	if err != nil {
 		return steps.KeyPair{}, err
 	}
@@ -302,7 +302,7 @@ func (a *Authority) serverForKey(s steps.Service, pub crypto.PublicKey) (steps.K
 // key (its renewal is due or its names changed) and marks the old one
 // superseded.
 func (a *Authority) renewServer(s steps.Service, cur *Issued) (*Issued, error) {
-	ca, _, err := a.CA()
+	ca, err := a.issuer()
 	if err != nil {
 		return nil, err
 	}
@@ -380,11 +380,7 @@ func (a *Authority) supersede(kind, serial, by string, revoke bool) error {
 		_, err := a.KRL()
 		return err
 	}
-	ca, _, err := a.CA()
-	if err != nil {
-		return err
-	}
-	_, err = a.publishCRL(ca)
+	_, err = a.CRL()
 	return err
 }
 
@@ -496,6 +492,10 @@ func (a *Authority) bundle(node string, hostKey []byte, serial uint64) ([]byte, 
 	s, private := bundle.FromSecrets(a.Site, node, sec)
 	if hostKey != nil {
 		s.HostKey, private = string(hostKey), true
+	}
+	if trust := string(sec.CACert); trust != string(pki.EncodeCertPEM(ca.Cert)) {
+		// A rotation: the node is told of the new CA by the old one.
+		s.CACerts = trust
 	}
 	detail := "public material only"
 	if private {

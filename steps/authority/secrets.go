@@ -18,15 +18,24 @@ import (
 // imported a request (see ImportRequest) the certificates are for the keys
 // it holds and no private key of it is returned. Of the WireGuard keys it holds the node's private key and the
 // public keys of the node and its peers (Site.Links), making those missing.
+// During a CA rotation (see RotateInit) the CA certificates, the CRLs and
+// the SSH CA lines are the old and the new CA's, and leaves the CA that
+// issues now did not issue are issued again.
 func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	if err := CheckNode(a.Site, node); err != nil {
 		return nil, err
 	}
-	ca, _, err := a.CA()
+	if r, err := a.Rotation(); err != nil {
+		return nil, err
+	} else if r.Phase == phaseFinishing {
+		// The CA files may be half swapped: nothing is issued from them.
+		return nil, r.settled()
+	}
+	trust, err := a.trustPEM()
 	if err != nil {
 		return nil, err
 	}
-	sec := &steps.Secrets{CACert: pki.EncodeCertPEM(ca.Cert), Servers: map[string]steps.KeyPair{}}
+	sec := &steps.Secrets{CACert: trust, Servers: map[string]steps.KeyPair{}}
 	if due, err := a.CRLDue(); err != nil {
 		return nil, err
 	} else if due {
@@ -34,7 +43,7 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 			return nil, err
 		}
 	}
-	if sec.CRL, err = a.readFile(CRLFile); err != nil {
+	if sec.CRL, err = a.crlPEM(); err != nil {
 		return nil, err
 	}
 	req, err := a.NodeRequest(node)
@@ -120,14 +129,9 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	return sec, nil
 }
 
-// caLine returns an SSH CA's public key line, creating the CA if needed.
+// caLine returns an SSH CA's public key line (during a rotation, the old
+// and the new CA's lines), creating the CA if needed.
 func (a *Authority) caLine(kind string) ([]byte, error) {
-	if _, _, err := a.SSHCA(kind); err != nil {
-		return nil, err
-	}
-	rel := SSHUserCAFile + ".pub"
-	if kind == KindSSHHostCA {
-		rel = SSHHostCAFile + ".pub"
-	}
-	return a.readFile(rel)
+	_, lines, err := a.trustedSSH(kind)
+	return lines, err
 }

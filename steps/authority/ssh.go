@@ -159,7 +159,7 @@ func (a *Authority) sign(kind, name string, pub ssh.PublicKey, principals []stri
 	if kind == KindSSHHost {
 		caKind = KindSSHHostCA
 	}
-	ca, _, err := a.SSHCA(caKind)
+	ca, _, err := a.sshIssuer(caKind)
 	if err != nil {
 		return nil, err
 	}
@@ -271,11 +271,15 @@ func (a *Authority) KRL() ([]byte, error) {
 		if kind == KindSSHHost {
 			caKind = KindSSHHostCA
 		}
-		_, pub, err := a.SSHCA(caKind)
+		// During a rotation both CAs get a section with every revoked
+		// serial: serials are never used twice, so none is wrongly listed.
+		pubs, _, err := a.trustedSSH(caKind)
 		if err != nil {
 			return nil, err
 		}
-		krl.Certs = append(krl.Certs, sshca.CertRevocations{CA: pub, Serials: bySection[kind]})
+		for _, pub := range pubs {
+			krl.Certs = append(krl.Certs, sshca.CertRevocations{CA: pub, Serials: bySection[kind]})
+		}
 	}
 	data := krl.Marshal()
 	if err := a.audit("publish", KindKRL, a.Site.Site, fmt.Sprint(ix.KRLVersion), time.Time{},

@@ -28,7 +28,7 @@ func (a *Authority) CA() (ca *pki.CA, created bool, err error) {
 		return nil, false, err
 	}
 	if ok {
-		ca, err := a.loadCA()
+		ca, err := a.loadCAAt(CACertFile, CAKeyFile)
 		return ca, false, err
 	}
 	if err := a.noTraces("the X.509 CA certificate "+CACertFile, []string{CAKeyFile, CRLFile, x509Dir},
@@ -39,28 +39,30 @@ func (a *Authority) CA() (ca *pki.CA, created bool, err error) {
 	return ca, err == nil, err
 }
 
-func (a *Authority) loadCA() (*pki.CA, error) {
-	certPEM, err := a.readFile(CACertFile)
+// loadCAAt loads a CA certificate and its key from the store (the site's
+// CA, or the one a rotation brings in) and checks that they match.
+func (a *Authority) loadCAAt(certFile, keyFile string) (*pki.CA, error) {
+	certPEM, err := a.readFile(certFile)
 	if err != nil {
 		return nil, err
 	}
 	cert, err := pki.DecodeCertPEM(certPEM)
 	if err != nil {
-		return nil, fmt.Errorf("authority: %s: %w", CACertFile, err)
+		return nil, fmt.Errorf("authority: %s: %w", certFile, err)
 	}
-	keyPEM, err := a.readFile(CAKeyFile)
+	keyPEM, err := a.readFile(keyFile)
 	if err != nil {
 		return nil, err
 	}
 	key, err := pki.DecodeKeyPEM(keyPEM, a.Passphrase)
 	if err != nil {
-		return nil, keyError("the CA key "+a.Store.Path(CAKeyFile), err)
+		return nil, keyError("the CA key "+a.Store.Path(keyFile), err)
 	}
 	if pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(cert.PublicKey) {
 		return nil, fmt.Errorf("authority: the CA key %s does not match the CA certificate %s: refusing to sign with it (restore the pair from a backup)",
-			a.Store.Path(CAKeyFile), a.Store.Path(CACertFile))
+			a.Store.Path(keyFile), a.Store.Path(certFile))
 	}
-	if err := a.encryptIfPlain(CAKeyFile, keyPEM, func() ([]byte, error) { return pki.EncodeKeyPEM(key, a.Passphrase) }); err != nil {
+	if err := a.encryptIfPlain(keyFile, keyPEM, func() ([]byte, error) { return pki.EncodeKeyPEM(key, a.Passphrase) }); err != nil {
 		return nil, err
 	}
 	return &pki.CA{Cert: cert, Key: key}, nil
@@ -173,7 +175,7 @@ func (a *Authority) Issue(name string, keyType string) (*Issued, error) {
 
 // prepare loads the CA and makes a key and a serial for a new leaf.
 func (a *Authority) prepare(kt pki.KeyType) (*pki.CA, crypto.Signer, *big.Int, error) {
-	ca, _, err := a.CA()
+	ca, err := a.issuer()
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -273,8 +275,7 @@ func (a *Authority) Current(kind, name string) (*Issued, error) {
 // shows) or, when serial is "", every unrevoked certificate of name. It
 // publishes a new CRL and returns the revoked records.
 func (a *Authority) Revoke(name, serial string) ([]state.Record, error) {
-	ca, _, err := a.CA()
-	if err != nil {
+	if _, _, err := a.CA(); err != nil {
 		return nil, err
 	}
 	ix, err := a.Store.Index()
@@ -312,22 +313,46 @@ func (a *Authority) Revoke(name, serial string) ([]state.Record, error) {
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	if _, err := a.publishCRL(ca); err != nil {
+	if _, err := a.CRL(); err != nil {
 		return nil, err
 	}
 	return done, nil
 }
 
 // CRL signs and stores a fresh revocation list, returning it as PEM.
+// During a rotation each CA signs one, listing every revoked serial (a
+// serial is never used twice, so one the other CA issued lists nothing),
+// and both are returned: nginx needs a CRL from every CA it trusts.
 func (a *Authority) CRL() ([]byte, error) {
 	ca, _, err := a.CA()
 	if err != nil {
 		return nil, err
 	}
-	return a.publishCRL(ca)
+	out, err := a.publishCRL(ca)
+	if err != nil {
+		return nil, err
+	}
+	r, err := a.Rotation()
+	if err != nil {
+		return nil, err
+	}
+	if !r.Rotating(KindCA) {
+		return out, nil
+	}
+	next, err := a.loadCAAt(nextFile(CACertFile), nextFile(CAKeyFile))
+	if err != nil {
+		return nil, err
+	}
+	more, err := a.publishCRLTo(next, nextFile(CRLFile))
+	if err != nil {
+		return nil, err
+	}
+	return append(out, more...), nil
 }
 
-func (a *Authority) publishCRL(ca *pki.CA) ([]byte, error) {
+func (a *Authority) publishCRL(ca *pki.CA) ([]byte, error) { return a.publishCRLTo(ca, CRLFile) }
+
+func (a *Authority) publishCRLTo(ca *pki.CA, file string) ([]byte, error) {
 	ix, err := a.Store.Index()
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
@@ -363,31 +388,42 @@ func (a *Authority) publishCRL(ca *pki.CA) ([]byte, error) {
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
-	if err := a.write(CRLFile, pemCRL, publicMode); err != nil {
+	if err := a.write(file, pemCRL, publicMode); err != nil {
 		return nil, err
 	}
 	return pemCRL, nil
 }
 
-// CRLNextUpdate reads the stored CRL's nextUpdate, or zero when there is none.
+// CRLNextUpdate reads the stored CRL's nextUpdate (during a rotation the
+// sooner of the two CRLs'), or zero when there is none.
 func (a *Authority) CRLNextUpdate() (time.Time, error) {
-	ok, err := a.exists(CRLFile)
-	if err != nil || !ok {
-		return time.Time{}, err
-	}
-	data, err := a.readFile(CRLFile)
+	files, err := a.crlFiles()
 	if err != nil {
 		return time.Time{}, err
 	}
-	der, err := pemBody(data, "X509 CRL")
-	if err != nil {
-		return time.Time{}, fmt.Errorf("authority: %s: %w", CRLFile, err)
+	var soonest time.Time
+	for _, f := range files {
+		ok, err := a.exists(f)
+		if err != nil || !ok {
+			return time.Time{}, err
+		}
+		data, err := a.readFile(f)
+		if err != nil {
+			return time.Time{}, err
+		}
+		der, err := pemBody(data, "X509 CRL")
+		if err != nil {
+			return time.Time{}, fmt.Errorf("authority: %s: %w", f, err)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("authority: %s: %w", f, err)
+		}
+		if soonest.IsZero() || crl.NextUpdate.Before(soonest) {
+			soonest = crl.NextUpdate
+		}
 	}
-	crl, err := x509.ParseRevocationList(der)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("authority: %s: %w", CRLFile, err)
-	}
-	return crl.NextUpdate, nil
+	return soonest, nil
 }
 
 // CRLDue tells whether the CRL should be re-signed now: it is missing, or
