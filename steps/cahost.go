@@ -3,6 +3,7 @@ package steps
 import (
 	"fmt"
 	"path"
+	"strings"
 )
 
 // The CA host's own units and the credential they read, written by
@@ -29,7 +30,8 @@ type caHostView struct {
 
 // CAHostUnits returns the CA host's CRL refresh: a service that re-signs
 // the CRL (of the CA in stateDir, for the site at sitePath) when it is due
-// and its timer. With encrypted, the service gets the CA passphrase from
+// and its timer, and the status timer that keeps the expiry metrics of
+// every certificate in the index current. With encrypted, the service gets the CA passphrase from
 // the encrypted credential PassphraseCredentialPath. For a site with
 // ca.host it also publishes the CRL and KRL into PublishDir for the nodes.
 func CAHostUnits(site *Site, sitePath, stateDir string, encrypted bool) ([]File, error) {
@@ -40,11 +42,18 @@ func CAHostUnits(site *Site, sitePath, stateDir string, encrypted bool) ([]File,
 	if encrypted {
 		v.Credential, v.CredName = PassphraseCredentialPath, PassphraseCredential
 	}
+	// The expiry metrics of every node's certificates, from the CA's index.
+	status := unitView{Binary: BinaryPath, State: stateDir, Textfile: TextfilePath,
+		TextfileDir: strings.TrimPrefix(path.Dir(TextfilePath), "/var/lib/")}
 	var files []File
-	for _, u := range []struct{ name, tmpl string }{
-		{CACRLUnit, "unit-ca-crl-service.tmpl"}, {CACRLTimer, "unit-ca-crl-timer.tmpl"},
+	for _, u := range []struct {
+		name, tmpl string
+		view       any
+	}{
+		{CACRLUnit, "unit-ca-crl-service.tmpl", v}, {CACRLTimer, "unit-ca-crl-timer.tmpl", v},
+		{StatusUnit, "unit-status-service.tmpl", status}, {StatusTimer, "unit-status-timer.tmpl", status},
 	} {
-		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)
+		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, u.view)
 		if err != nil {
 			return nil, fmt.Errorf("unit %s: %w", u.name, err)
 		}

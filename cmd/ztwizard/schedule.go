@@ -23,7 +23,9 @@ func caScheduleCmd(g *globals) *cobra.Command {
 		Use:   "schedule",
 		Short: "Let the CA host re-sign the CRL on schedule, its key staying encrypted",
 		Long: `Sets up the CA host to re-sign the CRL when it is due with no one there:
-writes ` + steps.CACRLUnit + ` and ` + steps.CACRLTimer + ` and enables the timer. With an
+writes ` + steps.CACRLUnit + ` and ` + steps.CACRLTimer + ` and enables the timer, and
+the status timer that writes every certificate's expiry from the index as
+node_exporter metrics (` + steps.TextfilePath + `). With an
 encrypted CA key, the passphrase (checked against the key first) is encrypted
 with systemd-creds into ` + steps.PassphraseCredentialPath + `
 (bound to this host's credential secret, or its TPM) and the service loads it
@@ -93,7 +95,12 @@ Where systemd-creds is missing, it prints the command to run on the CA host.
 			if noEnable {
 				return nil
 			}
-			return enableTimer(w, root, steps.CACRLTimer)
+			for _, timer := range []string{steps.CACRLTimer, steps.StatusTimer} {
+				if err := enableTimer(w, root, timer); err != nil {
+					return err
+				}
+			}
+			return nil
 		},
 	}
 	cmd.Flags().StringVar(&root, "root", "/", "write the units and the credential under this folder instead of /")

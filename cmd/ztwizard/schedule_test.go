@@ -93,20 +93,25 @@ func TestCASchedule(t *testing.T) {
 	if out, err := c.Output(); err != nil || string(out) != "s3cret\n" {
 		t.Fatalf("round trip: %q %v", out, err)
 	}
-	if _, err := os.Lstat(filepath.Join(root, steps.SystemdDir, "timers.target.wants", steps.CACRLTimer)); err != nil {
-		t.Fatalf("timer not enabled: %v", err)
+	for _, timer := range []string{steps.CACRLTimer, steps.StatusTimer} {
+		if _, err := os.Lstat(filepath.Join(root, steps.SystemdDir, "timers.target.wants", timer)); err != nil {
+			t.Fatalf("%s not enabled: %v", timer, err)
+		}
+	}
+	if data := readFile(t, filepath.Join(root, steps.SystemdDir, steps.StatusUnit)); !strings.Contains(string(data), "status --state "+st+" --prometheus "+steps.TextfilePath) {
+		t.Fatalf("%s does not write the CA's metrics:\n%s", steps.StatusUnit, data)
 	}
 
 	// systemd accepts the units; the ExecStart points at a real binary.
 	unitDir := t.TempDir()
 	var paths []string
 	var execStart string
-	for _, u := range []string{steps.CACRLUnit, steps.CACRLTimer} {
+	for _, u := range []string{steps.CACRLUnit, steps.CACRLTimer, steps.StatusUnit, steps.StatusTimer} {
 		data, err := os.ReadFile(filepath.Join(root, steps.SystemdDir, u))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindSubmatch(data); m != nil {
+		if m := regexp.MustCompile(`(?m)^ExecStart=(.*)$`).FindSubmatch(data); m != nil && u == steps.CACRLUnit {
 			execStart = string(m[1])
 		}
 		p := filepath.Join(unitDir, u)
