@@ -185,7 +185,8 @@ func nginxVhost(sv Service, depth int, zone string) ([]byte, error) {
 }
 
 // nginxSessionZone names the shared TLS session cache of a node's vhosts
-// after the serials its CRLs revoke (already checked by nginxVerifyDepth):
+// after the serials its CRLs revoke and the CAs that sign them (already
+// checked by nginxVerifyDepth):
 // nginx does not check the client certificate again when a session is
 // resumed, so a new revocation must come with a new, empty cache. A CRL
 // re-signed with the same revocations keeps the cache.
@@ -200,6 +201,10 @@ func nginxSessionZone(crlPEM []byte) string {
 			continue
 		}
 		issuer := hex.EncodeToString(crl.RawIssuer)
+		// The CAs trusted, each known by its CRL's key identifier: a CA
+		// rotation's init and finish change them, and a session made with
+		// a certificate of a CA dropped at finish must not resume.
+		serials = append(serials, "ca:"+hex.EncodeToString(crl.AuthorityKeyId))
 		for _, e := range crl.RevokedCertificateEntries {
 			serials = append(serials, issuer+":"+e.SerialNumber.Text(16))
 		}
