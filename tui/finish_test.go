@@ -160,7 +160,7 @@ func TestReviewNodeProblem(t *testing.T) {
 		t.Errorf("web's problem is not shown as web's:\n%s", scr)
 	}
 	press(m, "ctrl+n")
-	if scr := screen(m); !strings.Contains(scr, "the plan of 1 node fails") || !strings.Contains(scr, "✗ Review") || strings.Contains(scr, "The site is valid. Save") {
+	if scr := screen(m); !strings.Contains(scr, "the plan of 1 node fails") || !strings.Contains(scr, "✗ 8") || strings.Contains(scr, "The site is valid. Save") {
 		t.Errorf("Finish calls the site fine:\n%s", scr)
 	}
 }

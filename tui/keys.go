@@ -31,5 +31,5 @@ var keys = struct {
 	Confirm:    key.NewBinding(key.WithKeys("c", "C"), key.WithHelp("c", "confirm")),
 	Close:      key.NewBinding(key.WithKeys("esc", "enter", "q"), key.WithHelp("esc", "close")),
 	Done:       key.NewBinding(key.WithKeys("ctrl+s"), key.WithHelp("ctrl+s", "done")),
-	ToList:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "back to the list")),
+	ToList:     key.NewBinding(key.WithKeys("esc"), key.WithHelp("esc", "list")),
 }

@@ -295,7 +295,7 @@ func stepKey(k tea.KeyPressMsg, alt bool) (stepID, bool) {
 
 // stepAt is the step of the step list at a mouse position.
 func (m *model) stepAt(mouse tea.Mouse) (stepID, bool) {
-	if mouse.Button != tea.MouseLeft || m.width < minSidebarWindow || mouse.X >= sidebarWidth {
+	if mouse.Button != tea.MouseLeft || mouse.X >= sideWidth(m.width) {
 		return 0, false
 	}
 	id := stepID(mouse.Y - 2) // the header, then the list's top border

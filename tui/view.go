@@ -9,11 +9,27 @@ import (
 )
 
 // sidebarWidth is the width of the step list, borders included; below
-// minSidebarWindow columns the list gives way to a line in the header.
+// fullSidebarWindow columns it folds to the steps' numbers (foldedWidth),
+// the step's name going into the header, so that fields and the help line
+// fit; below minSidebarWindow it gives way to the header alone.
 const (
-	sidebarWidth     = 27
-	minSidebarWindow = 64
+	sidebarWidth      = 27
+	foldedWidth       = 7
+	fullSidebarWindow = 100
+	minSidebarWindow  = 64
 )
+
+// sideWidth is the step list's width in a window w columns wide: full,
+// folded or none.
+func sideWidth(w int) int {
+	switch {
+	case w >= fullSidebarWindow:
+		return sidebarWidth
+	case w >= minSidebarWindow:
+		return foldedWidth
+	}
+	return 0
+}
 
 // View draws the wizard on the alternate screen.
 func (m *model) View() tea.View {
@@ -28,10 +44,7 @@ func (m *model) View() tea.View {
 func (m *model) render() string {
 	w, h := max(m.width, 30), max(m.height, 10)
 	midH := h - 3
-	sideW := 0
-	if w >= minSidebarWindow {
-		sideW = sidebarWidth
-	}
+	sideW := sideWidth(w)
 	bodyW := w - sideW - 2
 	if sideW == 0 {
 		bodyW = w - 2
@@ -50,7 +63,7 @@ func (m *model) render() string {
 	block := fit(body, bodyW, midH)
 	mid := " " + strings.ReplaceAll(block, "\n", "\n ")
 	if sideW > 0 {
-		mid = lipgloss.JoinHorizontal(lipgloss.Top, m.sidebar(midH), " ", block)
+		mid = lipgloss.JoinHorizontal(lipgloss.Top, m.sidebar(sideW, midH), " ", block)
 	}
 	return strings.Join([]string{m.header(w), mid, m.statusLine(w), m.helpLine(w)}, "\n")
 }
@@ -78,7 +91,7 @@ func (m *model) header(w int) string {
 		site = "new site"
 	}
 	left += m.th.headerDim.Render(" · " + site)
-	if w < minSidebarWindow {
+	if w < fullSidebarWindow {
 		left += m.th.headerDim.Render(" · " + itoa(int(m.cur)+1) + "/" + itoa(int(stepCount)) + " " + stepNames[m.cur].short)
 	} else if m.o.Source != "" {
 		left += m.th.headerDim.Render(" · " + m.o.Source)
@@ -112,13 +125,18 @@ func (m *model) stepState(id stepID) (icon string, st lipgloss.Style) {
 	return "·", m.th.stepTodo
 }
 
-// sidebar is the boxed list of steps, height lines tall.
-func (m *model) sidebar(height int) string {
-	inner := sidebarWidth - 4
+// sidebar is the boxed list of steps, width columns wide (full or folded
+// to the steps' numbers) and height lines tall.
+func (m *model) sidebar(width, height int) string {
+	inner := width - 4
 	var lines []string
 	for id := stepWelcome; id < stepCount; id++ {
 		icon, st := m.stepState(id)
-		lines = append(lines, st.Render(pad(icon+" "+stepNames[id].short, inner)))
+		name := stepNames[id].short
+		if width < sidebarWidth {
+			name = itoa(int(id) + 1)
+		}
+		lines = append(lines, st.Render(pad(icon+" "+name, inner)))
 	}
 	for len(lines) < height-2 {
 		lines = append(lines, strings.Repeat(" ", inner))
@@ -151,6 +169,9 @@ func (m *model) dialogView(width, height int) string {
 	return lipgloss.Place(width, height, lipgloss.Center, lipgloss.Center, box)
 }
 
+// fieldKeys are Next and Prev in one, for the short help line.
+var fieldKeys = key.NewBinding(key.WithKeys("tab", "shift+tab", "up", "down"), key.WithHelp("tab/↑↓", "fields"))
+
 // statusLine is the last message, if any.
 func (m *model) statusLine(w int) string {
 	if m.status == "" {
@@ -172,7 +193,7 @@ func (m *model) helpLine(w int) string {
 		b = append(b, m.pages[m.cur].keys(m)...)
 		b = append(b, keys.Quit)
 		if _, ok := m.pages[m.cur].(*formPage); ok {
-			b = append(b, keys.Next, keys.Prev)
+			b = append(b, fieldKeys)
 		}
 	}
 	m.help.Styles = m.th.help

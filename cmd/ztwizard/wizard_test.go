@@ -733,7 +733,7 @@ func TestWizardAsksHowToStart(t *testing.T) {
 	p.wait("Start from what?")
 	p.wait("There is no new.yaml yet")
 	p.keys("e")
-	p.wait("ztwizard · new site · from scratch")
+	p.wait("ztwizard · new site · 1/9 Welcome")
 	p.keys("C-c")
 	p.wait("Leave the wizard?")
 	p.keys("y")
