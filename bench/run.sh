@@ -29,3 +29,5 @@ echo
 ./bench/wizard.sh
 ./bench/image_compare.sh
 ./bench/ansible_push.sh
+echo
+./bench/bundle.sh
