@@ -10,6 +10,7 @@ package authority
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"time"
 
@@ -67,8 +68,12 @@ type Authority struct {
 	Passphrase []byte           // encrypts the CA private keys at rest; empty: stored plain
 	Now        func() time.Time // the clock; time.Now when nil
 
+	// Worked out once for many bundles, while Site stays the same pointer:
+	// a caller that changes *Site in place makes a new Authority.
 	siteFile   []byte      // Site marshalled, for bundles
 	siteFileOf *steps.Site // the Site siteFile is of
+	mesh       map[string]netip.Addr
+	meshOf     *steps.Site // the Site mesh is of
 }
 
 func (a *Authority) now() time.Time {

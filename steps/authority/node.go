@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"path"
 	"slices"
@@ -536,4 +538,19 @@ func (a *Authority) KeysHere(node string) error {
 		return badInput("node %q holds its own keys (its request was imported): build its bundle with `ztwizard bundle --node %s` and apply it on the node with `ztwizard apply --bundle`", node, node)
 	}
 	return nil
+}
+
+// meshAddresses is MeshAddresses, worked out once per site for the life of
+// the Authority (the caller holds the store's lock): building every bundle
+// of a site needs them for each node.
+func (a *Authority) meshAddresses() (map[string]netip.Addr, error) {
+	if a.meshOf == a.Site && a.mesh != nil {
+		return maps.Clone(a.mesh), nil
+	}
+	m, err := a.MeshAddresses()
+	if err != nil {
+		return nil, err
+	}
+	a.mesh, a.meshOf = m, a.Site
+	return maps.Clone(m), nil
 }

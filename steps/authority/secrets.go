@@ -123,7 +123,7 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 			return nil, err
 		}
 	}
-	if sec.Addresses, err = a.MeshAddresses(); err != nil {
+	if sec.Addresses, err = a.meshAddresses(); err != nil {
 		return nil, err
 	}
 	return sec, nil

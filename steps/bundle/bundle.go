@@ -199,7 +199,8 @@ func Sign(p *Payload, ca *pki.CA) ([]byte, error) {
 	if err := ca.Cert.CheckSignature(alg, data, sig); err != nil {
 		return nil, fmt.Errorf("bundle: sign: the CA key does not match the CA certificate: %w", err)
 	}
-	out, err := json.MarshalIndent(Envelope{Format: BundleFormat, Version: BundleVersion, Algorithm: alg.String(), Payload: data, Signature: sig}, "", " ")
+	// One line: indenting would scan the whole base64 payload again.
+	out, err := json.Marshal(Envelope{Format: BundleFormat, Version: BundleVersion, Algorithm: alg.String(), Payload: data, Signature: sig})
 	if err != nil {
 		return nil, fmt.Errorf("bundle: sign: %w", err)
 	}
