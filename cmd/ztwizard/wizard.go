@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 	"rsc.io/qr"
 
 	"ztwizard/image"
@@ -237,11 +238,15 @@ func (a *wizardActions) Render(ctx context.Context, job tui.Job, node, dir strin
 // would change, as `ztwizard plan` does; a failure there is told beside the
 // plan, not instead of it.
 func (a *wizardActions) Review(ctx context.Context, job tui.Job, node string) (string, error) {
-	_, plan, _, err := a.plan(ctx, job, node)
+	_, plan, sec, err := a.plan(ctx, job, node)
 	if err != nil {
 		return "", err
 	}
-	text := fmt.Sprintf("# What node %s receives\n", node) + wizardPlanText(plan)
+	names := map[wgtypes.Key]string{}
+	for n, k := range sec.WireGuardPubs {
+		names[k] = n
+	}
+	text := fmt.Sprintf("# What node %s receives\n", node) + wizardPlanText(plan, names)
 	self := a.self
 	if self == nil {
 		self = thisHostIs
@@ -306,7 +311,7 @@ func thisHostIs(site *steps.Site, node string) bool {
 
 // wizardPlanText is a plan as text: its files, its firewall as nft, its
 // WireGuard peers and its units. Key material is never shown.
-func wizardPlanText(plan *steps.Plan) string {
+func wizardPlanText(plan *steps.Plan, names map[wgtypes.Key]string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Files (%d)\n", len(plan.Files))
 	for _, f := range plan.Files {
@@ -329,7 +334,11 @@ func wizardPlanText(plan *steps.Plan) string {
 		for _, ip := range p.AllowedIPs {
 			ips = append(ips, ip.String())
 		}
-		line := fmt.Sprintf("peer %s allowed %s", p.PublicKey.String()[:8]+"…", strings.Join(ips, " "))
+		who := p.PublicKey.String()[:8] + "…"
+		if n, ok := names[p.PublicKey]; ok {
+			who = n + " (" + who + ")"
+		}
+		line := fmt.Sprintf("peer %s allowed %s", who, strings.Join(ips, " "))
 		if name, ok := plan.WireGuard.Resolve[p.PublicKey]; ok {
 			line += " endpoint " + name + " (looked up when applied)"
 		} else if p.Endpoint != nil {
