@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -10,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
+
+	"ztwizard/steps/bundle"
 	"ztwizard/steps/testenv"
 	"ztwizard/steps/wgdevice/wgdevicetest"
 )
@@ -326,6 +333,50 @@ func (n *fleetNode) dump(t testing.TB) string {
 	return b.String()
 }
 
+// privateKeys finds every private key in the node's /etc and /var (PEM and
+// OpenSSH keys, and WireGuard keys), by public key, except in the files of
+// /etc that are as this machine has them.
+func (n *fleetNode) privateKeys(t testing.TB) map[string]string {
+	t.Helper()
+	found := map[string]string{}
+	for _, dir := range []string{"/etc", "/var"} {
+		err := filepath.WalkDir(n.Path(dir), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() {
+				return err
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(n.Root, p)
+			if dir == "/etc" {
+				if orig, err := os.ReadFile("/" + rel); err == nil && bytes.Equal(orig, data) {
+					return nil
+				}
+			}
+			keys, err := bundle.PrivateKeysIn(data)
+			if err != nil {
+				return fmt.Errorf("/%s: %w", rel, err)
+			}
+			for _, k := range keys {
+				der, err := x509.MarshalPKIXPublicKey(k)
+				if err != nil {
+					return err
+				}
+				found[hex.EncodeToString(der)] = "/" + rel
+			}
+			if k, err := wgtypes.ParseKey(strings.TrimSpace(string(data))); err == nil && strings.HasSuffix(p, ".key") {
+				found["wg:"+k.PublicKey().String()] = "/" + rel
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: scan: %v", n.Name, err)
+		}
+	}
+	return found
+}
+
 // host is the node as the apply tests' probes see it.
 func (n *fleetNode) host(t testing.TB) *labHost {
 	return &labHost{lab: &lab{t: t}, name: n.Name, ns: n.Netns}
@@ -432,6 +483,35 @@ func TestAnsibleFleet(t *testing.T) {
 		t.Fatalf("first push:\n%s", p.output)
 	}
 	applied := l.dumps()
+
+	// No node holds a key of the CA host (its CAs') nor another node's
+	// private key; each holds its own (SSH host key, WireGuard key), made
+	// there. Files of /etc as this machine has them are left out.
+	caKeys := privateKeys(t, l.admin.Path(adminState))
+	if len(caKeys) < 3 {
+		t.Fatalf("the scan found %d keys in the CA host's state: it sees too little", len(caKeys))
+	}
+	own := map[string]map[string]string{}
+	for _, n := range l.nodes {
+		own[n.Name] = n.privateKeys(t)
+		for k, p := range own[n.Name] {
+			if ca, ok := caKeys[k]; ok {
+				t.Errorf("%s: %s holds the CA host's private key %s", n.Name, p, ca)
+			}
+		}
+		if len(own[n.Name]) < 2 {
+			t.Errorf("%s: the scan found %d keys of its own, want its SSH host key and WireGuard key: it sees too little", n.Name, len(own[n.Name]))
+		}
+	}
+	for _, a := range l.nodes {
+		for _, b := range l.nodes {
+			for k, p := range own[a.Name] {
+				if q, ok := own[b.Name][k]; ok && a != b {
+					t.Errorf("%s holds %s's private key (%s, %s)", a.Name, b.Name, p, q)
+				}
+			}
+		}
+	}
 	for _, n := range l.nodes {
 		if applied[n.Name] == before[n.Name] {
 			t.Errorf("%s: the push changed nothing", n.Name)
