@@ -26,6 +26,7 @@ type caHostView struct {
 	Binary, Site, State, Every string
 	Credential, CredName       string // the encrypted passphrase; empty for a plain CA key
 	Publish                    string // where the nodes' copies go; empty without ca.host
+	Out                        string // this host's own CRL file, when it is also a node
 }
 
 // CAHostUnits returns the CA host's CRL refresh: a service that re-signs
@@ -34,8 +35,15 @@ type caHostView struct {
 // every certificate in the index current. With encrypted, the service gets the CA passphrase from
 // the encrypted credential PassphraseCredentialPath. For a site with
 // ca.host it also publishes the CRL and KRL into PublishDir for the nodes.
-func CAHostUnits(site *Site, sitePath, stateDir string, encrypted bool) ([]File, error) {
+//
+// With node set (the CA host is also a node and holds CRLPath), the
+// service also writes CRLPath and reloads nginx, taking over from the
+// node's own CRL service, which stands down once this one exists.
+func CAHostUnits(site *Site, sitePath, stateDir string, encrypted, node bool) ([]File, error) {
 	v := caHostView{Binary: BinaryPath, Site: sitePath, State: stateDir, Every: crlCheckEvery(site)}
+	if node {
+		v.Out = CRLPath
+	}
 	if site.CA.Host != "" {
 		v.Publish = PublishDir
 	}

@@ -73,7 +73,7 @@ func TestDistributionPlans(t *testing.T) {
 		t.Errorf("the publish port is not limited to the mesh on zt0: %q", rule)
 	}
 	// The CA host's scheduled CRL service publishes for the nodes.
-	ca, err := CAHostUnits(site, "/root/site.yaml", DefaultStateDir, true)
+	ca, err := CAHostUnits(site, "/root/site.yaml", DefaultStateDir, true, false)
 	if err != nil || !strings.Contains(string(ca[0].Content), " --publish "+PublishDir+"\n") {
 		t.Fatalf("the CA's CRL service does not publish: %v\n%s", err, ca[0].Content)
 	}

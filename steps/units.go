@@ -41,6 +41,7 @@ type unitView struct {
 	Binary, Site, Nftables, CRL string
 	State, Journal, Firewall    string
 	CAKey                       string // the CA key in the default state folder
+	CAUnit                      string // the CA host's own CRL service, once scheduled
 	Every                       string // how often the CRL timer looks
 	Textfile, TextfileDir       string // the metrics file; its folder under /var/lib
 }
@@ -53,7 +54,7 @@ type unitView struct {
 func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
 		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
-		CAKey: DefaultStateDir + "/ca/ca-key.pem", Textfile: TextfilePath,
+		CAKey: DefaultStateDir + "/ca/ca-key.pem", CAUnit: SystemdDir + "/" + CACRLUnit, Textfile: TextfilePath,
 		TextfileDir: strings.TrimPrefix(path.Dir(TextfilePath), "/var/lib/")}
 	type spec struct {
 		name, tmpl string

@@ -51,6 +51,12 @@ func TestUnitsVerify(t *testing.T) {
 	if !enabled[FirewallUnit] || !enabled[CRLTimer] || !enabled["nginx.service"] || !enabled[BootRollbackUnit] || !enabled[StatusTimer] {
 		t.Fatalf("web must enable the firewall, the boot rollback, the CRL timer, the status timer and nginx: %+v", units)
 	}
+	for _, f := range files {
+		// Once `ca schedule` set up the CA host's refresh, the node's stands down.
+		if f.Path == SystemdDir+"/"+CRLUnit && !strings.Contains(string(f.Content), "ConditionPathExists=!"+SystemdDir+"/"+CACRLUnit+"\n") {
+			t.Fatalf("%s does not stand down for %s:\n%s", CRLUnit, CACRLUnit, f.Content)
+		}
+	}
 	dbFiles, dbUnits, _ := UnitFiles(site, "db")
 	// Every node keeps its expiry metrics current, with or without mTLS.
 	if !slices.ContainsFunc(dbUnits, func(u Unit) bool { return u.Name == StatusTimer && u.Enable }) {

@@ -68,7 +68,10 @@ Where systemd-creds is missing, it prints the command to run on the CA host.
 			}
 			b, _ := pem.Decode(key)
 			encrypted := b != nil && b.Type == "ENCRYPTED PRIVATE KEY"
-			files, err := steps.CAHostUnits(s.site, sitePath, stateAbs, encrypted)
+			// Also a node (it has a CRL of the site installed): the CA's
+			// service keeps that one fresh too.
+			_, err = os.Stat(filepath.Join(root, steps.CRLPath))
+			files, err := steps.CAHostUnits(s.site, sitePath, stateAbs, encrypted, err == nil)
 			if err != nil {
 				return err
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -75,6 +76,10 @@ func TestCASchedule(t *testing.T) {
 		t.Fatalf("a refused schedule wrote %s: %v", root, err)
 	}
 
+	// This CA host is also a node: it has the site's CRL installed.
+	nodeCRL := filepath.Join(root, steps.CRLPath)
+	os.MkdirAll(filepath.Dir(nodeCRL), 0o755)
+	os.WriteFile(nodeCRL, readFile(t, filepath.Join(st, "ca/crl.pem")), 0o644)
 	if r := ztwEnv(t, dir, env, "ca", "schedule", "--state", st, "--root", root, "--passphrase-file", "pass"); r.code != 0 {
 		t.Fatalf("schedule: %+v", r)
 	}
@@ -118,8 +123,8 @@ func TestCASchedule(t *testing.T) {
 		os.WriteFile(p, []byte(strings.ReplaceAll(string(data), steps.BinaryPath, bin)), 0o644)
 		paths = append(paths, p)
 	}
-	if !strings.Contains(execStart, "--passphrase-file %d/"+steps.PassphraseCredential) {
-		t.Fatalf("ExecStart does not read the credential: %s", execStart)
+	if !strings.Contains(execStart, "--passphrase-file %d/"+steps.PassphraseCredential) || !strings.Contains(execStart, "--out "+steps.CRLPath) {
+		t.Fatalf("ExecStart does not read the credential or write the node's CRL: %s", execStart)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -133,7 +138,7 @@ func TestCASchedule(t *testing.T) {
 	os.Mkdir(creds, 0o500)
 	os.WriteFile(filepath.Join(creds, steps.PassphraseCredential), []byte("s3cret\n"), 0o440)
 	os.Chmod(filepath.Join(creds, steps.PassphraseCredential), 0o440)
-	args := strings.Fields(strings.ReplaceAll(execStart, "%d", creds))
+	args := strings.Fields(strings.ReplaceAll(strings.ReplaceAll(execStart, "%d", creds), " "+steps.CRLPath, " "+nodeCRL))
 	if args[0] != steps.BinaryPath {
 		t.Fatalf("ExecStart runs %s", args[0])
 	}
@@ -145,6 +150,9 @@ func TestCASchedule(t *testing.T) {
 	signArgs := slicesDelete(args[1:], "--if-due")
 	if r := ztwEnv(t, dir, credEnv, signArgs...); r.code != 0 || !strings.Contains(r.stdout, "CRL signed") {
 		t.Fatalf("signing with the credential: %+v", r)
+	}
+	if !bytes.Equal(readFile(t, nodeCRL), readFile(t, filepath.Join(st, "ca/crl.pem"))) {
+		t.Fatal("the node's CRL is not the one just signed")
 	}
 	// Outside $CREDENTIALS_DIRECTORY a 0440 passphrase file is still refused.
 	if r := ztw(t, dir, signArgs...); r.code != 2 || !strings.Contains(r.stderr, "lets group or others read it") {
