@@ -7,6 +7,7 @@
 # unshare, mount; subtract it), the first apply into a fresh namespace, the
 # re-apply that finds nothing to change, and `nft -f` of the same ruleset
 # text into a fresh namespace. Needs root. Timed by bench/wholeproc.
+# ZTWIZARD=PATH times that binary instead of building one from this tree.
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-15}
@@ -19,7 +20,7 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
-go build -o "$W/ztwizard" ./cmd/ztwizard
+if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else go build -o "$W/ztwizard" ./cmd/ztwizard; fi
 go build -o "$W/wholeproc" ./bench/wholeproc
 go run ./bench/sitegen -shape hub -nodes 1000 >"$W/hub.yaml"
 "$W/ztwizard" --state "$W/state.orig" -c "$W/hub.yaml" render --node n0 --out "$W/render" >/dev/null
