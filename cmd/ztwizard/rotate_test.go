@@ -52,6 +52,9 @@ func TestCARotateCommand(t *testing.T) {
 	if n := strings.Count(caFile(), "BEGIN CERTIFICATE"); n != 2 {
 		t.Fatalf("during the overlap the CA file holds %d certificates, want 2", n)
 	}
+	if r := must(t, dir, "--state", st, "ssh", "ca"); strings.Count(r.stdout, "@cert-authority") != 2 || strings.Count(r.stdout, "ssh user CA") != 2 {
+		t.Errorf("ssh ca during the overlap must print both CAs of each:\n%s", r.stdout)
+	}
 	if r := must(t, dir, "ca", "rotate", "--phase", "reissue", "--state", st); !strings.Contains(r.stdout, "phase reissue") || !strings.Contains(r.stdout, "issued x509-server api") {
 		t.Errorf("reissue:\n%s", r.stdout)
 	}

@@ -197,17 +197,24 @@ known_hosts line that makes clients trust every host certificate of the site.`,
 				return err
 			}
 			defer s.close()
-			_, user, err := s.auth.SSHCA(authority.KindSSHUserCA)
+			// During a CA rotation: the old and the new CA of each.
+			users, err := s.auth.TrustedSSH(authority.KindSSHUserCA)
 			if err != nil {
 				return err
 			}
-			_, host, err := s.auth.SSHCA(authority.KindSSHHostCA)
+			hosts, err := s.auth.TrustedSSH(authority.KindSSHHostCA)
 			if err != nil {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprint(w, "# TrustedUserCAKeys\n"+sshca.PublicKeyLine(user, s.site.Site+" ssh user CA"))
-			fmt.Fprint(w, "# known_hosts\n"+sshca.KnownHostsLine(host, []string{"*"}))
+			fmt.Fprint(w, "# TrustedUserCAKeys\n")
+			for _, user := range users {
+				fmt.Fprint(w, sshca.PublicKeyLine(user, s.site.Site+" ssh user CA"))
+			}
+			fmt.Fprint(w, "# known_hosts\n")
+			for _, host := range hosts {
+				fmt.Fprint(w, sshca.KnownHostsLine(host, []string{"*"}))
+			}
 			return nil
 		},
 	}

@@ -37,8 +37,8 @@ const (
 	phaseRollingBack = "rolling-back" // rollback begun and not completed
 )
 
-// cutAfter, set by tests, makes a finish stop right after the file of that
-// name took the new CA's content, as a process killed there would.
+// cutAfter, set by tests, makes a finish or rollback stop right after it
+// copied a CA file to that name, as a process killed there would.
 var (
 	cutAfter string
 	errCut   = errors.New("authority: finish cut short (test)")
@@ -680,9 +680,6 @@ func (a *Authority) RotateFinish() (*Rotation, error) {
 			if err := a.copyFile(nextFile(f), f); err != nil {
 				return nil, err
 			}
-			if f == cutAfter {
-				return nil, errCut
-			}
 		}
 		if k == KindCA {
 			if err := a.moveRecord(r.Retire[k], retiredFile(CACertFile, r.Retire[k]), CACertFile); err != nil {
@@ -850,7 +847,13 @@ func (a *Authority) copyFile(from, to string) error {
 	if strings.HasSuffix(from, "-key.pem") || !strings.Contains(path.Base(from), ".") {
 		mode = privateMode
 	}
-	return a.write(to, data, mode)
+	if err := a.write(to, data, mode); err != nil {
+		return err
+	}
+	if to == cutAfter {
+		return errCut
+	}
+	return nil
 }
 
 // removeNext removes the next/ files of kind's CA; gone ones are fine.
@@ -937,4 +940,11 @@ func (a *Authority) IssuerOf(cert *x509.Certificate) (*x509.Certificate, error) 
 		}
 	}
 	return nil, fmt.Errorf("authority: %s was signed by no CA trusted now", cert.Subject)
+}
+
+// TrustedSSH returns the public keys of kind's SSH CAs trusted now: the
+// site's and, during a rotation, the new one.
+func (a *Authority) TrustedSSH(kind string) ([]ssh.PublicKey, error) {
+	pubs, _, err := a.trustedSSH(kind)
+	return pubs, err
 }

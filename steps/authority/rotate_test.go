@@ -407,12 +407,25 @@ func TestRotateAuditFirst(t *testing.T) {
 	a, _ := newAuthority(t, "")
 	rotationNow(t, a)
 	log := a.Store.Path("audit.log")
-	if err := os.Rename(log, log+".real"); err != nil {
-		t.Fatal(err)
+	breakLog := func() {
+		t.Helper()
+		if err := os.Rename(log, log+".real"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(log, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.Mkdir(log, 0o700); err != nil {
-		t.Fatal(err)
+	mendLog := func() {
+		t.Helper()
+		if err := os.Remove(log); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(log+".real", log); err != nil {
+			t.Fatal(err)
+		}
 	}
+	breakLog()
 	if _, err := a.RotateInit(RotatableCAs); err == nil || !strings.Contains(err.Error(), "audit") {
 		t.Fatalf("init with the audit log unwritable: %v", err)
 	}
@@ -420,6 +433,81 @@ func TestRotateAuditFirst(t *testing.T) {
 		if ok, _ := a.exists(f); ok {
 			t.Errorf("%s made with the audit log unwritable", f)
 		}
+	}
+	mendLog()
+	if _, err := a.RotateInit(RotatableCAs); err != nil {
+		t.Fatal(err)
+	}
+	for _, phase := range []struct {
+		name string
+		run  func() error
+	}{
+		{"reissue", func() error { _, _, err := a.RotateReissue(); return err }},
+		{"rollback", func() error { _, err := a.RotateRollback(); return err }},
+	} {
+		rot, ix := mustRead(t, a, RotationFile), mustRead(t, a, "index.json")
+		breakLog()
+		if err := phase.run(); err == nil || !strings.Contains(err.Error(), "audit") {
+			t.Errorf("%s with the audit log unwritable: %v", phase.name, err)
+		}
+		mendLog()
+		if !bytes.Equal(mustRead(t, a, RotationFile), rot) || !bytes.Equal(mustRead(t, a, "index.json"), ix) {
+			t.Errorf("%s with the audit log unwritable changed the rotation or the index", phase.name)
+		}
+	}
+	if _, _, err := a.RotateReissue(); err != nil {
+		t.Fatal(err)
+	}
+	rot := mustRead(t, a, RotationFile)
+	breakLog()
+	if _, err := a.RotateFinish(); err == nil || !strings.Contains(err.Error(), "audit") {
+		t.Errorf("finish with the audit log unwritable: %v", err)
+	}
+	mendLog()
+	if !bytes.Equal(mustRead(t, a, RotationFile), rot) {
+		t.Error("finish with the audit log unwritable changed the rotation")
+	}
+	if ok, _ := a.exists(nextFile(CACertFile)); !ok {
+		t.Error("finish with the audit log unwritable moved the new CA")
+	}
+}
+
+// TestRotateRollbackCutShort cuts a rollback short after the new CA's key
+// was copied to retired/: the rotation still trusts both CAs, and rollback
+// run again completes it with the key kept.
+func TestRotateRollbackCutShort(t *testing.T) {
+	a, _ := newAuthority(t, "")
+	before := rotationNow(t, a)
+	if _, err := a.RotateInit(RotatableCAs); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.RotateReissue(); err != nil {
+		t.Fatal(err)
+	}
+	newKey := mustRead(t, a, nextFile(CAKeyFile))
+	newCA := pemCerts(t, mustRead(t, a, nextFile(CACertFile)))[0]
+	retired := retiredFile(CAKeyFile, hexSerial(newCA.SerialNumber))
+	cutAfter = retired
+	_, err := a.RotateRollback()
+	cutAfter = ""
+	if !errors.Is(err, errCut) {
+		t.Fatalf("rollback with a cut: %v", err)
+	}
+	if mid := rotationNow(t, a); len(mid.trust) != 2 || mid.server.CheckSignatureFrom(before.trust[0]) != nil {
+		t.Error("half a rollback must trust both CAs, its leaves already the old CA's")
+	}
+	if _, _, err := a.RotateReissue(); !errors.Is(err, ErrInput) {
+		t.Errorf("reissue during a cut-short rollback: %v, want an input error", err)
+	}
+	if _, err := a.RotateRollback(); err != nil {
+		t.Fatalf("rollback run again: %v", err)
+	}
+	after := rotationNow(t, a)
+	if len(after.trust) != 1 || !after.trust[0].Equal(before.trust[0]) || after.server.CheckSignatureFrom(before.trust[0]) != nil {
+		t.Error("after the completed rollback the old CA alone must be trusted and issue")
+	}
+	if got := mustRead(t, a, retired); !bytes.Equal(got, newKey) {
+		t.Error("the new CA key was not kept under retired/")
 	}
 }
 
