@@ -38,6 +38,22 @@ func TestGoldenSteps(t *testing.T) {
 	}
 }
 
+// TestGoldenStepsLarge draws every step of the example site at 120x40,
+// where the step list is shown in full.
+func TestGoldenStepsLarge(t *testing.T) {
+	names := []string{"1-welcome", "2-ca", "3-mesh", "4-mtls", "5-ssh", "6-firewall", "7-databases", "9-finish"}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			id := stepID(name[0] - '1')
+			m := drive(t, newTestModel(t, steps.Example()), 120, 40, "", nexts(int(id))...)
+			if m.cur != id {
+				t.Fatalf("at step %s, want %s", stepNames[m.cur].long, stepNames[id].long)
+			}
+			golden.RequireEqual(t, screen(m))
+		})
+	}
+}
+
 // TestGoldenReviewLarge draws the review step in a 120x40 window.
 func TestGoldenReviewLarge(t *testing.T) {
 	m := drive(t, newTestModel(t, steps.Example()), 120, 40, "peer web",

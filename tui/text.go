@@ -54,16 +54,6 @@ func pad(s string, width int) string {
 	return s
 }
 
-// indent puts n spaces in front of every line of s.
-func indent(s string, n int) string {
-	p := strings.Repeat(" ", n)
-	lines := strings.Split(s, "\n")
-	for i, l := range lines {
-		lines[i] = p + l
-	}
-	return strings.Join(lines, "\n")
-}
-
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func repeat(r rune, n int) string { return strings.Repeat(string(r), max(n, 0)) }
