@@ -205,7 +205,7 @@ func p12Password(file string) (pass string, generated bool, err error) {
 }
 
 func caRevokeCmd(g *globals) *cobra.Command {
-	var name, serial string
+	var name, serial, publish string
 	cmd := &cobra.Command{
 		Use:   "revoke",
 		Short: "Revoke certificates and publish a new CRL",
@@ -229,6 +229,9 @@ new CRL. nginx reads the CRL on reload.`,
 				return err
 			}
 			printRevoked(cmd.OutOrStdout(), done)
+			if err := publishAfterRevoke(cmd.OutOrStdout(), s, publish); err != nil {
+				return err
+			}
 			next, err := s.auth.CRLNextUpdate()
 			if err != nil {
 				return err
@@ -239,6 +242,7 @@ new CRL. nginx reads the CRL on reload.`,
 	}
 	cmd.Flags().StringVar(&name, "name", "", "revoke every certificate of this client or service")
 	cmd.Flags().StringVar(&serial, "serial", "", "revoke the certificate with this serial (hex)")
+	cmd.Flags().StringVar(&publish, "publish", "", "publish the new CRL and KRL into this folder at once (default "+steps.PublishDir+" where the site has ca.host and it exists)")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net/url"
 	"os/exec"
 	"path/filepath"
@@ -77,4 +78,26 @@ func publishRevocations(s *session, dir string, crl []byte) error {
 		return err
 	}
 	return pull.Publish(dir, ca, crl, krl)
+}
+
+// publishAfterRevoke publishes the new CRL and KRL at once, so nodes pull
+// a revocation at their next run rather than after the CA's next CRL run:
+// into dir, or, where the site names ca.host and this host has the publish
+// folder, into that.
+func publishAfterRevoke(w io.Writer, s *session, dir string) error {
+	if dir == "" && s.site.CA.Host != "" && isDir(steps.PublishDir) {
+		dir = steps.PublishDir
+	}
+	if dir == "" {
+		return nil
+	}
+	crl, err := s.auth.Store.ReadFile(authority.CRLFile)
+	if err != nil {
+		return err
+	}
+	if err := publishRevocations(s, dir, crl); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "published the CRL and KRL to %s\n", dir)
+	return nil
 }

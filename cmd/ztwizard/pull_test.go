@@ -98,12 +98,13 @@ func TestPullRefusesAndKeeps(t *testing.T) {
 
 	// A revocation: newer CRL and KRL, pulled.
 	must(t, dir, "ca", "issue", "--name", "service-worker-01", "--state", st)
-	must(t, dir, "ca", "revoke", "--name", "service-worker-01", "--state", st)
+	// Revocations publish at once, without waiting for the CRL timer.
+	must(t, dir, "ca", "revoke", "--name", "service-worker-01", "--state", st, "--publish", pub)
+	pullOK("(1 new revocation(s))")
 	os.WriteFile(filepath.Join(dir, "id.pub"), []byte(strings.TrimSpace(genPub(t, dir))+"\n"), 0o644)
 	must(t, dir, "ssh", "sign", "--user", "alice", "--key", "id.pub", "--state", st)
-	must(t, dir, "ssh", "revoke", "--user", "alice", "--state", st)
-	must(t, dir, "ca", "crl", "--if-due", "--state", st, "--publish", pub)
-	pullOK("(1 new revocation(s))")
+	must(t, dir, "ssh", "revoke", "--user", "alice", "--state", st, "--publish", pub)
+	pullOK("KRL version")
 	goodCRL, goodKRL := readFile(t, crlPath), readFile(t, krlPath)
 	if bytes.Equal(goodCRL, oldCRL) || bytes.Equal(goodKRL, oldKRL) {
 		t.Fatal("the revocation did not reach the node")

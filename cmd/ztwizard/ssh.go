@@ -126,7 +126,7 @@ host certificate for it (and sshd's HostCertificate line).`,
 }
 
 func sshRevokeCmd(g *globals) *cobra.Command {
-	var user, host, certFile string
+	var user, host, certFile, publish string
 	var serial uint64
 	cmd := &cobra.Command{
 		Use:   "revoke",
@@ -171,6 +171,9 @@ reads through RevokedKeys.`,
 				return err
 			}
 			printRevoked(cmd.OutOrStdout(), done)
+			if err := publishAfterRevoke(cmd.OutOrStdout(), s, publish); err != nil {
+				return err
+			}
 			fmt.Fprintf(cmd.OutOrStdout(), "KRL %s\n", s.auth.Store.Path(authority.KRLFile))
 			return nil
 		},
@@ -180,6 +183,7 @@ reads through RevokedKeys.`,
 	f.StringVar(&host, "host", "", "revoke every host certificate of this node")
 	f.StringVar(&certFile, "cert", "", "revoke this certificate (KEY-cert.pub)")
 	f.Uint64Var(&serial, "serial", 0, "revoke the certificate with this serial")
+	f.StringVar(&publish, "publish", "", "publish the new CRL and KRL into this folder at once (default "+steps.PublishDir+" where the site has ca.host and it exists)")
 	return cmd
 }
 
