@@ -229,6 +229,10 @@ type (
 		node, summary string
 		err           error
 	}
+	keysMsg struct {
+		summary string
+		err     error
+	}
 	exportMsg struct {
 		what, name string
 		out        Exported
@@ -259,6 +263,14 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 			}
 			m.draftNote = "saved"
 			p.active = -1
+			if job.Passphrase != nil {
+				// The passphrase is never written down: it makes the CA
+				// keys encrypted now, or it would be lost with the wizard.
+				return func() tea.Msg {
+					s, err := a.Keys(ctx, job)
+					return keysMsg{s, err}
+				}
+			}
 		}
 	case "render":
 		dir := p.bundleDir
@@ -302,6 +314,8 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 
 func (p *finishPage) receive(m *model, msg tea.Msg) tea.Cmd {
 	switch msg := msg.(type) {
+	case keysMsg:
+		p.result(m, "keys", msg.err, "%s", msg.summary)
 	case renderMsg:
 		m.status = ""
 		p.result(m, "render "+msg.node, msg.err, "%s", msg.summary)

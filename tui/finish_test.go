@@ -400,3 +400,16 @@ func TestBakeCancel(t *testing.T) {
 		t.Fatalf("bake options %+v, want %+v", a.got, want)
 	}
 }
+
+// TestSaveMakesEncryptedKeys saves a site after a passphrase was typed:
+// the CA keys are made with it, so it is not lost with the wizard.
+func TestSaveMakesEncryptedKeys(t *testing.T) {
+	dir := t.TempDir()
+	a := &fakeActions{}
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a; o.StateDir = dir; o.SitePath = filepath.Join(dir, "site.yaml") })
+	press(m, "tab", "tab", "pw-1", "tab", "pw-1")
+	press(m, "alt+9", "enter", "enter", "enter")
+	if !strings.Contains(strings.Join(a.calls, " "), "keys true") || !strings.Contains(screen(m), "✓ The CA keys are in") {
+		t.Fatalf("no keys made after the save: %v\n%s", a.calls, screen(m))
+	}
+}
