@@ -11,9 +11,12 @@ echo "\$ go test -run '^\$' -bench Firewall1000Peers -benchmem ./steps/host/"
 out=$(go test -run '^$' -bench Firewall1000Peers -benchmem ./steps/host/)
 echo "$out"
 echo "$out" | awk '
-	/Firewall1000Peers\/netlink/ { netlink = $3 }
-	/Firewall1000Peers\/nft_-f/  { nftf = $3 }
-	END { if (netlink > 0) printf "nft -f / netlink batch: %.2fx\n", nftf / netlink }'
+	/Firewall1000Peers\/netlink/ { netlink = $3; for (i = 1; i < NF; i++) if ($(i+1) == "cpu-ms/op") netcpu = $i }
+	/Firewall1000Peers\/nft_-f/  { nftf = $3; for (i = 1; i < NF; i++) if ($(i+1) == "cpu-ms/op") nftcpu = $i }
+	END {
+		if (netlink > 0) printf "nft -f / netlink batch: %.2fx wall, ", nftf / netlink
+		if (netcpu > 0) printf "%.2fx CPU\n", nftcpu / netcpu
+	}'
 echo
 echo "\$ go test -run '^\$' -bench 1000Peers -benchtime 5x ./cmd/ztwizard/"
 go test -run '^$' -bench 1000Peers -benchtime 5x ./cmd/ztwizard/
