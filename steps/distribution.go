@@ -24,6 +24,9 @@ const (
 
 	PullUnit  = "ztwizard-pull.service"
 	PullTimer = "ztwizard-pull.timer"
+	// PullEvery is how often nodes pull: three small files over the mesh,
+	// often enough that a revocation reaches every node within minutes.
+	PullEvery = "5min"
 )
 
 // PublishURL is where the nodes of site pull from, given every node's mesh
@@ -47,7 +50,7 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 	if err != nil || from == "" {
 		return nil, nil, err
 	}
-	v := struct{ Binary, From, Every, CACert string }{BinaryPath, from, crlCheckEvery(site), CACertPath}
+	v := struct{ Binary, From, Every, CACert string }{BinaryPath, from, PullEvery, CACertPath}
 	var files []File
 	for _, u := range []struct{ name, tmpl string }{{PullUnit, "unit-pull-service.tmpl"}, {PullTimer, "unit-pull-timer.tmpl"}} {
 		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)

@@ -63,6 +63,9 @@ func TestDistributionPlans(t *testing.T) {
 		if !enabled {
 			t.Errorf("%s: %s not enabled: %+v", n, PullTimer, p.Units)
 		}
+		if timer := planFile(p, SystemdDir+"/"+PullTimer); !strings.Contains(string(timer.Content), "OnUnitActiveSec="+PullEvery+"\n") {
+			t.Errorf("%s: the pull timer does not run every %s:\n%s", n, PullEvery, timer.Content)
+		}
 		serves := planFile(p, PublishConfPath) != nil
 		opens := strings.Contains(p.Firewall.Script(), "tcp dport 8440 accept")
 		if serves != (n == "db") || opens != (n == "db") {
