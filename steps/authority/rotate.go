@@ -382,6 +382,16 @@ func (a *Authority) RotateInit(kinds []string) (*Rotation, error) {
 		if !ok {
 			return nil, badInput("there is no %s to rotate yet (ztwizard ca init makes it)", k)
 		}
+		// Loading the old CA checks the passphrase the new one is
+		// encrypted with.
+		if k == KindCA {
+			_, _, err = a.CA()
+		} else {
+			_, _, err = a.SSHCA(k)
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
 	if err := a.audit("rotate-init", "rotation", a.Site.Site, "", time.Time{}, "new CA beside the old: "+caNames(kinds)); err != nil {
 		return nil, err
@@ -559,6 +569,9 @@ func (a *Authority) RotateReissue() (*Rotation, []state.Record, error) {
 	if r.Phase != PhaseInit && r.Phase != PhaseReissue {
 		return nil, nil, badInput("no CA rotation in its init phase: begin one with `ztwizard ca rotate --phase init`")
 	}
+	if err := a.checkKeys(r.CAs); err != nil {
+		return nil, nil, err
+	}
 	if err := a.audit("rotate-reissue", "rotation", a.Site.Site, "", time.Time{}, "leaves issued under the new CA: "+caNames(r.CAs)); err != nil {
 		return nil, nil, err
 	}
@@ -648,6 +661,9 @@ func (a *Authority) RotateFinish() (*Rotation, error) {
 	}
 	switch r.Phase {
 	case PhaseReissue:
+		if err := a.checkKeys(r.CAs); err != nil {
+			return nil, err
+		}
 		if err := a.audit("rotate-finish", "rotation", a.Site.Site, "", time.Time{}, "the old CA dropped from every trust file: "+caNames(r.CAs)); err != nil {
 			return nil, err
 		}
@@ -703,6 +719,9 @@ func (a *Authority) RotateRollback() (*Rotation, error) {
 	}
 	switch r.Phase {
 	case PhaseInit, PhaseReissue:
+		if err := a.checkKeys(r.CAs); err != nil {
+			return nil, err
+		}
 		if err := a.audit("rotate-rollback", "rotation", a.Site.Site, "", time.Time{}, "back to the old CA: "+caNames(r.CAs)); err != nil {
 			return nil, err
 		}
@@ -754,6 +773,26 @@ func (a *Authority) RotateRollback() (*Rotation, error) {
 		r.Resign = nil
 	}
 	return r, a.settle(r, "rolled back")
+}
+
+// checkKeys loads the old and the new key of each CA kind, so a finish or
+// rollback with a missing or wrong passphrase stops before it begins (it
+// signs a CRL and a KRL at its end).
+func (a *Authority) checkKeys(kinds []string) error {
+	for _, k := range kinds {
+		var err error
+		if k == KindCA {
+			if _, _, err = a.CA(); err == nil {
+				_, err = a.loadCAAt(nextFile(CACertFile), nextFile(CAKeyFile))
+			}
+		} else if _, _, err = a.SSHCA(k); err == nil {
+			_, _, err = a.loadSSHCAAt(k, nextFile(sshCAFile(k)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // settle ends a finish or rollback: the rotation is over, and the CRL and

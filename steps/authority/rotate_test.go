@@ -290,6 +290,16 @@ func TestRotateInitEncrypts(t *testing.T) {
 	if _, _, err := a.SSHCA(KindSSHUserCA); err != nil {
 		t.Fatal(err)
 	}
+	for _, pass := range []string{"", "wrong"} {
+		a.Passphrase = []byte(pass)
+		if _, err := a.RotateInit([]string{KindCA, KindSSHUserCA}); !errors.Is(err, ErrInput) {
+			t.Errorf("init with passphrase %q: %v, want an input error", pass, err)
+		}
+		if ok, _ := a.exists(nextFile(CAKeyFile)); ok {
+			t.Fatalf("init with passphrase %q made a new CA key", pass)
+		}
+	}
+	a.Passphrase = []byte("pass")
 	if _, err := a.RotateInit([]string{KindCA, KindSSHUserCA}); err != nil {
 		t.Fatal(err)
 	}
@@ -301,9 +311,16 @@ func TestRotateInitEncrypts(t *testing.T) {
 			t.Errorf("%s is mode %o", f, m)
 		}
 	}
+	rot := mustRead(t, a, RotationFile)
 	a.Passphrase = nil
 	if _, _, err := a.RotateReissue(); !errors.Is(err, ErrInput) {
 		t.Errorf("reissue without the passphrase: %v, want an input error", err)
+	}
+	if _, err := a.RotateRollback(); !errors.Is(err, ErrInput) {
+		t.Errorf("rollback without the passphrase: %v, want an input error", err)
+	}
+	if !bytes.Equal(mustRead(t, a, RotationFile), rot) {
+		t.Error("a reissue or rollback without the passphrase changed the rotation")
 	}
 }
 
