@@ -3,8 +3,10 @@
 // Package testenv holds what ztwizard's tests share when they run real
 // components: the programs they need, programs run with a time limit,
 // named network namespaces, daemons run in process groups of their own, a
-// buffer for their output that is safe to read while they write, and a few
-// fixtures (site variants, tree dumps, ICMP echo requests).
+// buffer for their output that is safe to read while they write, machines
+// (network, mount and UTS namespaces with their own /etc, /var, /run,
+// /root and /tmp) joined by a bridge, and a few fixtures (site variants,
+// tree dumps, ICMP echo requests).
 //
 // It is imported only by _test.go files and by the test-helper packages
 // (wgdevicetest, nfttest). It imports nothing of ztwizard, so that the
