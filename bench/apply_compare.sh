@@ -20,3 +20,6 @@ echo "$out" | awk '
 echo
 echo "\$ go test -run '^\$' -bench 1000Peers -benchtime 5x ./cmd/ztwizard/"
 go test -run '^$' -bench 1000Peers -benchtime 5x ./cmd/ztwizard/
+echo
+echo "\$ go test -run '^\$' -bench WireGuard1000Peers -benchtime 9x ./steps/"
+go test -run '^$' -bench WireGuard1000Peers -benchtime 9x ./steps/
