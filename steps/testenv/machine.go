@@ -56,7 +56,9 @@ var machineDirs = []string{"/etc", "/var", "/run", "/root", "/tmp"}
 
 // holderScript mounts the machine's own folders and keeps its namespaces
 // alive until SIGTERM: "$1" is the host name, "$2" the folder of copies,
-// the rest the folders to mount.
+// the rest the folders to mount. Its sleeps are short: should the test
+// process die without its cleanups (the holder then dies of its
+// parent-death signal), none outlives it by more than a second.
 const holderScript = `set -e
 hostname "$1"
 root=$2
@@ -64,7 +66,7 @@ shift 2
 for d in "$@"; do mount --bind "$root$d" "$d"; done
 trap 'exit 0' TERM
 echo ready
-while :; do sleep 3600 & wait $!; done`
+while :; do sleep 1 & wait $!; done`
 
 // NewMachine makes a machine called name (a host name: letters, digits,
 // hyphens) with its folders under a fresh folder of dir, or of the test's
