@@ -74,7 +74,7 @@ func loadDraft(f draftFile) (*draft, error) {
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
-	store, err := state.Open(dir)
+	store, err := state.OpenDryRun(dir) // reading changes nothing
 	if err != nil {
 		return nil, fmt.Errorf("draft: %w", err)
 	}

@@ -482,7 +482,8 @@ func (a *wizardActions) Unlock(_ context.Context, job tui.Job) error {
 	if _, err := os.Stat(job.StateDir); errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
-	store, err := state.Open(job.StateDir)
+	// Read only: the folder may be one just typed, not yet a store.
+	store, err := state.OpenDryRun(job.StateDir)
 	if err != nil {
 		return err
 	}

@@ -705,6 +705,15 @@ func TestWizardUnlock(t *testing.T) {
 	if err := a.Unlock(ctx, job); err != nil {
 		t.Fatalf("no store yet: %v", err)
 	}
+	// A folder typed as the state folder is only read: its mode stays.
+	typed := filepath.Join(dir, "typed")
+	os.Mkdir(typed, 0o755)
+	if err := a.Unlock(ctx, tui.Job{Site: job.Site, StateDir: typed}); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(typed); fi.Mode().Perm() != 0o755 {
+		t.Fatalf("checking a passphrase changed %s to %o", typed, fi.Mode().Perm())
+	}
 	job.Passphrase = []byte("pw-1234")
 	if _, err := a.Keys(ctx, job); err != nil {
 		t.Fatal(err)
