@@ -106,6 +106,7 @@ textfile collector (atomically; the name must end in .prom).`,
 			if _, err := printHeld(w, store, now); err != nil {
 				return err
 			}
+			printPulledCRL(w, rep, held, now)
 			if len(list) == 0 && held == nil {
 				fmt.Fprintf(w, "no CA in %s yet: run `ztwizard ca init`\n", dir)
 			}
@@ -197,5 +198,28 @@ func left(d time.Duration) string {
 		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
 	default:
 		return d.Round(time.Minute).String()
+	}
+}
+
+// printPulledCRL shows the CRL installed on a node when a pull brought a
+// newer one than its bundle (status counts that one).
+func printPulledCRL(w io.Writer, rep *monitor.Report, held *bundle.Held, now time.Time) {
+	if held == nil {
+		return
+	}
+	var fromBundle time.Time
+	for _, e := range held.Expiries {
+		if e.What == "CRL" {
+			fromBundle = e.NotAfter
+		}
+	}
+	for _, it := range rep.Items {
+		if it.Source == monitor.SourceNode && it.Kind == authority.KindCRL && !it.NotAfter.Equal(fromBundle) {
+			mark := "  "
+			if it.Due {
+				mark = "WARN "
+			}
+			fmt.Fprintf(w, "%s%-28s %s  %s\n", mark, "CRL installed (pulled)", it.NotAfter.Format(time.RFC3339), left(it.NotAfter.Sub(now)))
+		}
 	}
 }

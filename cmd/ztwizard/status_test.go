@@ -140,6 +140,9 @@ func TestStatusOnNode(t *testing.T) {
 			t.Fatalf("the installed CRL is not the one status reports: %v, bundle's %v", it.NotAfter, bundleCRL)
 		}
 	}
+	if r := must(t, f.dir, "status", "--state", f.nodeState, "--root", f.root); !strings.Contains(r.stdout, "CRL installed (pulled)") {
+		t.Fatalf("text status does not show the installed CRL:\n%s", r.stdout)
+	}
 	prom := filepath.Join(f.dir, "node.prom")
 	must(t, f.dir, "status", "--state", f.nodeState, "--prometheus", prom)
 	if m := promFamilies(t, prom); m[monitor.MetricExpiry+" node ssh-host"] == 0 || m[monitor.MetricDueTotal] != 0 {
