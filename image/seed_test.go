@@ -3,6 +3,7 @@ package image
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/authority"
+	"ztwizard/steps/bundle"
 )
 
 // exampleSeed writes db's seed into dir and returns its path and content.
@@ -221,7 +223,14 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 	writeFile(t, filepath.Join(otherCA, steps.CACertPath), string(seedCA), 0o644)
 	refuse("another CA", FirstBoot{Root: otherCA, Site: c.Site, Seed: seed, Now: fb.Now}, "signed by another CA")
 	bad := *c
-	bad.Bundle = bytes.Replace(c.Bundle, []byte(`"signature": "`), []byte(`"signature": "AAAA`), 1)
+	var env bundle.Envelope
+	if err := json.Unmarshal(c.Bundle, &env); err != nil {
+		t.Fatal(err)
+	}
+	env.Signature[len(env.Signature)/2] ^= 1
+	if bad.Bundle, err = json.Marshal(env); err != nil {
+		t.Fatal(err)
+	}
 	badSeed := filepath.Join(dir, "bad-seed.iso")
 	if err := WriteSeed(badSeed, dir, &bad); err != nil {
 		t.Fatal(err)

@@ -210,7 +210,10 @@ func TestFleetBundlesRefused(t *testing.T) {
 	sig[len(sig)/2] ^= 1
 	write("signature.ztb", bundle.Envelope{Format: env.Format, Version: env.Version, Algorithm: env.Algorithm, Payload: env.Payload, Signature: sig})
 	// One byte of the file itself, inside the base64 payload.
-	i := bytes.Index(next, []byte(`"payload": "`)) + 40
+	i := bytes.Index(next, []byte(`"payload":"`)) + 40
+	if i < 40 {
+		t.Fatal("no payload in the bundle")
+	}
 	flipped := bytes.Clone(next)
 	if flipped[i] == 'A' {
 		flipped[i] = 'B'
@@ -489,7 +492,10 @@ func TestFleetBundlesRefusedLive(t *testing.T) {
 		}
 	}
 	next, _ := os.ReadFile(b("next.ztb"))
-	i := bytes.Index(next, []byte(`"payload": "`)) + 60
+	i := bytes.Index(next, []byte(`"payload":"`)) + 60
+	if i < 60 {
+		t.Fatal("no payload in the bundle")
+	}
 	flipped := bytes.Clone(next)
 	flipped[i] ^= 'A' ^ 'B'
 	if flipped[i] == next[i] {
