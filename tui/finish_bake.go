@@ -77,6 +77,15 @@ func (d *bakeDialog) update(m *model, msg tea.Msg) (tea.Cmd, bool) {
 			d.stages = append(d.stages, d.stage)
 			d.stage = ""
 		}
+		// The Finish log keeps the outcome once the box is closed.
+		if p, ok := m.pages[stepFinish].(*finishPage); ok {
+			switch {
+			case d.cancelled && msg.err != nil:
+				p.result(m, "bake", errors.New("bake of "+d.opts.Out+" cancelled: no image was written"), "")
+			default:
+				p.result(m, "bake", msg.err, "Baked %s.", d.opts.Out)
+			}
+		}
 	}
 	return nil, false
 }

@@ -392,7 +392,7 @@ func TestBakeCancel(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the bake did not stop")
 	}
-	if !strings.Contains(screen(m), "Cancelled: no image was written.") {
+	if !strings.Contains(screen(m), "Cancelled: no image was written.") || !strings.Contains(finishLog(m), "bake of db.qcow2 cancelled") {
 		t.Fatalf("no word of the cancel:\n%s", screen(m))
 	}
 	want := BakeOptions{Out: "db.qcow2", Size: "3G", Address: "192.168.1.100/24", Gateway: "192.168.1.1", DNS: []string{"192.168.1.1", "9.9.9.9"}}
@@ -412,4 +412,13 @@ func TestSaveMakesEncryptedKeys(t *testing.T) {
 	if !strings.Contains(strings.Join(a.calls, " "), "keys true") || !strings.Contains(screen(m), "✓ The CA keys are in") {
 		t.Fatalf("no keys made after the save: %v\n%s", a.calls, screen(m))
 	}
+}
+
+// finishLog is the Finish log as text.
+func finishLog(m *model) string {
+	var lines []string
+	for _, r := range m.pages[stepFinish].(*finishPage).results {
+		lines = append(lines, r.line)
+	}
+	return strings.Join(lines, "\n")
 }
