@@ -220,3 +220,68 @@ func TestMakeRequestKeepsKeysAndChecks(t *testing.T) {
 		}
 	}
 }
+
+func TestUserDataRoundTripAndRefusals(t *testing.T) {
+	ca := newCA(t, pki.ECDSAP256)
+	p := &Payload{Site: "s", Node: "web", Serial: 1, Created: t0, PrivateKeys: true}
+	data, err := Sign(p, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := Install{URL: "https://files.example.com/ztwizard", SHA256: strings.Repeat("ab", 32)}
+	ud, err := UserData(p, data, []string{"nftables", "nginx"}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(ud), "#cloud-config\n") || !strings.Contains(string(ud), "private keys") {
+		t.Fatalf("user-data:\n%s", ud)
+	}
+	got, ok, err := FromUserData(ud)
+	if !ok || err != nil || string(got) != string(data) {
+		t.Fatalf("FromUserData: ok %v, %v", ok, err)
+	}
+	if _, ok, _ := FromUserData(data); ok {
+		t.Fatal("a bundle taken for user-data")
+	}
+	for _, bad := range []Install{
+		{URL: "http://files.example.com/ztwizard", SHA256: in.SHA256},
+		{URL: "https://files.example.com/zt'wizard", SHA256: in.SHA256},
+		{URL: in.URL, SHA256: "abc"},
+	} {
+		if _, err := UserData(p, data, nil, bad); err == nil {
+			t.Errorf("UserData accepted %+v", bad)
+		}
+	}
+	if _, err := UserData(p, data, []string{"nginx; rm -rf /"}, in); err == nil {
+		t.Error("UserData accepted a package name with a shell command")
+	}
+	for _, doc := range []string{
+		"#cloud-config\nwrite_files: []\n",
+		"#cloud-config\nwrite_files:\n  - {path: " + UserDataBundlePath + ", content: x}\n",
+		"#cloud-config\nwrite_files:\n  - {path: " + UserDataBundlePath + ", encoding: b64, content: '!!'}\n",
+		"#cloud-config\n: [\n",
+	} {
+		if _, ok, err := FromUserData([]byte(doc)); !ok || !errors.Is(err, ErrRefused) {
+			t.Errorf("FromUserData(%q): ok %v, %v", doc, ok, err)
+		}
+	}
+}
+
+func TestPlanNeedsTheNodesOwnKeys(t *testing.T) {
+	site := steps.Example()
+	p := &Payload{Site: site.Site, Node: "web", Serial: 1}
+	y, err := site.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SiteFile = string(y)
+	p.Secrets = Secrets{WireGuardPubs: map[string]string{}, Addresses: map[string]string{}}
+	if _, err := p.Plan(t.TempDir(), t0); err == nil || !strings.Contains(err.Error(), "is missing on this node") {
+		t.Fatalf("a plan without the node's WireGuard key: %v", err)
+	}
+	other := *p
+	other.Site = "elsewhere"
+	if _, err := other.Plan(t.TempDir(), t0); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a bundle whose site file is another site's: %v", err)
+	}
+}
