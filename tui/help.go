@@ -50,8 +50,14 @@ func (d helpDialog) view(m *model, width int) string {
 	}
 	b.WriteString("\n")
 	section("Everywhere")
-	row("ctrl+n", "next step (when this one has no problems)")
-	row("esc", "back: to the list, to the menu, to the step before")
+	for _, r := range [][2]string{
+		{"ctrl+n", "next step (when this one has no problems)"},
+		{"esc", "back: to the list, to the menu, to the step before"},
+	} {
+		if !seen[r[0]] { // told above, for this screen
+			row(r[0], r[1])
+		}
+	}
 	row("alt+1 … alt+9", fmt.Sprintf("go to step 1 to %d; 1 … 9 too where no field takes digits", int(stepCount)))
 	row("click", "a step in the step list goes there")
 	row("ctrl+c", "leave (asks first; your answers stay in the draft)")
