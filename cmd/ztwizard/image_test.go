@@ -540,8 +540,11 @@ func TestBakeAndSeedBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bake", "--out", "x.qcow2"}, "exactly one of --node or --golden"},
-		{[]string{"bake", "--node", "db", "--golden", "--out", "x.qcow2"}, "exactly one of --node or --golden"},
+		{[]string{"bake", "--out", "x.qcow2"}, "exactly one of --node, --golden or --plain"},
+		{[]string{"bake", "--node", "db", "--golden", "--out", "x.qcow2"}, "exactly one of --node, --golden or --plain"},
+		{[]string{"bake", "--plain", "--golden", "--out", "x.qcow2"}, "exactly one of --node, --golden or --plain"},
+		{[]string{"bake", "--node", "db", "--hostname", "x", "--out", "x.qcow2"}, "--hostname is for --plain images"},
+		{[]string{"bake", "--plain", "--hostname", "bad_name", "--out", "x.qcow2"}, "host name"},
 		{[]string{"bake", "--node", "db"}, "--out is required"},
 		{[]string{"bake", "--golden", "--out", "x.qcow2", "--address", "10.0.0.1/24"}, "--address is for --node images"},
 		{[]string{"bake", "--node", "db", "--out", "x.qcow2", "--size", "lots"}, `--size "lots"`},
