@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -24,8 +25,8 @@ import (
 )
 
 // testsslTimeout bounds one testssl.sh run; the checks it is given take
-// well under a minute on loopback.
-const testsslTimeout = 4 * time.Minute
+// about a minute on loopback, two and a half on a loaded machine.
+const testsslTimeout = 8 * time.Minute
 
 // testsslFinding is one entry of testssl.sh's flat JSON output
 // (--jsonfile).
@@ -66,7 +67,9 @@ func testssl(t *testing.T, ip string, port int, serverName string) map[string]te
 	out := filepath.Join(t.TempDir(), "testssl.json")
 	args := []string{
 		"--quiet", "--color", "0", "--warnings", "off", "--nodns", "none",
-		"--connect-timeout", "5", "--openssl-timeout", "5",
+		// Generous per-connection limits: a check that times out on a
+		// loaded machine reports a WARN.
+		"--connect-timeout", "15", "--openssl-timeout", "15",
 		"--jsonfile", out,
 		"--ip", ip,
 		// What is asserted: protocols, cipher categories, the server's
@@ -167,18 +170,16 @@ func TestTestsslVhost(t *testing.T) {
 	for _, ip := range ips {
 		t.Run("testssl "+ip, func(t *testing.T) {
 			f := testssl(t, ip, port, api.ServerName)
-			for _, fi := range f {
-				bad := fi.Severity == "WARN" || fi.Severity == "MEDIUM" || fi.Severity == "HIGH" || fi.Severity == "CRITICAL" ||
-					strings.Contains(fi.Finding, "NOT ok")
-				if bad {
-					if _, ok := testsslPrivateCA[testsslBaseID(fi.ID)]; ok {
-						continue
-					}
-					if _, ok := testsslNotTheServer[testsslBaseID(fi.ID)]; ok {
-						continue
-					}
-					t.Errorf("%s: %s %q", fi.ID, fi.Severity, fi.Finding)
-				}
+			// A check that could not connect graded nothing (testssl says so
+			// with a WARN, now and then on a loaded machine): one more run.
+			if bad := testsslBad(f); len(bad) > 0 && !slices.ContainsFunc(bad, func(fi testsslFinding) bool {
+				return !strings.Contains(fi.Finding, "connect problem")
+			}) {
+				t.Logf("testssl could not connect for %v; running it again", bad)
+				f = testssl(t, ip, port, api.ServerName)
+			}
+			for _, fi := range testsslBad(f) {
+				t.Errorf("%s: %s %q", fi.ID, fi.Severity, fi.Finding)
 			}
 			for id, want := range map[string]string{
 				"SSLv2": "not offered", "SSLv3": "not offered", "TLS1": "not offered", "TLS1_1": "not offered",
@@ -239,6 +240,28 @@ func mtlsClientPEM(t *testing.T, c tls.Certificate) (certPEM, keyPEM []byte) {
 		t.Fatal(err)
 	}
 	return pki.EncodeCertPEM(c.Leaf), keyPEM
+}
+
+// testsslBad returns the findings that are WARN or worse, or "NOT ok",
+// apart from the listed ones (testsslPrivateCA, testsslNotTheServer).
+func testsslBad(findings map[string]testsslFinding) []testsslFinding {
+	var out []testsslFinding
+	for _, fi := range findings {
+		bad := fi.Severity == "WARN" || fi.Severity == "MEDIUM" || fi.Severity == "HIGH" || fi.Severity == "CRITICAL" ||
+			strings.Contains(fi.Finding, "NOT ok")
+		if !bad {
+			continue
+		}
+		if _, ok := testsslPrivateCA[testsslBaseID(fi.ID)]; ok {
+			continue
+		}
+		if _, ok := testsslNotTheServer[testsslBaseID(fi.ID)]; ok {
+			continue
+		}
+		out = append(out, fi)
+	}
+	slices.SortFunc(out, func(a, b testsslFinding) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // testsslBaseID strips the certificate number testssl appends to
