@@ -3,7 +3,6 @@ package steps
 import (
 	"fmt"
 	"path"
-	"strings"
 )
 
 // The CA host's own units and the credential they read, written by
@@ -52,7 +51,7 @@ func CAHostUnits(site *Site, sitePath, stateDir string, encrypted, node bool) ([
 	}
 	// The expiry metrics of every node's certificates, from the CA's index.
 	status := unitView{Binary: BinaryPath, State: stateDir, Textfile: TextfilePath,
-		TextfileDir: strings.TrimPrefix(path.Dir(TextfilePath), "/var/lib/")}
+		TextfileDir: path.Dir(TextfilePath)}
 	var files []File
 	for _, u := range []struct {
 		name, tmpl string

@@ -3,7 +3,6 @@ package steps
 import (
 	"fmt"
 	"path"
-	"strings"
 	"time"
 )
 
@@ -43,7 +42,7 @@ type unitView struct {
 	CAKey                       string // the CA key in the default state folder
 	CAUnit                      string // the CA host's own CRL service, once scheduled
 	Every                       string // how often the CRL timer looks
-	Textfile, TextfileDir       string // the metrics file; its folder under /var/lib
+	Textfile, TextfileDir       string // the metrics file and its folder
 }
 
 // UnitFiles returns ztwizard's systemd units for the node and the units the
@@ -55,7 +54,7 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
 		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
 		CAKey: DefaultStateDir + "/ca/ca-key.pem", CAUnit: SystemdDir + "/" + CACRLUnit, Textfile: TextfilePath,
-		TextfileDir: strings.TrimPrefix(path.Dir(TextfilePath), "/var/lib/")}
+		TextfileDir: path.Dir(TextfilePath)}
 	type spec struct {
 		name, tmpl string
 		enable     bool
