@@ -338,6 +338,8 @@ func caListCmd(g *globals) *cobra.Command {
 					st = "revoked " + r.RevokedAt.Format(time.DateOnly)
 				case !now.Before(r.NotAfter):
 					st = "expired"
+				case r.Kind == authority.KindCA && r.SupersededAt != nil:
+					st = "retired " + r.SupersededAt.Format(time.DateOnly) // by ca rotate
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format(time.RFC3339), st)
 			}

@@ -69,4 +69,7 @@ func TestCARotateCommand(t *testing.T) {
 	if n := strings.Count(caFile(), "BEGIN CERTIFICATE"); n != 1 {
 		t.Fatalf("after finish the CA file holds %d certificates, want 1", n)
 	}
+	if r := must(t, dir, "ca", "list", "--state", st); strings.Count(r.stdout, "retired ") != 1 {
+		t.Errorf("ca list after finish must show the old CA retired:\n%s", r.stdout)
+	}
 }

@@ -895,19 +895,21 @@ func (a *Authority) copyFile(from, to string) error {
 	return nil
 }
 
-// removeNext removes the next/ files of kind's CA; gone ones are fine.
+// removeNext removes the next/ files of kind's CA, and the folder once
+// empty; gone ones are fine.
 func (a *Authority) removeNext(kind string) error {
 	for _, f := range caFiles(kind) {
 		if err := a.Store.Remove(nextFile(f)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("authority: %w", err)
 		}
 	}
+	a.Store.Remove(path.Dir(nextFile(caFiles(kind)[0]))) // kept while another CA's files are there
 	return nil
 }
 
 // moveRecord points the index's X.509 CA records at their files after a
-// finish or rollback: the one of serial retired to retiredRel, the one
-// still at the next/ path to to.
+// finish or rollback: the one of serial retired to retiredRel (and marked
+// superseded), the one still at the next/ path to to.
 func (a *Authority) moveRecord(serial, retiredRel, to string) error {
 	ix, err := a.Store.Index()
 	if err != nil {
@@ -922,6 +924,8 @@ func (a *Authority) moveRecord(serial, retiredRel, to string) error {
 		switch {
 		case rec.Serial == serial && rec.File != retiredRel:
 			rec.File, changed = retiredRel, true
+			now := a.now()
+			rec.SupersededAt = &now
 		case rec.Serial != serial && rec.File == nextFile(CACertFile):
 			rec.File, changed = to, true
 		}

@@ -242,6 +242,14 @@ func TestRotatePhases(t *testing.T) {
 	if want := []string{retiredFile(CACertFile, hexSerial(oldCA.SerialNumber)), CACertFile}; !slices.Equal(files, want) {
 		t.Errorf("CA records point at %v, want %v", files, want)
 	}
+	if recs := ix.Find(KindCA, a.Site.Site); recs[0].SupersededAt == nil || recs[1].SupersededAt != nil {
+		t.Error("the retired CA's record must be marked superseded, the new one's not")
+	}
+	for _, dir := range []string{"ca/next", "ssh/next"} {
+		if ok, _ := a.exists(dir); ok {
+			t.Errorf("%s left after finish", dir)
+		}
+	}
 	if _, err := a.RotateFinish(); !errors.Is(err, ErrInput) {
 		t.Errorf("finish with no rotation: %v, want an input error", err)
 	}
