@@ -137,8 +137,9 @@ func sshdUserCert(t *testing.T, name string, ca ed25519.PrivateKey, principals, 
 }
 
 // sshdClientArgs are the ssh client options of every run against the test
-// sshd: no user configuration, no agent, the test host trusted by its key
-// fingerprint being ignored (the algorithms, not the host, are under test).
+// sshd: no user configuration, no agent, and no host key check (the
+// algorithms and the forwarding rules are under test here, the host CA in
+// TestSSHDRealLogin).
 func sshdClientArgs(port int, key string) []string {
 	return sshdAgentArgs(port, key, "none")
 }
