@@ -231,7 +231,9 @@ func TestErrorOnTerminalIsQuick(t *testing.T) {
 	if code := r.exit(5 * time.Second); code != 2 {
 		t.Fatalf("exit %d", code)
 	}
-	if d := time.Since(start); d > time.Second {
+	// fang's query waited four seconds; a loaded machine may take one
+	// or two to start the process.
+	if d := time.Since(start); d > 3*time.Second {
 		t.Fatalf("the error took %s", d)
 	}
 	if out := r.output(); strings.Contains(out, "\x1b]11;?") {
