@@ -458,6 +458,13 @@ type imageVM struct {
 // when the test ends.
 func bootImage(t *testing.T, name, img string, extra ...string) *imageVM {
 	t.Helper()
+	return bootImageArgs(t, name, img, true, extra...)
+}
+
+// bootImageArgs is bootImage; with noReboot a reboot of the guest ends
+// qemu, else the guest starts again.
+func bootImageArgs(t *testing.T, name, img string, noReboot bool, extra ...string) *imageVM {
+	t.Helper()
 	dir := t.TempDir()
 	disk := filepath.Join(dir, name+".qcow2")
 	imgTool(t, "qemu-img", "create", "-q", "-f", "qcow2", "-b", img, "-F", "qcow2", disk, "3G")
@@ -470,12 +477,15 @@ func bootImage(t *testing.T, name, img string, extra ...string) *imageVM {
 		t.Fatal(err)
 	}
 	v := &imageVM{name: name, serial: filepath.Join(dir, "serial.log"), exited: make(chan error, 1)}
-	args := []string{"-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic", "-no-reboot",
+	args := []string{"-machine", "q35", "-accel", "tcg", "-m", "1024", "-smp", "1", "-nographic",
 		"-drive", "if=pflash,format=raw,readonly=on,file=" + ovmfCode,
 		"-drive", "if=pflash,format=raw,file=" + vars,
 		"-drive", "file=" + disk + ",if=virtio,format=qcow2",
 		"-device", "virtio-rng-pci",
 		"-serial", "file:" + v.serial, "-monitor", "none", "-display", "none"}
+	if noReboot {
+		args = append(args, "-no-reboot")
+	}
 	v.cmd = exec.Command("qemu-system-x86_64", append(args, extra...)...)
 	var stderr bytes.Buffer
 	v.cmd.Stdout, v.cmd.Stderr = &stderr, &stderr

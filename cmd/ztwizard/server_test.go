@@ -1,0 +1,399 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"ztwizard/steps"
+	"ztwizard/steps/testenv"
+)
+
+// The plain servers' underlay: the example's endpoints, on one qemu socket
+// network; each also has a user-mode NIC through which the test reaches
+// its sshd on a loopback port (the guest sees the test as 10.0.2.2).
+var servers = []struct{ name, mac, underlay string }{
+	{"db", "52:54:00:7a:01:01", "192.168.1.100/24"},
+	{"web", "52:54:00:7a:01:02", "192.168.1.50/24"},
+}
+
+// serverSite is the example with both engines on db, SSH admitted from the
+// user-mode network the test comes in by, and what extra adds.
+func serverSite(t *testing.T, extra ...string) []byte {
+	pairs := append([]string{
+		"admin_cidrs: [192.168.10.0/24]", "admin_cidrs: [10.0.2.0/24]",
+		"  - {name: main, node: db, engine: mariadb, port: 3306, clients: [web]}",
+		"  - {name: main, node: db, engine: mariadb, port: 3306, clients: [web]}\n  - {name: pg, node: db, engine: postgresql, port: 5432, clients: [web]}",
+	}, extra...)
+	return testenv.Substitute(t, steps.ExampleYAML, pairs...)
+}
+
+// serverVM is a plain Debian server booted under qemu, reached over SSH.
+type serverVM struct {
+	*imageVM
+	port int    // sshd, forwarded from 127.0.0.1
+	key  string // the test's SSH key (and KEY-cert.pub once signed)
+}
+
+// bootServer boots an overlay of img with its underlay NIC on the socket
+// network (netdev) and a user-mode NIC forwarding 127.0.0.1:port to its
+// sshd; the test's key reaches root's authorized_keys through a systemd
+// credential. Unlike bootImage the guest may reboot.
+func bootServer(t *testing.T, name, img, mac, netdev, key string) *serverVM {
+	t.Helper()
+	pub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	v := &serverVM{port: port, key: key}
+	v.imageVM = bootImageArgs(t, name, img, false,
+		"-m", "1536",
+		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,mac="+mac,
+		"-netdev", fmt.Sprintf("user,id=n1,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port), "-device", "virtio-net-pci,netdev=n1",
+		"-smbios", "type=11,value=io.systemd.credential:ssh.authorized_keys.root="+strings.TrimSpace(string(pub)))
+	return v
+}
+
+// sshArgs are the client's options: the test's key (and its certificate),
+// no host key checks (the guests' keys are new each run), bounded waits.
+func (v *serverVM) sshArgs() []string {
+	return []string{"-i", v.key, "-p", strconv.Itoa(v.port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=5", "root@127.0.0.1"}
+}
+
+// run runs a shell command in the guest over a new SSH connection.
+func (v *serverVM) run(t *testing.T, timeout time.Duration, command string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("ssh", append(v.sshArgs(), command)...)
+	stdout, stderr, err := testenv.RunCmd(context.Background(), timeout, cmd)
+	return stdout + stderr, err
+}
+
+// must runs command in the guest and fails the test if it fails.
+func (v *serverVM) must(t *testing.T, command string) string {
+	t.Helper()
+	out, err := v.run(t, 3*time.Minute, command)
+	if err != nil {
+		t.Fatalf("%s: %s: %v\n%s", v.name, command, err, out)
+	}
+	return out
+}
+
+// copyIn copies a local file to path in the guest.
+func (v *serverVM) copyIn(t *testing.T, local, path string) {
+	t.Helper()
+	args := []string{"-i", v.key, "-P", strconv.Itoa(v.port), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "ConnectTimeout=10", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", local, "root@127.0.0.1:" + path}
+	if _, stderr, err := testenv.RunCmd(context.Background(), time.Minute, exec.Command("scp", args...)); err != nil {
+		t.Fatalf("%s: scp %s: %v: %s", v.name, local, err, stderr)
+	}
+}
+
+// waitSSH waits until the guest's sshd lets the test in.
+func (v *serverVM) waitSSH(t *testing.T, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		out, err := v.run(t, 30*time.Second, "true")
+		if err == nil {
+			return time.Since(start)
+		}
+		select {
+		case err := <-v.exited:
+			v.exited <- err
+			t.Fatalf("%s stopped (%v) before sshd answered:\n%s", v.name, err, v.tail(40))
+		case <-time.After(2 * time.Second):
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s: sshd did not let the test in within %v: %s\n%s", v.name, within, out, v.tail(40))
+		}
+	}
+}
+
+// state is what an apply leaves that a rollback must restore: every file
+// under /etc (a checksum), the whole ruleset and the listening sockets.
+func (v *serverVM) state(t *testing.T) string {
+	t.Helper()
+	return v.must(t, "cd /etc && find . -xdev -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum; nft list ruleset; ss -Hltn | awk '{print $4}' | sort")
+}
+
+// TestLiveServers proves the live path on real Debian 12 servers under
+// systemd: two plain servers (stock PostgreSQL, MariaDB, nginx and sshd on
+// their default addresses, nothing of ztwizard applied) boot once under
+// qemu on one socket network, and the test, as an admin would, applies
+// each node's signed bundle over SSH, then checks what an admin would meet.
+func TestLiveServers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("baking and booting servers takes minutes; make test runs it")
+	}
+	requireImageTools(t)
+	dir := t.TempDir()
+	st := filepath.Join(dir, "state")
+	writeSite := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	site := writeSite("site.yaml", serverSite(t))
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := bakeRun(dir, nil, append(args, "--state", st)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	// The admin's SSH key, signed for alice (principal root) by the site.
+	key := filepath.Join(dir, "admin")
+	testenv.MustRun(t, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin", "-f", key)
+	run("ca", "init", "-c", site)
+	run("ssh", "sign", "-c", site, "--user", "alice", "--key", key+".pub")
+	fp := strings.Fields(run("ca", "fingerprint", "-c", site))[0]
+	bundle := func(node, siteFile, name string) string {
+		t.Helper()
+		out := filepath.Join(dir, name)
+		run("bundle", "-c", siteFile, "--node", node, "--out", out)
+		return out
+	}
+
+	// One plain server image for both: their underlay addresses by MAC.
+	overlay := filepath.Join(dir, "overlay")
+	for _, s := range servers {
+		testenv.WriteFile(t, filepath.Join(overlay, "etc/systemd/network"), "05-underlay-"+s.name+".network",
+			[]byte(fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\n", s.mac, s.underlay)))
+	}
+	img := filepath.Join(dir, "server.qcow2")
+	start := time.Now()
+	out := run("bake", "--plain", "--out", img, "--overlay", overlay, "--cache", imageTestCache(),
+		"--package", "postgresql,mariadb-server")
+	t.Logf("baked the plain server in %v: %s", time.Since(start).Round(time.Second), lastLine(out))
+
+	port := strconv.Itoa(testenv.FreePort(t))
+	start = time.Now()
+	db := bootServer(t, "db", img, servers[0].mac, "socket,id=n0,listen=127.0.0.1:"+port, key)
+	time.Sleep(2 * time.Second) // db's qemu listens before web's connects
+	web := bootServer(t, "web", img, servers[1].mac, "socket,id=n0,connect=127.0.0.1:"+port, key)
+	db.waitSSH(t, bootTimeout(t))
+	web.waitSSH(t, bootTimeout(t))
+	t.Logf("both servers let the admin in over SSH %v after boot", time.Since(start).Round(time.Second))
+
+	// Stock daemons on their default addresses, and a client account in
+	// each database for the probes.
+	before := db.must(t, "ss -Hltn | awk '{print $4}' | sort")
+	for _, want := range []string{"127.0.0.1:5432", "127.0.0.1:3306"} {
+		if !strings.Contains(before, want) {
+			t.Fatalf("db's stock databases: want %s listening:\n%s", want, before)
+		}
+	}
+	db.must(t, `runuser -u postgres -- psql -qc "CREATE ROLE probe LOGIN PASSWORD 'probe'" && `+
+		`mariadb -e "CREATE USER 'probe'@'10.100.0.%' IDENTIFIED BY 'probe'; CREATE USER 'probe'@'192.168.1.%' IDENTIFIED BY 'probe'"`)
+
+	apply := func(t *testing.T, v *serverVM, local string, flags string) (string, error) {
+		t.Helper()
+		remote := "/root/" + filepath.Base(local)
+		v.copyIn(t, local, remote)
+		return v.run(t, 5*time.Minute, "ztwizard apply --bundle "+remote+" --ca-fingerprint "+fp+" "+flags)
+	}
+
+	t.Run("a unit the host lacks fails the check and changes nothing", func(t *testing.T) {
+		// web's site puts a MariaDB on web, whose MariaDB is gone.
+		variant := writeSite("site-missing.yaml", serverSite(t, "databases:                   # bound",
+			"databases:\n  - {name: extra, node: web, engine: mariadb, port: 3306, clients: [db]}\n  # bound"))
+		b := bundle("web", variant, "web-missing.ztb")
+		web.must(t, "systemctl stop mariadb.service && mv /lib/systemd/system/mariadb.service /root/ && systemctl daemon-reload")
+		was := web.state(t)
+		out, err := apply(t, web, b, "--no-confirm")
+		if code, _ := testenv.ExitCode(err); code != 1 || !strings.Contains(out, "mariadb.service is not installed on this host: install the package mariadb-server") ||
+			!strings.Contains(out, "nothing was changed") {
+			t.Errorf("apply on a host without MariaDB: exit %d:\n%s", code, out)
+		}
+		if now := web.state(t); now != was {
+			t.Errorf("the host changed:\n%s", testenv.DiffLines(was, now))
+		}
+		web.must(t, "mv /root/mariadb.service /lib/systemd/system/ && systemctl daemon-reload && systemctl start mariadb.service")
+	})
+
+	t.Run("apply over SSH", func(t *testing.T) {
+		for _, v := range []*serverVM{db, web} {
+			start := time.Now()
+			out, err := apply(t, v, bundle(v.name, site, v.name+"-1.ztb"), "--no-confirm")
+			if err != nil {
+				t.Fatalf("%s: apply: %v\n%s", v.name, err, out)
+			}
+			t.Logf("%s applied in %v: %s", v.name, time.Since(start).Round(time.Millisecond), lastLine(out))
+			if v == db && !strings.Contains(out, "restarted mariadb.service, postgresql.service") {
+				t.Errorf("db's apply must restart both databases (their listen address changed):\n%s", out)
+			}
+			if strings.Contains(out, "reloaded") && regexp.MustCompile(`reloaded [^\n]*(mariadb|postgresql)`).MatchString(out) {
+				t.Errorf("a database reported as reloaded:\n%s", out)
+			}
+		}
+	})
+
+	t.Run("databases listen on the mesh address only", func(t *testing.T) {
+		got := db.must(t, "ss -Hltn | awk '{print $4}' | sort")
+		for _, want := range []string{"10.100.0.1:3306", "10.100.0.1:5432"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("db listens on\n%s\nwant %s", got, want)
+			}
+		}
+		if regexp.MustCompile(`(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]|\[::1\]):(3306|5432)`).MatchString(got) {
+			t.Errorf("a database still listens off the mesh:\n%s", got)
+		}
+	})
+
+	t.Run("kernel WireGuard, configured with wgctrl, handshakes", func(t *testing.T) {
+		for _, v := range []*serverVM{db, web} {
+			link := v.must(t, "ip -d link show zt0")
+			if !strings.Contains(link, "wireguard") {
+				t.Errorf("%s: zt0 is not a kernel WireGuard link:\n%s", v.name, link)
+			}
+			if out, err := v.run(t, time.Minute, "pgrep -f 'wg device'"); err == nil {
+				t.Errorf("%s: a userspace device runs although the kernel has WireGuard: %s", v.name, out)
+			}
+		}
+	})
+
+	t.Run("a client reaches the databases over the mesh, not the underlay", func(t *testing.T) {
+		pg := func(host string) string {
+			return "PGPASSWORD=probe PGCONNECT_TIMEOUT=5 psql -h " + host + " -U probe -d postgres -tAc 'SELECT 42'"
+		}
+		maria := func(host string) string {
+			return "mariadb --connect-timeout=5 -h " + host + " -u probe -pprobe -BNe 'SELECT 42'"
+		}
+		for _, c := range []string{pg("10.100.0.1"), maria("10.100.0.1")} {
+			if out := web.must(t, c); strings.TrimSpace(out) != "42" {
+				t.Errorf("web over the mesh: %s: %q", c, out)
+			}
+		}
+		for _, c := range []string{pg("192.168.1.100"), maria("192.168.1.100")} {
+			if out, err := web.run(t, time.Minute, c); err == nil {
+				t.Errorf("web reached db's database on the underlay: %s: %q", c, out)
+			}
+		}
+		hs := web.must(t, "wg show zt0 latest-handshakes")
+		if f := strings.Fields(hs); len(f) != 2 || f[1] == "0" {
+			t.Errorf("web's handshake with db: %q", hs)
+		}
+	})
+
+	t.Run("units are enabled and a second apply changes nothing", func(t *testing.T) {
+		en := db.must(t, "systemctl is-enabled ztwizard-firewall.service ztwizard-boot-rollback.service ztwizard-wg@zt0.service mariadb.service postgresql.service")
+		if strings.Count(en, "enabled") != 5 {
+			t.Errorf("db's units:\n%s", en)
+		}
+		for _, v := range []*serverVM{db, web} {
+			out, err := apply(t, v, bundle(v.name, site, v.name+"-2.ztb"), "--no-confirm")
+			if err != nil || !strings.Contains(out, "no changes") {
+				t.Errorf("%s: the same plan again: %v\n%s", v.name, err, out)
+			}
+		}
+	})
+
+	// A change the admin does not confirm: port 8443 opened.
+	wider := writeSite("site-8443.yaml", serverSite(t, "public_tcp: [80, 443]", "public_tcp: [80, 443, 8443]"))
+
+	t.Run("a dropped session's apply rolls back at the deadline", func(t *testing.T) {
+		was := web.state(t)
+		b := bundle("web", wider, "web-3.ztb")
+		web.copyIn(t, b, "/root/web-3.ztb")
+		// The session that applies stays open, then drops.
+		cmd := exec.Command("ssh", append(web.sshArgs(), "ztwizard apply --bundle /root/web-3.ztb --confirm 45s; sleep 300")...)
+		var buf testenv.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for !strings.Contains(buf.String(), "confirm before") {
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("apply did not arm its watchdog:\n%s", buf.String())
+			}
+			time.Sleep(time.Second)
+		}
+		armed := time.Now()
+		cmd.Process.Kill()
+		cmd.Wait()
+		if timers := web.must(t, "systemctl list-timers --all --no-legend 'ztwizard-rollback-*'"); !strings.Contains(timers, "ztwizard-rollback-") {
+			t.Errorf("no transient rollback timer:\n%s", timers)
+		}
+		if fw := web.must(t, "nft list table inet ztwizard"); !strings.Contains(fw, "8443") {
+			t.Fatalf("the change is not in:\n%s", fw)
+		}
+		time.Sleep(time.Until(armed.Add(45 * time.Second)))
+		for {
+			if now := web.state(t); now == was {
+				break
+			} else if time.Since(armed) > 3*time.Minute {
+				t.Fatalf("not rolled back %v after the deadline:\n%s", time.Since(armed).Round(time.Second), testenv.DiffLines(was, now))
+			}
+			time.Sleep(3 * time.Second)
+		}
+		t.Logf("rolled back %v after the watchdog was armed (deadline 45s)", time.Since(armed).Round(time.Second))
+	})
+
+	t.Run("a reboot inside the confirm window rolls back at boot", func(t *testing.T) {
+		was := db.state(t)
+		out, err := apply(t, db, bundle("db", wider, "db-3.ztb"), "--confirm 10m")
+		if err != nil || !strings.Contains(out, "confirm before") {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+		if fw := db.must(t, "nft list table inet ztwizard"); !strings.Contains(fw, "8443") {
+			t.Fatalf("the change is not in:\n%s", fw)
+		}
+		start := time.Now()
+		db.run(t, 30*time.Second, "systemctl reboot")
+		time.Sleep(5 * time.Second)
+		took := db.waitSSH(t, bootTimeout(t))
+		t.Logf("db rebooted and let the admin in %v later", (took + 5*time.Second).Round(time.Second))
+		_ = start
+		if now := db.state(t); now != was {
+			t.Errorf("after the reboot:\n%s", testenv.DiffLines(was, now))
+		}
+		log := db.must(t, "journalctl -b -u ztwizard-boot-rollback.service --no-pager")
+		if !strings.Contains(log, "rolled back the apply of node db at boot") {
+			t.Errorf("the boot rollback's log:\n%s", log)
+		}
+		if link := db.must(t, "ip -d link show zt0"); !strings.Contains(link, "wireguard") {
+			t.Errorf("after the reboot zt0 is not the kernel's:\n%s", link)
+		}
+		if out := web.must(t, "PGPASSWORD=probe PGCONNECT_TIMEOUT=10 psql -h 10.100.0.1 -U probe -d postgres -tAc 'SELECT 42'"); strings.TrimSpace(out) != "42" {
+			t.Errorf("web over the mesh after db's reboot: %q", out)
+		}
+	})
+}
+
+// requireImageTools fails the test when baking or booting cannot run.
+func requireImageTools(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the image tests bake as root (make test runs as root)")
+	}
+	for _, tool := range append(imageTools, "ssh", "scp", "ssh-keygen") {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is missing: run scripts/deps.sh", tool)
+		}
+	}
+	for _, f := range []string{ovmfCode, ovmfVars} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%v: run scripts/deps.sh", err)
+		}
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
