@@ -228,60 +228,35 @@ func (c SelfCheck) wgConf() (*wgQuick, error) {
 	if err != nil {
 		return nil, err
 	}
-	return parseWGQuick(data)
+	return parseWGQuick(data, func(path string) ([]byte, error) { return os.ReadFile(filepath.Join(c.root(), path)) })
 }
 
-// parseWGQuick reads a wg-quick file as ztwizard writes it: a "# NAME"
-// comment opens each peer.
-func parseWGQuick(data []byte) (*wgQuick, error) {
-	q := &wgQuick{}
-	var cur *wgPeer
-	section := ""
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "[Interface]" || line == "[Peer]":
-			section = line
-			if line == "[Peer]" {
-				q.peers = append(q.peers, wgPeer{})
-				cur = &q.peers[len(q.peers)-1]
-			}
-			continue
-		case strings.HasPrefix(line, "#"):
-			if section == "[Peer]" && cur.name == "" {
-				cur.name = strings.TrimSpace(strings.TrimPrefix(line, "#"))
-			}
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			continue
-		}
-		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		switch {
-		case section == "[Interface]" && k == "Address":
-			p, err := netip.ParsePrefix(strings.Split(v, ",")[0])
-			if err != nil {
-				return nil, fmt.Errorf("wg-quick Address %q: %w", v, err)
-			}
-			q.address = p
-		case section == "[Interface]" && k == "ListenPort":
-			q.port, _ = strconv.Atoi(v)
-		case section == "[Peer]" && k == "PublicKey":
-			cur.publicKey = v
-		case section == "[Peer]" && k == "AllowedIPs":
-			for _, a := range strings.Split(v, ",") {
-				p, err := netip.ParsePrefix(strings.TrimSpace(a))
-				if err != nil {
-					return nil, fmt.Errorf("wg-quick AllowedIPs %q: %w", v, err)
-				}
-				cur.allowed = append(cur.allowed, p)
-			}
-		}
+// parseWGQuick reads the node's wg-quick file with the one parser the
+// userspace device uses too (steps.ParseWGQuick: a line it does not
+// understand is an error, never skipped), the private key through readKey.
+func parseWGQuick(data []byte, readKey func(string) ([]byte, error)) (*wgQuick, error) {
+	iface, err := steps.ParseWGQuick(steps.WireGuardName, data, readKey)
+	if err != nil {
+		return nil, err
 	}
-	if !q.address.IsValid() {
+	if len(iface.Addresses) == 0 {
 		return nil, errors.New("wg-quick file has no Address")
+	}
+	q := &wgQuick{address: iface.Addresses[0]}
+	if iface.Config.ListenPort != nil {
+		q.port = *iface.Config.ListenPort
+	}
+	for _, p := range iface.Config.Peers {
+		wp := wgPeer{name: iface.PeerNames[p.PublicKey], publicKey: p.PublicKey.String()}
+		for _, a := range p.AllowedIPs {
+			ap, ok := netip.AddrFromSlice(a.IP)
+			ones, _ := a.Mask.Size()
+			if !ok {
+				return nil, fmt.Errorf("wg-quick AllowedIPs %s", a.String())
+			}
+			wp.allowed = append(wp.allowed, netip.PrefixFrom(ap.Unmap(), ones))
+		}
+		q.peers = append(q.peers, wp)
 	}
 	return q, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,9 +68,15 @@ func TestSelfCheck(t *testing.T) {
 	if _, err := host.WriteFiles(root, c.Files); err != nil {
 		t.Fatal(err)
 	}
-	q, err := parseWGQuick(fileContent(t, c, "/etc/wireguard/zt0.conf"))
+	readKey := func(p string) ([]byte, error) { return os.ReadFile(filepath.Join(root, p)) }
+	q, err := parseWGQuick(fileContent(t, c, "/etc/wireguard/zt0.conf"), readKey)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// One parser: a line it does not understand is an error, not skipped.
+	bad := append(fileContent(t, c, "/etc/wireguard/zt0.conf"), []byte("\n[Peer]\nPublicKey = not a key\n")...)
+	if _, err := parseWGQuick(bad, readKey); err == nil || !strings.Contains(err.Error(), "line") {
+		t.Errorf("a bad line was read as fine: %v", err)
 	}
 	if q.address.String() != "10.100.0.1/24" || q.port != 51820 || len(q.peers) != 1 || q.peers[0].name != "web" || q.peers[0].allowed[0].String() != "10.100.0.2/32" {
 		t.Fatalf("wg-quick file read as %+v", q)

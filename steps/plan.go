@@ -39,6 +39,9 @@ type Interface struct {
 	// Resolve holds the endpoints given as DNS names, by peer: building a
 	// plan looks nothing up, so whoever applies it resolves these.
 	Resolve map[wgtypes.Key]string
+	// PeerNames are the peers' node names, from the "# NAME" comment that
+	// opens each [Peer] of a wg-quick file (ParseWGQuick fills it).
+	PeerNames map[wgtypes.Key]string
 }
 
 // KeyPair is a PEM certificate and its PEM private key.

@@ -20,10 +20,13 @@ import (
 func ParseWGQuick(name string, data []byte, readKey func(path string) ([]byte, error)) (Interface, error) {
 	iface := Interface{Name: name}
 	var peer *wgtypes.PeerConfig
-	section := ""
+	section, comment := "", ""
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
+		if c, ok := strings.CutPrefix(line, "#"); ok && section == "peer" && comment == "" && peer.PublicKey == (wgtypes.Key{}) {
+			comment = strings.TrimSpace(c)
+		}
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -32,6 +35,7 @@ func ParseWGQuick(name string, data []byte, readKey func(path string) ([]byte, e
 			if section == "peer" {
 				iface.Config.Peers = append(iface.Config.Peers, wgtypes.PeerConfig{ReplaceAllowedIPs: true})
 				peer = &iface.Config.Peers[len(iface.Config.Peers)-1]
+				comment = ""
 			}
 			continue
 		}
@@ -42,6 +46,12 @@ func ParseWGQuick(name string, data []byte, readKey func(path string) ([]byte, e
 		key, value = strings.ToLower(strings.TrimSpace(key)), strings.TrimSpace(value)
 		if err := setQuick(&iface, peer, section, key, value, readKey); err != nil {
 			return Interface{}, fmt.Errorf("wg-quick %s: line %d: %s: %w", name, n, key, err)
+		}
+		if section == "peer" && key == "publickey" && comment != "" {
+			if iface.PeerNames == nil {
+				iface.PeerNames = map[wgtypes.Key]string{}
+			}
+			iface.PeerNames[peer.PublicKey] = comment
 		}
 	}
 	iface.Config.ReplacePeers = true

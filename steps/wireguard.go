@@ -186,6 +186,7 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 	}
 	endpoints := map[wgtypes.Key]string{}
 	index := site.nodeIndex()
+	var names map[wgtypes.Key]string
 	for _, name := range site.Links(node) {
 		peer := index[name]
 		if err := ValidName(name); err != nil {
@@ -226,6 +227,10 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 		}
 		cfg.Peers = append(cfg.Peers, pc)
 		data.Peers = append(data.Peers, qp)
+		if names == nil {
+			names = map[wgtypes.Key]string{}
+		}
+		names[pub] = name
 	}
 
 	conf, err := templates.Render("wg-quick.tmpl", data)
@@ -249,6 +254,7 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 		Name:      WireGuardName,
 		Addresses: []netip.Prefix{own},
 		Config:    cfg,
+		PeerNames: names,
 	}
 	if len(endpoints) > 0 {
 		iface.Resolve = endpoints
