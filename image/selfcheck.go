@@ -41,6 +41,8 @@ type SelfCheck struct {
 	Run func(ctx context.Context, name string, args ...string) ([]byte, error)
 	// Device reads a WireGuard device; wgctrl when nil.
 	Device func(name string) (*wgtypes.Device, error)
+	// Dial connects to a database; net.Dialer when nil.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // Report is a self-check's outcome: named results in order, and problems.
@@ -104,7 +106,7 @@ func (c SelfCheck) Check(ctx context.Context) Report {
 		if confErr != nil {
 			add("db", "", confErr)
 		} else {
-			v, err = c.databases(conf)
+			v, err = c.databases(ctx, conf)
 			add("db", v, err)
 		}
 	}
@@ -348,7 +350,7 @@ func (c SelfCheck) hasDatabases() bool {
 
 // databases: each database file of the node is on disk as the plan has
 // it, bound to the node's mesh address.
-func (c SelfCheck) databases(q *wgQuick) (string, error) {
+func (c SelfCheck) databases(ctx context.Context, q *wgQuick) (string, error) {
 	prev := map[string]netip.Addr{c.Node: q.address.Addr()}
 	for _, p := range q.peers {
 		if len(p.allowed) > 0 {
@@ -374,11 +376,77 @@ func (c SelfCheck) databases(q *wgQuick) (string, error) {
 	}
 	var out []string
 	for _, db := range c.Site.Databases {
-		if db.Node == c.Node {
-			out = append(out, fmt.Sprintf("%s:%s@%s:%d", db.Name, db.Engine, addrs[c.Node], db.Port))
+		if db.Node != c.Node {
+			continue
 		}
+		addr := netip.AddrPortFrom(addrs[c.Node], uint16(db.Port)).String()
+		if c.engineInstalled(db.Engine) {
+			if err := c.speaks(ctx, db.Engine, addr); err != nil {
+				return "", fmt.Errorf("database %s (%s) on %s: %w", db.Name, db.Engine, addr, err)
+			}
+		}
+		out = append(out, fmt.Sprintf("%s:%s@%s", db.Name, db.Engine, addr))
 	}
 	return strings.Join(out, ","), nil
+}
+
+// engineInstalled tells whether the image carries the database engine (its
+// unit file): then the self-check talks to it, else it checks the files.
+func (c SelfCheck) engineInstalled(engine string) bool {
+	unit := "mariadb.service"
+	if engine == steps.EnginePostgreSQL {
+		unit = "postgresql.service"
+	}
+	for _, dir := range unitDirs {
+		if _, err := os.Stat(filepath.Join(c.root(), dir, unit)); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// speaks connects to the database on addr and checks that the engine
+// answers in its own protocol: MariaDB's greeting (a handshake, or an
+// error packet for a host it refuses), PostgreSQL's answer to an SSL
+// request ('S' or 'N').
+func (c SelfCheck) speaks(ctx context.Context, engine, addr string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	dial := c.Dial
+	if dial == nil {
+		var d net.Dialer
+		dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
+	}
+	conn, err := dial(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if engine == steps.EnginePostgreSQL {
+		// SSLRequest: length 8, code 80877103.
+		if _, err := conn.Write([]byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}); err != nil {
+			return err
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(conn, b); err != nil {
+			return fmt.Errorf("no answer to an SSL request: %w", err)
+		}
+		if b[0] != 'S' && b[0] != 'N' {
+			return fmt.Errorf("answers %q to an SSL request, not PostgreSQL's S or N", b[0])
+		}
+		return nil
+	}
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(conn, hdr); err != nil {
+		return fmt.Errorf("no greeting: %w", err)
+	}
+	if hdr[4] != 0x0a && hdr[4] != 0xff {
+		return fmt.Errorf("greets with %#x, not MariaDB's protocol 10 handshake", hdr[4])
+	}
+	return nil
 }
 
 // Listen accepts TCP connections on addr until ctx ends, greeting each

@@ -136,6 +136,42 @@ func TestSelfCheck(t *testing.T) {
 		})
 	}
 
+	// Where the image carries the engine, the self-check talks to it on
+	// the mesh address: MariaDB's greeting passes, anything else fails.
+	engine := t.TempDir()
+	host.WriteFiles(engine, c.Files)
+	writeFile(t, filepath.Join(engine, "lib/systemd/system/mariadb.service"), "[Unit]\n", 0o644)
+	for _, tc := range []struct {
+		name, greeting, want string
+		ok                   bool
+	}{
+		{"mariadb greets", "\x4a\x00\x00\x00\x0a5.5.5-10.11.6-MariaDB", "db=main:mariadb@10.100.0.1:3306 ", true},
+		{"mariadb refuses this host", "\x16\x00\x00\x00\xff\x6a\x04Host is not allowed", "db=main:mariadb@10.100.0.1:3306 ", true},
+		{"something else listens", "ztwizard db\n", "not MariaDB's protocol 10 handshake", false},
+		{"nothing listens", "", "db=FAIL", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var dialed string
+			dial := func(ctx context.Context, addr string) (net.Conn, error) {
+				dialed = addr
+				if tc.greeting == "" {
+					return nil, errors.New("connection refused")
+				}
+				server, client := net.Pipe()
+				go func() { server.Write([]byte(tc.greeting)); server.Close() }()
+				return client, nil
+			}
+			f := good()
+			rep := SelfCheck{Root: engine, Site: a.Site, Node: "db", Run: f.run, Device: f.dev, Dial: dial}.Check(context.Background())
+			if line := rep.Line(); !strings.Contains(line, tc.want) || rep.OK() != tc.ok {
+				t.Errorf("line %q: want %q, ok %v", line, tc.want, tc.ok)
+			}
+			if dialed != "10.100.0.1:3306" {
+				t.Errorf("dialed %q, want the mesh address", dialed)
+			}
+		})
+	}
+
 	// A golden image without a seed: the firewall and sshd only.
 	f := good()
 	rep := SelfCheck{Root: t.TempDir(), Site: a.Site, Node: "", Run: f.run, Device: f.dev}.Check(context.Background())

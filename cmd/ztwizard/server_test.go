@@ -168,6 +168,9 @@ func TestLiveServers(t *testing.T) {
 
 	// One plain server image for both: their underlay addresses by MAC.
 	overlay := filepath.Join(dir, "overlay")
+	if err := os.MkdirAll(filepath.Join(overlay, "etc/systemd/network"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range servers {
 		testenv.WriteFile(t, filepath.Join(overlay, "etc/systemd/network"), "05-underlay-"+s.name+".network",
 			[]byte(fmt.Sprintf("[Match]\nMACAddress=%s\n\n[Network]\nAddress=%s\n", s.mac, s.underlay)))
@@ -371,6 +374,13 @@ func TestLiveServers(t *testing.T) {
 		}
 		if out := web.must(t, "PGPASSWORD=probe PGCONNECT_TIMEOUT=10 psql -h 10.100.0.1 -U probe -d postgres -tAc 'SELECT 42'"); strings.TrimSpace(out) != "42" {
 			t.Errorf("web over the mesh after db's reboot: %q", out)
+		}
+	})
+
+	t.Run("the self-check talks to both databases on the mesh", func(t *testing.T) {
+		out, _ := db.run(t, 3*time.Minute, "ztwizard selfcheck -c /etc/ztwizard/site.yaml --node db --wait 1m")
+		if !strings.Contains(out, " db=main:mariadb@10.100.0.1:3306,pg:postgresql@10.100.0.1:5432") {
+			t.Errorf("db's self-check:\n%s", out)
 		}
 	})
 }
