@@ -31,3 +31,5 @@ echo
 ./bench/ansible_push.sh
 echo
 ./bench/bundle.sh
+echo
+./bench/live_server.sh
