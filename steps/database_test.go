@@ -137,7 +137,7 @@ func dbExpect(site *steps.Site, node string, addrs map[string]netip.Addr) map[st
 		bind, port := addrs[node].String(), strconv.Itoa(db.Port)
 		switch db.Engine {
 		case steps.EngineMariaDB:
-			want[steps.MariaDBConfPath] = []string{"[mysqld]", "bind-address = " + bind, "port = " + port}
+			want[steps.MariaDBConfPath] = []string{"[mysqld]", "bind-address = " + bind, "port = " + port, "skip-name-resolve"}
 		case steps.EnginePostgreSQL:
 			want[steps.PostgreSQLConfPath] = []string{
 				"listen_addresses = '" + bind + "'",
@@ -179,14 +179,14 @@ func TestDatabaseFiles(t *testing.T) {
 		{
 			name: "example db node: MariaDB on its mesh address",
 			site: example, node: "db",
-			want: []dbFileWant{{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = 10.100.0.1", "port = 3306"}}},
+			want: []dbFileWant{{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = 10.100.0.1", "port = 3306", "skip-name-resolve"}}},
 		},
 		{name: "example web node: no database, no files", site: example, node: "web"},
 		{
 			name: "both engines, PostgreSQL with two clients",
 			site: v4, node: "db",
 			want: []dbFileWant{
-				{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = 10.100.0.1", "port = 13306"}},
+				{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = 10.100.0.1", "port = 13306", "skip-name-resolve"}},
 				{steps.PostgreSQLConfPath, 0o644, "", []string{
 					"listen_addresses = '10.100.0.1'",
 					"port = 5433",
@@ -202,7 +202,7 @@ func TestDatabaseFiles(t *testing.T) {
 			name: "IPv6 mesh: /128 client lines",
 			site: v6, node: "db",
 			want: []dbFileWant{
-				{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = fd00:100::1", "port = 13306"}},
+				{steps.MariaDBConfPath, 0o644, "", []string{"[mysqld]", "bind-address = fd00:100::1", "port = 13306", "skip-name-resolve"}},
 				{steps.PostgreSQLConfPath, 0o644, "", []string{
 					"listen_addresses = 'fd00:100::1'",
 					"port = 5433",
