@@ -31,8 +31,8 @@ type applyFlags struct {
 
 func (f *applyFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.node, "node", "", "the node this host is")
-	cmd.Flags().StringVar(&f.bundle, "bundle", "", "apply this node's signed bundle (N.ztb from `ztwizard bundle`): no site file, no CA state needed")
-	cmd.Flags().StringVar(&f.caFingerprint, "ca-fingerprint", "", "with --bundle, the first time: the CA to trust (`ztwizard ca fingerprint` on the CA host)")
+	cmd.Flags().StringVar(&f.bundle, "bundle", "", "this node's signed bundle `FILE` (N.ztb from ztwizard bundle): no site file, no CA state needed")
+	cmd.Flags().StringVar(&f.caFingerprint, "ca-fingerprint", "", "with --bundle, the first time: the CA to trust, `SHA256:HEX` (ztwizard ca fingerprint on the CA host)")
 	cmd.Flags().StringVar(&f.root, "root", "/", "apply the files into this folder only: no firewall, WireGuard or services (images use this)")
 }
 
@@ -275,7 +275,7 @@ applied, its serial and CA are kept in the state folder (node/bundle.json).`,
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().DurationVar(&confirm, "confirm", 120*time.Second, "roll everything back after this long unless `ztwizard confirm` runs (default when run over SSH)")
+	cmd.Flags().DurationVar(&confirm, "confirm", 120*time.Second, "roll everything back after this `duration` unless ztwizard confirm runs (default when run over SSH)")
 	cmd.Flags().BoolVar(&noConfirm, "no-confirm", false, "keep the changes without waiting for confirmation")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change (as plan does) and stop")
 	return cmd
