@@ -3,6 +3,7 @@ package tui
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -28,7 +29,8 @@ type finishAction struct {
 }
 
 // finishPage offers what to do with the finished site: save it, write a
-// node's bundle, apply it here, bake an image, export credentials.
+// node's bundle, bake an image, export credentials, write the Ansible push,
+// apply it here.
 type finishPage struct {
 	actions []finishAction
 	menu    int // the selected action
@@ -37,6 +39,7 @@ type finishPage struct {
 
 	node, image, imageOut, bundleDir, export, exportDir string
 	diskSize, address, gateway, dns                     string // the bake's network and disk
+	pushDir, pushUser, pushIdentity                     string // the Ansible push's folder and login
 }
 
 func newFinishPage(m *model) *finishPage {
@@ -88,6 +91,15 @@ func newFinishPage(m *model) *finishPage {
 				newText("Folder", "Where the files go (made 0700).", "", str(&p.exportDir)).
 					withHint(func(*env) string { return "./export" }),
 				newButton("export", label("Export")))},
+		{id: "ansible", title: "Write the Ansible push", line: "inventory and playbook for every node",
+			form: newForm(
+				newText("Folder", "Where the inventory, playbook and known_hosts go (made 0700; requests and bundles go there too).", "", str(&p.pushDir)).
+					withHint(func(*env) string { return "./push" }),
+				newText("SSH user", "The account you log in as on the nodes: a principal of your SSH certificate.", "", str(&p.pushUser)).
+					withHint(func(*env) string { return "root" }),
+				newText("Identity file", "Your private key; its certificate is the same name with -cert.pub.", "", str(&p.pushIdentity)).
+					withHint(func(*env) string { return "~/.ssh/id_ed25519" }),
+				newButton("ansible", label("Write the push")))},
 		{id: "apply", title: "Apply to this host", line: "firewall, sshd, mesh",
 			form: newForm(node(), newButton("apply", label("Apply to this host…")))},
 		{id: "leave", title: "Leave the wizard", line: "answers kept as a draft"},
@@ -238,6 +250,11 @@ type (
 		out        Exported
 		err        error
 	}
+	ansibleMsg struct {
+		dir string
+		out Exported
+		err error
+	}
 )
 
 // do runs action id.
@@ -306,6 +323,24 @@ func (p *finishPage) do(m *model, id string) tea.Cmd {
 			out, err := a.Export(ctx, job, what, name, dir)
 			return exportMsg{what, name, out, err}
 		}
+	case "ansible":
+		path := m.sess.sitePath
+		if m.dirty || (m.saved == "" && !m.o.Loaded) {
+			p.result(m, "ansible", fmt.Errorf("save the site first: the playbook reads it from %s", path), "")
+			return nil
+		}
+		if m.saved != "" {
+			path = m.saved
+		}
+		o := AnsibleOptions{Dir: p.pushDir, SitePath: path, User: p.pushUser, Identity: expandHome(p.pushIdentity)}
+		if o.Dir == "" {
+			o.Dir = "./push"
+		}
+		m.setStatus(false, "Writing the Ansible push…")
+		return func() tea.Msg {
+			out, err := a.Ansible(ctx, job, o)
+			return ansibleMsg{o.Dir, out, err}
+		}
 	case "leave":
 		m.dialog = &quitDialog{}
 	}
@@ -329,8 +364,34 @@ func (p *finishPage) receive(m *model, msg tea.Msg) tea.Cmd {
 		if m.dialog == nil {
 			m.dialog = newExportDialog(m, msg)
 		}
+	case ansibleMsg:
+		m.status = ""
+		if msg.err != nil {
+			p.result(m, "ansible", msg.err, "")
+			return nil
+		}
+		next := "ansible-playbook -i " + filepath.Join(msg.dir, "inventory.yml") + " " + filepath.Join(msg.dir, "push.yml")
+		p.result(m, "ansible", nil, "Wrote the Ansible push: %s. Push with: %s", strings.Join(msg.out.Files, ", "), next)
+		if m.dialog == nil {
+			m.dialog = &exportDialog{title: "Wrote the Ansible push", msg: exportMsg{out: msg.out},
+				next: "Push every node with:\n" + next}
+		}
 	}
 	return nil
+}
+
+// expandHome is path with a leading ~/ made the home folder's, as a shell
+// would; as it is when there is no home folder.
+func expandHome(path string) string {
+	rest, ok := strings.CutPrefix(path, "~/")
+	if !ok {
+		return path
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return path
+	}
+	return filepath.Join(home, rest)
 }
 
 func (p *finishPage) view(m *model, width, height int) string {

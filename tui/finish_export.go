@@ -14,6 +14,8 @@ import (
 // configuration as a QR code to scan with a phone. It takes the whole
 // screen, so the code has room.
 type exportDialog struct {
+	title string // "": Exported WHAT NAME
+	next  string // what to run next, if anything: lines, wrapped to fit
 	msg   exportMsg
 	qr    string
 	qrH   int
@@ -72,9 +74,19 @@ func (d *exportDialog) update(_ *model, msg tea.Msg) (tea.Cmd, bool) {
 
 func (d *exportDialog) view(m *model, width int) string {
 	var b strings.Builder
-	b.WriteString(m.th.title.Render("Exported "+d.msg.what+" "+d.msg.name) + "\n")
+	title := d.title
+	if title == "" {
+		title = "Exported " + d.msg.what + " " + d.msg.name
+	}
+	b.WriteString(m.th.title.Render(title) + "\n")
 	for _, f := range d.msg.out.Files {
 		b.WriteString(m.th.okText.Render("✓ ") + truncate(f, width-2) + "\n")
+	}
+	if d.next != "" {
+		b.WriteString("\n")
+		for _, l := range strings.Split(d.next, "\n") {
+			b.WriteString(m.th.desc.Render(strings.Join(wrap(l, width), "\n")) + "\n")
+		}
 	}
 	switch {
 	case d.err != nil:

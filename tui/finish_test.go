@@ -45,7 +45,7 @@ func (w *workingActions) Bake(_ context.Context, _ Job, _ string, _ BakeOptions,
 func TestApplyAsksShowsStepsAndConfirms(t *testing.T) {
 	a := &workingActions{}
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a })
-	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "down", "down", "down", "down", "enter", "tab", "enter")
+	press(m, "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "ctrl+n", "down", "down", "down", "down", "down", "enter", "tab", "enter")
 	if !strings.Contains(screen(m), "This changes THIS machine") {
 		t.Fatalf("apply does not ask first:\n%s", screen(m))
 	}
@@ -74,7 +74,7 @@ func TestApplyAsksShowsStepsAndConfirms(t *testing.T) {
 func TestApplyTimesOut(t *testing.T) {
 	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = &workingActions{} })
 	press(m, nexts(8)...)
-	press(m, "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")
+	press(m, "down", "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")
 	m.o.Now = func() time.Time { return clock.Add(3 * time.Minute) }
 	m.Update(applyTickMsg{})
 	if !strings.Contains(screen(m), "Not confirmed in time") {
@@ -421,4 +421,44 @@ func finishLog(m *model) string {
 		lines = append(lines, r.line)
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestFinishAnsible writes the Ansible push: refused until the site is
+// saved (the playbook reads the file), then with the saved file, the
+// defaults and ~ made the home folder; a refused option shows beside the
+// form and goes once fixed.
+func TestFinishAnsible(t *testing.T) {
+	dir := t.TempDir()
+	a := &fakeActions{}
+	site := filepath.Join(dir, "site.yaml")
+	m := newTestModel(t, steps.Example(), func(o *Options) { o.Actions = a; o.StateDir = dir; o.SitePath = site })
+	press(m, nexts(8)...)
+	press(m, "down", "down", "down", "down", "enter", "tab", "tab", "tab", "enter")
+	if scr := screen(m); !strings.Contains(scr, "Finish › Write the Ansible push") || !strings.Contains(scr, "✗ save the site first") ||
+		!strings.Contains(finishLog(m), "✗ save the site first: the playbook reads it from "+site) {
+		t.Fatalf("an unsaved site is not refused beside the form:\n%s", scr)
+	}
+	press(m, "esc", "up", "up", "up", "up", "enter", "enter", "enter")
+	press(m, "down", "down", "down", "down", "enter", "tab", "a b", "tab", "~/.ssh/admin", "tab", "enter")
+	if scr := screen(m); !strings.Contains(scr, `✗ --user "a b": not an account name`) {
+		t.Fatalf("a bad user is not shown beside the form:\n%s", scr)
+	}
+	press(m, "shift+tab", "shift+tab", "ctrl+u", "tab", "tab", "enter")
+	scr := screen(m)
+	if !strings.Contains(scr, "Wrote the Ansible push") || !strings.Contains(scr, "Push every node with:") ||
+		!strings.Contains(scr, "ansible-playbook -i push/inventory.yml push/push.yml") {
+		t.Fatalf("no account of the push:\n%s", scr)
+	}
+	press(m, "esc")
+	if log := finishLog(m); strings.Contains(log, "✗") || !strings.Contains(log, "✓ Wrote the Ansible push: push/inventory.yml, push/push.yml, push/known_hosts") {
+		t.Fatalf("the Finish log:\n%s", log)
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "ansible ./push " + site + "  " + filepath.Join(home, ".ssh/admin")
+	if got := a.calls[len(a.calls)-1]; got != want {
+		t.Fatalf("last action %q, want %q (all: %q)", got, want, a.calls)
+	}
 }

@@ -88,9 +88,9 @@ func TestGoldenScreens(t *testing.T) {
 		{"finish-save", steps.Example(), 80, 24, "", append(nexts(8), "enter")},
 		{"bake-form-80x24", steps.Example(), 80, 24, "", append(nexts(8), "down", "down", "enter")},
 		{"bake-form-120x40", steps.Example(), 120, 40, "", append(nexts(8), "down", "down", "enter")},
-		{"finish-apply", steps.Example(), 80, 24, "Applying to this host arrives", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")},
-		{"finish-apply-ask-80x24", steps.Example(), 80, 24, "", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
-		{"finish-apply-ask-120x40", steps.Example(), 120, 40, "", append(nexts(8), "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
+		{"finish-apply", steps.Example(), 80, 24, "Applying to this host arrives", append(nexts(8), "down", "down", "down", "down", "down", "enter", "tab", "enter", "db", "enter")},
+		{"finish-apply-ask-80x24", steps.Example(), 80, 24, "", append(nexts(8), "down", "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
+		{"finish-apply-ask-120x40", steps.Example(), 120, 40, "", append(nexts(8), "down", "down", "down", "down", "down", "enter", "tab", "enter", "dv", "enter")},
 		{"finish-bake", steps.Example(), 80, 24, "Baking images arrives", append(nexts(8), "down", "down", "enter", "tab", "tab", "tab", "tab", "tab", "tab", "tab", "enter")},
 		{"finish-export", steps.Example(), 80, 40, "Scan it with", append(nexts(8), "down", "down", "down", "enter", "tab", "tab", "enter")},
 	}
@@ -176,5 +176,25 @@ func TestGoldenHelp(t *testing.T) {
 			m := newTestModel(t, steps.Example())
 			golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], "", "ctrl+n", "ctrl+n", "tab", "tab", "f1")))
 		})
+	}
+}
+
+// TestGoldenAnsible draws the Ansible push's form and what it wrote, with
+// the command to run next.
+func TestGoldenAnsible(t *testing.T) {
+	open := append(nexts(8), "down", "down", "down", "down", "enter")
+	for _, size := range [][2]int{{80, 24}, {120, 40}} {
+		for _, c := range []struct {
+			name, until string
+			keys        []string
+		}{
+			{"form", "", open},
+			{"result", "Push every node with", append(open, "tab", "tab", "tab", "enter")},
+		} {
+			t.Run(fmt.Sprintf("%s-%dx%d", c.name, size[0], size[1]), func(t *testing.T) {
+				m := newTestModel(t, steps.Example(), func(o *Options) { o.Loaded = true })
+				golden.RequireEqual(t, screen(drive(t, m, size[0], size[1], c.until, c.keys...)))
+			})
+		}
 	}
 }

@@ -91,6 +91,15 @@ func (f *fakeActions) Export(_ context.Context, _ Job, what, name, dir string) (
 		WireGuard: []byte("[Interface]\nAddress = 10.100.0.1/24\nPrivateKey = oK56DE9Ue9zK76rAc8pBl6opph+1v36lm7cXXsQKrQM=\n")}, nil
 }
 
+func (f *fakeActions) Ansible(_ context.Context, _ Job, o AnsibleOptions) (Exported, error) {
+	f.note("ansible %s %s %s %s", o.Dir, o.SitePath, o.User, o.Identity)
+	if o.User == "a b" {
+		return Exported{}, fmt.Errorf("--user %q: not an account name (letters, digits, '.', '_', '-')", o.User)
+	}
+	return Exported{Files: []string{filepath.Join(o.Dir, "inventory.yml"), filepath.Join(o.Dir, "push.yml"),
+		filepath.Join(o.Dir, "known_hosts")}}, nil
+}
+
 // newTestModel is the wizard on site, its draft in a fresh folder, showing
 // shownState as its state folder.
 func newTestModel(t testing.TB, site *steps.Site, opts ...func(*Options)) *model {

@@ -8,7 +8,8 @@
 // asked) it puts the same steps as plain line prompts, huh's accessible
 // mode, so it works over a serial console and in scripts. The answers are
 // kept as a draft in the state folder as they are given. What the Finish
-// step does with the site (save, render, apply, bake, export) it asks of
+// step does with the site (save, render, apply, bake, export, write the
+// Ansible push) it asks of
 // an Actions.
 package tui
 
@@ -82,6 +83,19 @@ type Actions interface {
 	// Export writes a node's ("node") or a client's ("client")
 	// credentials into dir: wg-quick file, or PKCS#12 bundle.
 	Export(ctx context.Context, job Job, what, name, dir string) (Exported, error)
+	// Ansible writes the inventory, playbook and known_hosts that push the
+	// site saved in o.SitePath to every node with Ansible, as `ztwizard
+	// ansible` does; it returns the files written.
+	Ansible(ctx context.Context, job Job, o AnsibleOptions) (Exported, error)
+}
+
+// AnsibleOptions are the Ansible push form's choices, those of `ztwizard
+// ansible`.
+type AnsibleOptions struct {
+	Dir      string // the folder for the inventory, playbook and known_hosts
+	SitePath string // the saved site file the playbook reads (-c)
+	User     string // the account the admin logs in as on the nodes; empty: root
+	Identity string // the admin's private key; empty: ~/.ssh/id_ed25519
 }
 
 // BakeOptions are the bake form's choices, those of `ztwizard bake`.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -10,7 +9,6 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/ansible"
-	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/authority"
 )
 
@@ -48,36 +46,14 @@ inventory's host_key_fingerprint): no silent trust on first use.`,
 				}
 				o.HostKeys[node] = fp
 			}
-			var err error
-			if binary == "" {
-				if binary, err = os.Executable(); err != nil {
-					return fmt.Errorf("ansible: this program's path: %w", err)
-				}
-			}
-			if o.Identity == "" {
-				home, err := os.UserHomeDir()
-				if err != nil {
-					return usagef("no --identity given and no home folder: %v", err)
-				}
-				o.Identity = filepath.Join(home, ".ssh", "id_ed25519")
-			}
+			o.Binary, o.Site, o.PassphraseFile = binary, g.site, g.passphraseFile
 			state, err := stateDir(g)
 			if err != nil {
 				return err
 			}
-			for _, p := range []struct {
-				flag string
-				dst  *string
-				v    string
-			}{{"--binary", &o.Binary, binary}, {"-c", &o.Site, g.site}, {"--state", &o.State, state},
-				{"--passphrase-file", &o.PassphraseFile, g.passphraseFile}, {"--identity", &o.Identity, o.Identity},
-				{"--certificate", &o.Certificate, o.Certificate}} {
-				if p.v == "" {
-					continue
-				}
-				if *p.dst, err = filepath.Abs(p.v); err != nil {
-					return usagef("%s %s: %v", p.flag, p.v, err)
-				}
+			o.State = state
+			if err := o.Resolve(); err != nil {
+				return usageError{err}
 			}
 			// Bad input is refused before the state is touched.
 			s, err := open(cmd.Context(), g, true, func(site *steps.Site) error {
@@ -90,22 +66,8 @@ inventory's host_key_fingerprint): no silent trust on first use.`,
 				return err
 			}
 			defer s.close()
-			_, hostCA, err := s.auth.SSHCA(authority.KindSSHHostCA)
-			if err != nil {
+			if _, err := writeAnsible(s.auth, s.site, out, o); err != nil {
 				return err
-			}
-			o.HostCA = hostCA
-			files, err := ansible.Generate(s.site, o)
-			if err != nil {
-				return usageError{err}
-			}
-			if err := os.MkdirAll(out, 0o700); err != nil {
-				return fmt.Errorf("ansible: %w", err)
-			}
-			for _, f := range files {
-				if err := atomicfile.WriteFile(filepath.Join(out, f.Name), f.Content, os.FileMode(f.Mode)); err != nil {
-					return err
-				}
 			}
 			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "wrote %s, %s and %s into %s for %d node(s)\n", ansible.InventoryFile, ansible.PlaybookFile,
@@ -124,4 +86,20 @@ inventory's host_key_fingerprint): no silent trust on first use.`,
 	f.StringArrayVar(&hostKeys, "host-key", nil, "NODE=SHA256:... the fingerprint of a node's SSH host key, as you confirmed it (repeatable)")
 	f.DurationVar(&o.Confirm, "confirm", ansible.DefaultConfirm, "each apply rolls back unless confirmed within this")
 	return cmd
+}
+
+// writeAnsible writes the Ansible push for site into dir with o (resolved:
+// see ansible.Options.Resolve), trusting the state's SSH host CA, as both
+// `ztwizard ansible` and the wizard's Finish step do; it returns the paths
+// written. A refusal of the options is a usage error.
+func writeAnsible(auth *authority.Authority, site *steps.Site, dir string, o ansible.Options) ([]string, error) {
+	_, hostCA, err := auth.SSHCA(authority.KindSSHHostCA)
+	if err != nil {
+		return nil, err
+	}
+	o.HostCA = hostCA
+	if err := o.Check(site); err != nil {
+		return nil, usageError{err}
+	}
+	return ansible.Write(dir, site, o)
 }

@@ -22,6 +22,7 @@ import (
 
 	"ztwizard/image"
 	"ztwizard/steps"
+	"ztwizard/steps/ansible"
 	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/authority"
 	"ztwizard/steps/pki"
@@ -162,6 +163,8 @@ func isTerminal(f any) bool {
 // as the commands.
 type wizardActions struct {
 	g *globals
+	// binary is ztwizard for the Ansible push to run; "": this program.
+	binary string
 	// self tells whether this host is the node; nil: thisHostIs.
 	self func(site *steps.Site, node string) bool
 }
@@ -600,4 +603,36 @@ func (a *wizardActions) Export(ctx context.Context, job tui.Job, what, name, dir
 		return tui.Exported{Files: files}, nil
 	}
 	return tui.Exported{}, fmt.Errorf("export: %q is neither a node nor a client", what)
+}
+
+// Ansible writes the Ansible push as `ztwizard ansible -c SITE --out DIR
+// --user USER --identity IDENTITY` does, with the wizard's state folder
+// and --passphrase-file: the same options, checks and files.
+func (a *wizardActions) Ansible(ctx context.Context, job tui.Job, o tui.AnsibleOptions) (tui.Exported, error) {
+	if len(job.Passphrase) > 0 && a.g.passphraseFile == "" {
+		return tui.Exported{}, errors.New("ansible: the CA keys are encrypted and the playbook needs their passphrase in a file: " +
+			"start the wizard with --passphrase-file, or run `ztwizard ansible --passphrase-file FILE`")
+	}
+	user := o.User
+	if user == "" {
+		user = "root"
+	}
+	opts := ansible.Options{User: user, Identity: o.Identity, Binary: a.binary, Site: o.SitePath,
+		State: job.StateDir, PassphraseFile: a.g.passphraseFile}
+	if err := opts.Resolve(); err != nil {
+		return tui.Exported{}, err
+	}
+	if err := opts.Check(job.Site); err != nil {
+		return tui.Exported{}, err
+	}
+	auth, unlock, err := a.open(ctx, job)
+	if err != nil {
+		return tui.Exported{}, err
+	}
+	defer unlock()
+	files, err := writeAnsible(auth, job.Site, o.Dir, opts)
+	if err != nil {
+		return tui.Exported{}, err
+	}
+	return tui.Exported{Files: files}, nil
 }

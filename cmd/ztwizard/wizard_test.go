@@ -792,3 +792,88 @@ func TestWizardBakeCancel(t *testing.T) {
 	p.keys("y")
 	p.exited()
 }
+
+// TestWizardAnsibleSameAsCommand writes the Ansible push from the wizard's
+// Finish step and with `ztwizard ansible` for the same site, state, user
+// and key: the same files, byte for byte and mode for mode. A refused
+// user, or a passphrase the playbook could not read, writes nothing.
+func TestWizardAnsibleSameAsCommand(t *testing.T) {
+	dir, st := workdir(t)
+	r := ztw(t, dir, "--state", st, "-c", "site.yaml", "ansible", "--out", "push", "--user", "admin", "--identity", "keys/admin")
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	site, err := steps.Load(filepath.Join(dir, "site.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &wizardActions{g: &globals{lockWait: 5 * time.Second, now: time.Now}, binary: bin}
+	job := tui.Job{Site: site, StateDir: st}
+	ctx := context.Background()
+	o := tui.AnsibleOptions{Dir: filepath.Join(dir, "wizard-push"), SitePath: filepath.Join(dir, "site.yaml"),
+		User: "admin", Identity: filepath.Join(dir, "keys/admin")}
+	out, err := a.Ansible(ctx, job, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range out.Files {
+		names = append(names, filepath.Base(f))
+		if filepath.Dir(f) != o.Dir {
+			t.Errorf("wrote %s, not into %s", f, o.Dir)
+		}
+	}
+	if want := []string{"inventory.yml", "push.yml", "known_hosts"}; strings.Join(names, " ") != strings.Join(want, " ") {
+		t.Fatalf("wrote %q, want %q", names, want)
+	}
+	for _, dir := range []string{filepath.Join(dir, "push"), o.Dir} {
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("%s: %v, want a 0700 folder", dir, err)
+		}
+	}
+	cmdFiles, err := os.ReadDir(filepath.Join(dir, "push"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cmdFiles) != len(names) {
+		t.Fatalf("the command wrote %d files, the wizard %d", len(cmdFiles), len(names))
+	}
+	for _, name := range names {
+		want, err := os.ReadFile(filepath.Join(dir, "push", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(o.Dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the command's:\n--- wizard\n%s\n--- command\n%s", name, got, want)
+		}
+		fw, _ := os.Stat(filepath.Join(dir, "push", name))
+		fg, _ := os.Stat(filepath.Join(o.Dir, name))
+		if fw.Mode() != fg.Mode() {
+			t.Errorf("%s: mode %v, the command's %v", name, fg.Mode(), fw.Mode())
+		}
+	}
+
+	for _, c := range []struct {
+		name string
+		job  tui.Job
+		o    tui.AnsibleOptions
+		want string
+	}{
+		{"bad user", job, tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, User: "a b", Identity: o.Identity}, `--user "a b": not an account name`},
+		{"passphrase not in a file", tui.Job{Site: site, StateDir: st, Passphrase: []byte("pw-1234")},
+			tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, Identity: o.Identity}, "--passphrase-file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if _, err := a.Ansible(ctx, c.job, c.o); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("%v, want an error with %q", err, c.want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "bad")); !os.IsNotExist(err) {
+				t.Fatalf("a refused push made its folder: %v", err)
+			}
+		})
+	}
+}

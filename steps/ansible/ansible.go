@@ -15,7 +15,7 @@
 // deadline, Ansible reports it failed, and no later batch starts.
 //
 // Generate is pure: it reads the site and the options and returns the
-// files; the command writes them.
+// files; Write writes them, for the command and the wizard alike.
 package ansible
 
 import (
@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -35,6 +36,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"ztwizard/steps"
+	"ztwizard/steps/atomicfile"
 	"ztwizard/steps/sshca"
 )
 
@@ -310,3 +312,59 @@ all:
           host_key_fingerprint: {{q .Fingerprint}}
 {{- end}}
 `
+
+// Resolve fills what o leaves out as `ztwizard ansible` does (Binary: this
+// program; Identity: ~/.ssh/id_ed25519) and makes every path absolute: the
+// playbook runs from its own folder. Its errors name the option.
+func (o *Options) Resolve() error {
+	var err error
+	if o.Binary == "" {
+		if o.Binary, err = os.Executable(); err != nil {
+			return fmt.Errorf("ansible: this program's path: %w", err)
+		}
+	}
+	if o.Identity == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return fmt.Errorf("no --identity given and no home folder: %w", err)
+		}
+		o.Identity = filepath.Join(home, ".ssh", "id_ed25519")
+	}
+	for _, p := range []struct {
+		flag string
+		v    *string
+	}{{"--binary", &o.Binary}, {"-c", &o.Site}, {"--state", &o.State},
+		{"--passphrase-file", &o.PassphraseFile}, {"--identity", &o.Identity}, {"--certificate", &o.Certificate}} {
+		if *p.v == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p.v)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", p.flag, *p.v, err)
+		}
+		*p.v = abs
+	}
+	return nil
+}
+
+// Write generates the files for site and writes them into dir (made 0700),
+// each atomically; it returns the paths it wrote, in Generate's order.
+// Nothing is written when Generate refuses.
+func Write(dir string, site *steps.Site, o Options) ([]string, error) {
+	files, err := Generate(site, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ansible: %w", err)
+	}
+	var paths []string
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if err := atomicfile.WriteFile(p, f.Content, os.FileMode(f.Mode)); err != nil {
+			return paths, fmt.Errorf("ansible: %w", err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}

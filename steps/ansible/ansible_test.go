@@ -221,3 +221,61 @@ func TestValidFingerprint(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveWrite fills the defaults and makes paths absolute as the
+// command does, writes Generate's files into a 0700 folder, and writes
+// nothing, not even the folder, for options Generate refuses.
+func TestResolveWrite(t *testing.T) {
+	t.Chdir(t.TempDir())
+	t.Setenv("HOME", "/home/alice")
+	o := Options{User: "root", Site: "site.yaml", State: "state", HostCA: hostCA(t)}
+	if err := o.Resolve(); err != nil {
+		t.Fatal(err)
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][2]string{{o.Identity, "/home/alice/.ssh/id_ed25519"}, {o.Binary, self},
+		{o.Site, filepath.Join(cwd, "site.yaml")}, {o.State, filepath.Join(cwd, "state")}, {o.Certificate, ""}, {o.PassphraseFile, ""}} {
+		if c[0] != c[1] {
+			t.Errorf("resolved %q, want %q", c[0], c[1])
+		}
+	}
+	site := example(t)
+	paths, err := Write("push", site, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Generate(site, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) != len(files) {
+		t.Fatalf("wrote %q for %d files", paths, len(files))
+	}
+	for i, f := range files {
+		if paths[i] != filepath.Join("push", f.Name) {
+			t.Errorf("path %q, want push/%s", paths[i], f.Name)
+		}
+		got, err := os.ReadFile(paths[i])
+		fi, serr := os.Stat(paths[i])
+		if err != nil || serr != nil || !bytes.Equal(got, f.Content) || uint32(fi.Mode().Perm()) != f.Mode {
+			t.Errorf("%s: %v %v, mode %v, want Generate's content and mode %o", paths[i], err, serr, fi.Mode(), f.Mode)
+		}
+	}
+	if fi, err := os.Stat("push"); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("the folder: %v, want 0700", err)
+	}
+	o.User = "a b"
+	if _, err := Write("bad", site, o); err == nil || !strings.Contains(err.Error(), `--user "a b"`) {
+		t.Fatalf("%v, want the user refused", err)
+	}
+	if _, err := os.Stat("bad"); !os.IsNotExist(err) {
+		t.Fatalf("a refused write made its folder: %v", err)
+	}
+}
