@@ -440,7 +440,7 @@ func TestFinishAnsible(t *testing.T) {
 	}
 	press(m, "esc", "up", "up", "up", "up", "enter", "enter", "enter")
 	press(m, "down", "down", "down", "down", "enter", "tab", "a b", "tab", "~/.ssh/admin", "tab", "enter")
-	if scr := screen(m); !strings.Contains(scr, `✗ --user "a b": not an account name`) {
+	if scr := screen(m); !strings.Contains(scr, `✗ SSH user "a b": not an account name`) {
 		t.Fatalf("a bad user is not shown beside the form:\n%s", scr)
 	}
 	press(m, "shift+tab", "shift+tab", "ctrl+u", "tab", "tab", "enter")

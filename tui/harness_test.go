@@ -94,7 +94,7 @@ func (f *fakeActions) Export(_ context.Context, _ Job, what, name, dir string) (
 func (f *fakeActions) Ansible(_ context.Context, _ Job, o AnsibleOptions) (Exported, error) {
 	f.note("ansible %s %s %s %s", o.Dir, o.SitePath, o.User, o.Identity)
 	if o.User == "a b" {
-		return Exported{}, fmt.Errorf("--user %q: not an account name (letters, digits, '.', '_', '-')", o.User)
+		return Exported{}, fmt.Errorf("SSH user %q: not an account name (letters, digits, '.', '_', '-')", o.User)
 	}
 	return Exported{Files: []string{filepath.Join(o.Dir, "inventory.yml"), filepath.Join(o.Dir, "push.yml"),
 		filepath.Join(o.Dir, "known_hosts")}}, nil

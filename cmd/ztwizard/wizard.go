@@ -623,7 +623,7 @@ func (a *wizardActions) Ansible(ctx context.Context, job tui.Job, o tui.AnsibleO
 		return tui.Exported{}, err
 	}
 	if err := opts.Check(job.Site); err != nil {
-		return tui.Exported{}, err
+		return tui.Exported{}, onScreen(err)
 	}
 	auth, unlock, err := a.open(ctx, job)
 	if err != nil {
@@ -635,4 +635,16 @@ func (a *wizardActions) Ansible(ctx context.Context, job tui.Job, o tui.AnsibleO
 		return tui.Exported{}, err
 	}
 	return tui.Exported{Files: files}, nil
+}
+
+// onScreen is an Ansible option's refusal named by the push form's labels
+// rather than by the command's flags.
+func onScreen(err error) error {
+	msg := err.Error()
+	for _, l := range [][2]string{{"--user ", "SSH user "}, {"--identity ", "Identity file "}, {"--certificate ", "Identity file's certificate "}} {
+		if rest, ok := strings.CutPrefix(msg, l[0]); ok {
+			return errors.New(l[1] + rest)
+		}
+	}
+	return err
 }

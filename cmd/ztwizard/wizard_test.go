@@ -863,7 +863,8 @@ func TestWizardAnsibleSameAsCommand(t *testing.T) {
 		o    tui.AnsibleOptions
 		want string
 	}{
-		{"bad user", job, tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, User: "a b", Identity: o.Identity}, `--user "a b": not an account name`},
+		{"bad user", job, tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, User: "a b", Identity: o.Identity}, `SSH user "a b": not an account name`},
+		{"quote in identity", job, tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, Identity: `/a"b`}, `Identity file "/a\"b": holds '"'`},
 		{"passphrase not in a file", tui.Job{Site: site, StateDir: st, Passphrase: []byte("pw-1234")},
 			tui.AnsibleOptions{Dir: filepath.Join(dir, "bad"), SitePath: o.SitePath, Identity: o.Identity}, "--passphrase-file"},
 	} {
