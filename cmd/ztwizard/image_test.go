@@ -260,7 +260,7 @@ func TestImage(t *testing.T) {
 		})
 	})
 
-	t.Run("golden with db's seed comes up as db, with no network at all", func(t *testing.T) {
+	t.Run("golden with db's seed comes up as db with no network at all", func(t *testing.T) {
 		g := bootImage(t, "golden", b.golden,
 			"-device", "virtio-scsi-pci,id=scsi0",
 			"-drive", "if=none,id=seed,format=raw,readonly=on,media=cdrom,file="+b.seed,

@@ -380,7 +380,8 @@ func TestLiveServers(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		took := db.waitSSH(t, bootTimeout(t))
 		t.Logf("db rebooted and let the admin in %v later", (took + 5*time.Second).Round(time.Second))
-		_ = start
+		db.waitBooted(t) // the stock daemons (nginx) are up again
+		t.Logf("db finished booting %v after the reboot", time.Since(start).Round(time.Second))
 		if now := db.state(t); now != was {
 			t.Errorf("after the reboot:\n%s", testenv.DiffLines(was, now))
 		}
