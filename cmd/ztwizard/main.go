@@ -240,7 +240,11 @@ func stateDir(g *globals) (string, error) {
 	return filepath.Join(home, ".local", "share", "ztwizard"), nil
 }
 
-// passphrase reads --passphrase-file: its first line, which must not be empty.
+// maxPassphrase bounds the first line of --passphrase-file.
+const maxPassphrase = 1024
+
+// passphrase reads --passphrase-file: its first line, which must not be
+// empty, nor a key's or certificate's first line.
 func passphrase(g *globals) ([]byte, error) {
 	if g.passphraseFile == "" {
 		return nil, nil
@@ -261,14 +265,22 @@ func passphrase(g *globals) ([]byte, error) {
 		return nil, usagef("--passphrase-file %s: mode %04o lets group or others read it; make it 0600 (chmod 600 %s)",
 			g.passphraseFile, uint32(fi.Mode().Perm()), g.passphraseFile)
 	}
-	data, err := io.ReadAll(f)
+	// Only the first line counts: read no more than a long one.
+	data, err := io.ReadAll(io.LimitReader(f, maxPassphrase+2))
 	if err != nil {
 		return nil, usagef("--passphrase-file %s: %v", g.passphraseFile, unwrapPath(err))
 	}
-	line, _, _ := strings.Cut(string(data), "\n")
+	line, _, found := strings.Cut(string(data), "\n")
 	line = strings.TrimSuffix(line, "\r")
-	if line == "" {
+	switch {
+	case line == "":
 		return nil, usagef("--passphrase-file %s: the first line is empty", g.passphraseFile)
+	case !found && len(data) > maxPassphrase:
+		return nil, usagef("--passphrase-file %s: the first line is longer than %d bytes: not a passphrase", g.passphraseFile, maxPassphrase)
+	case strings.HasPrefix(line, "-----BEGIN ") || strings.HasPrefix(line, "ssh-") || strings.HasPrefix(line, "ecdsa-sha2-"):
+		// A key or certificate given by mistake (ca/ca-key.pem for
+		// the passphrase): its first line would encrypt the CA key.
+		return nil, usagef("--passphrase-file %s: holds a key or certificate, not a passphrase", g.passphraseFile)
 	}
 	return []byte(line), nil
 }

@@ -247,6 +247,32 @@ func TestPassphrase(t *testing.T) {
 	if r := ztw(t, dir, "--state", st, "--passphrase-file", "pass", "ca", "issue", "--name", "api"); r.code != 0 {
 		t.Fatalf("issue with passphrase: %+v", r)
 	}
+
+	// A key, a certificate or a binary given for the passphrase is
+	// refused before anything is read from the store or written to it,
+	// and no line of it is printed.
+	os.WriteFile(filepath.Join(dir, "long"), bytes.Repeat([]byte("x"), 5000), 0o600)
+	pub, _ := os.ReadFile(filepath.Join(st, "ssh", "user_ca.pub"))
+	os.WriteFile(filepath.Join(dir, "user_ca.pub"), pub, 0o600)
+	cert, _ := os.ReadFile(filepath.Join(st, "ca", "ca.pem"))
+	os.WriteFile(filepath.Join(dir, "ca.pem"), cert, 0o600)
+	before := testenv.TreeDump(t, st)
+	for file, want := range map[string]string{
+		filepath.Join(st, "ca", "ca-key.pem"): "holds a key or certificate, not a passphrase",
+		"ca.pem":                              "holds a key or certificate, not a passphrase",
+		"user_ca.pub":                         "holds a key or certificate, not a passphrase",
+		"long":                                "longer than 1024 bytes",
+	} {
+		for _, cmd := range [][]string{{"ca", "init"}, {"ca", "issue", "--name", "service-worker-01"}} {
+			r := ztw(t, dir, append([]string{"--state", st, "--passphrase-file", file}, cmd...)...)
+			if r.code != 2 || !strings.Contains(r.stderr, want) || strings.Contains(r.stderr, "BEGIN") || strings.Contains(r.stderr, "xxxx") {
+				t.Errorf("%v with passphrase file %s: %+v, want exit 2 and %q", cmd, file, r, want)
+			}
+		}
+	}
+	if got := testenv.TreeDump(t, st); got != before {
+		t.Errorf("a refused passphrase file changed the store:\n%s", testenv.DiffLines(before, got))
+	}
 }
 
 // TestConcurrentProcesses races real ztwizard processes for one store:
