@@ -70,10 +70,8 @@ type Authority struct {
 
 	// Worked out once for many bundles, while Site stays the same pointer:
 	// a caller that changes *Site in place makes a new Authority.
-	siteFile   []byte      // Site marshalled, for bundles
-	siteFileOf *steps.Site // the Site siteFile is of
-	mesh       map[string]netip.Addr
-	meshOf     *steps.Site // the Site mesh is of
+	mesh   map[string]netip.Addr
+	meshOf *steps.Site // the Site mesh is of
 }
 
 func (a *Authority) now() time.Time {

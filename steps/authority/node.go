@@ -483,15 +483,17 @@ func (a *Authority) bundle(node string, hostKey []byte, serial uint64) ([]byte, 
 	if err != nil {
 		return nil, nil, err
 	}
-	// Every bundle carries the site file: marshalled once per site.
-	if a.siteFileOf != a.Site {
-		if a.siteFile, err = a.Site.Marshal(); err != nil {
-			return nil, nil, fmt.Errorf("authority: bundle: %w", err)
-		}
-		a.siteFileOf = a.Site
+	// A bundle carries the node's view of the site, not the whole site:
+	// the nodes it deals with and nothing more.
+	view, err := a.Site.ViewFor(node, sec.Addresses)
+	if err != nil {
+		return nil, nil, fmt.Errorf("authority: bundle: %w", err)
 	}
-	siteFile := a.siteFile
-	s, private := bundle.FromSecrets(a.Site, node, sec)
+	siteFile, err := view.Marshal()
+	if err != nil {
+		return nil, nil, fmt.Errorf("authority: bundle: %w", err)
+	}
+	s, private := bundle.FromSecrets(view, node, sec)
 	if hostKey != nil {
 		s.HostKey, private = string(hostKey), true
 	}

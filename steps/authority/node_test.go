@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -455,5 +457,57 @@ func TestHostKeyRecordedGetsCertificate(t *testing.T) {
 	_, hostCA, _ := a.SSHCA(KindSSHHostCA)
 	if c.CertType != ssh.HostCert || !bytes.Equal(c.SignatureKey.Marshal(), hostCA.Marshal()) || !bytes.Equal(c.Key.Marshal(), pub.Marshal()) {
 		t.Fatal("not a host certificate of the recorded key by the host CA")
+	}
+}
+
+// TestBundleCarriesTheNodesView: a bundle carries its node's view of the
+// site, the nodes it deals with and their addresses only, so its size does
+// not grow with the site: a ring node's bundle is the same size in a site
+// of 40 nodes and of 400.
+func TestBundleCarriesTheNodesView(t *testing.T) {
+	ring := func(n int) *steps.Site {
+		var b strings.Builder
+		b.WriteString("version: 1\nsite: ring\nssh: {users: [{name: alice, principals: [root]}]}\nwireguard: {network: 10.100.0.0/16}\nnodes:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - {name: n%d, endpoint: \"n%d.example.net:51820\", peers: [n%d]}\n", i, i, (i+1)%n)
+		}
+		b.WriteString("firewall: {public_tcp: [443]}\nclients: [{name: worker}]\nservices:\n")
+		for i := 0; i < n; i += 10 {
+			fmt.Fprintf(&b, "  - {name: s%d, node: n%d, server_name: s%d.example.com, upstream: \"http://127.0.0.1:8080\", allow: [worker]}\n", i, i, i)
+		}
+		s, err := steps.Parse([]byte(b.String()), "ring")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	sizes := map[int]int{}
+	for _, n := range []int{40, 400} {
+		a, _ := newFleetAuthority(t, ring(n))
+		data, p, err := a.Bundle("n20")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sizes[n] = len(data)
+		view, err := p.ParseSite()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, vn := range view.Nodes {
+			names = append(names, vn.Name)
+		}
+		if !slices.Equal(names, []string{"n19", "n20", "n21"}) || len(view.Services) != 1 || view.Services[0].Name != "s20" {
+			if len(names) > 5 {
+				names = append(names[:5], "...")
+			}
+			t.Errorf("%d nodes: the bundle's site has %d nodes %v and %d services, want n19, n20, n21 and s20", n, len(view.Nodes), names, len(view.Services))
+		}
+		if len(p.Secrets.Addresses) != 3 {
+			t.Errorf("%d nodes: the bundle has %d mesh addresses, want its view's 3", n, len(p.Secrets.Addresses))
+		}
+	}
+	if d := sizes[400] - sizes[40]; d < -200 || d > 200 {
+		t.Errorf("n20's bundle is %d bytes in a site of 40 nodes and %d in one of 400", sizes[40], sizes[400])
 	}
 }

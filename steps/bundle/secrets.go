@@ -17,7 +17,8 @@ import (
 
 // FromSecrets takes node's share of a site's secrets: its own certificates
 // and keys, the public keys of itself and its peers, the preshared keys of
-// its own links, every node's mesh address, and the CAs' public material.
+// its own links, the mesh address of every node of site (the node's view,
+// see steps.Site.ViewFor), and the CAs' public material.
 // It reports whether it carries a private key.
 func FromSecrets(site *steps.Site, node string, sec *steps.Secrets) (Secrets, bool) {
 	out := Secrets{
@@ -56,8 +57,12 @@ func FromSecrets(site *steps.Site, node string, sec *steps.Secrets) (Secrets, bo
 			out.PresharedKeys[steps.LinkKey(node, n)] = psk.String()
 		}
 	}
-	for n, a := range sec.Addresses {
-		out.Addresses[n] = a.String()
+	for _, n := range site.Nodes {
+		a, ok := sec.Addresses[n.Name]
+		if !ok {
+			continue
+		}
+		out.Addresses[n.Name] = a.String()
 	}
 	return out, private
 }
