@@ -24,8 +24,9 @@ const (
 
 	PullUnit  = "ztwizard-pull.service"
 	PullTimer = "ztwizard-pull.timer"
-	// PullEvery is how often nodes pull: three small files over the mesh,
-	// often enough that a revocation reaches every node within minutes.
+	// PullEvery is how often nodes of a real site pull (Timing's Pull):
+	// a few small files over the mesh, often enough that a revocation
+	// reaches every node within minutes.
 	PullEvery = "5min"
 )
 
@@ -50,7 +51,9 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 	if err != nil || from == "" {
 		return nil, nil, err
 	}
-	v := struct{ Binary, From, Every, CACert string }{BinaryPath, from, PullEvery, CACertPath}
+	t := site.Timing()
+	v := struct{ Binary, From, Every, Jitter, Boot, CACert string }{BinaryPath, from, systemdSpan(t.Pull),
+		systemdSpan(t.PullJitter), bootDelay(site, "1min"), CACertPath}
 	var files []File
 	for _, u := range []struct{ name, tmpl string }{{PullUnit, "unit-pull-service.tmpl"}, {PullTimer, "unit-pull-timer.tmpl"}} {
 		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)

@@ -41,6 +41,9 @@ type CA struct {
 	// its mesh address and every node pulls them from there. Empty: no
 	// distribution over the mesh (bundles carry them).
 	Host string `yaml:"host,omitempty"`
+	// TestTimescale, for tests only, allows validities of minutes and
+	// scales the timers and renewal windows down with them (see Timing).
+	TestTimescale bool `yaml:"test_timescale,omitempty"`
 }
 
 // Subject is the distinguished name of the CA.

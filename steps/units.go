@@ -3,7 +3,6 @@ package steps
 import (
 	"fmt"
 	"path"
-	"time"
 )
 
 // BinaryPath is where ztwizard itself lives on a node; its units run it.
@@ -42,6 +41,9 @@ type unitView struct {
 	CAKey                       string // the CA key in the default state folder
 	CAUnit                      string // the CA host's own CRL service, once scheduled
 	Every                       string // how often the CRL timer looks
+	StatusEvery                 string // how often the status timer runs
+	CRLBoot, StatusBoot         string // the timers' delays after boot
+	StatusSite                  string // the site file status reads, where not the installed one
 	Textfile, TextfileDir       string // the metrics file and its folder
 }
 
@@ -54,7 +56,8 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 	v := unitView{Binary: BinaryPath, Site: SiteFilePath, Nftables: NftablesPath, CRL: CRLPath, Every: crlCheckEvery(site),
 		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
 		CAKey: DefaultStateDir + "/ca/ca-key.pem", CAUnit: SystemdDir + "/" + CACRLUnit, Textfile: TextfilePath,
-		TextfileDir: path.Dir(TextfilePath)}
+		TextfileDir: path.Dir(TextfilePath), StatusEvery: systemdSpan(site.Timing().Status),
+		CRLBoot: bootDelay(site, "2min"), StatusBoot: bootDelay(site, "3min")}
 	type spec struct {
 		name, tmpl string
 		enable     bool
@@ -107,9 +110,17 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 }
 
 // crlCheckEvery is how often the CRL timer checks whether the CRL is due:
-// a twelfth of its validity, between 10 minutes and 6 hours, so the CRL is
-// re-signed well before nextUpdate.
+// Timing's CRLCheck (a twelfth of its validity, between 10 minutes and 6
+// hours, for a real site), so the CRL is re-signed well before nextUpdate.
 func crlCheckEvery(site *Site) string {
-	d := min(max(site.CA.CRLValidity.D()/12, 10*time.Minute), 6*time.Hour)
-	return fmt.Sprintf("%dmin", int(d/time.Minute))
+	return systemdSpan(site.Timing().CRLCheck)
+}
+
+// bootDelay is OnBootSec of a timer: its production delay, or the test
+// timescale's interval.
+func bootDelay(site *Site, production string) string {
+	if b := site.Timing().Boot; b > 0 {
+		return systemdSpan(b)
+	}
+	return production
 }

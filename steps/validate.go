@@ -320,18 +320,32 @@ func (s *Site) checkCA(c *errs) {
 	if errCA != nil {
 		c.add("ca.validity", "%v", errCA)
 	}
+	floorCRL, floorLeaf, why := realFloorCRL, realFloorLeaf, "; minutes only with "+testTimescaleField+", for tests"
+	if s.CA.TestTimescale {
+		floorCRL, floorLeaf, why = testFloorValidity, testFloorValidity, ""
+	}
 	if v, err := positive(s.CA.CertValidity); err != nil {
 		c.add("ca.cert_validity", "%v", err)
+	} else if v < floorLeaf {
+		c.add("ca.cert_validity", "%q is too short to renew before it lapses (at least %s%s)", string(s.CA.CertValidity), fmtFloor(floorLeaf), why)
 	} else if errCA == nil && v > caV {
 		c.add("ca.cert_validity", "%q is longer than the CA's own validity %q", string(s.CA.CertValidity), string(s.CA.Validity))
 	}
 	if v, err := positive(s.CA.CRLValidity); err != nil {
 		c.add("ca.crl_validity", "%v", err)
-	} else if v < 2*time.Hour {
-		c.add("ca.crl_validity", "%q is too short to refresh before it lapses (at least 2h)", string(s.CA.CRLValidity))
+	} else if v < floorCRL {
+		c.add("ca.crl_validity", "%q is too short to refresh before it lapses (at least %s%s)", string(s.CA.CRLValidity), fmtFloor(floorCRL), why)
 	} else if errCA == nil && v > caV {
 		c.add("ca.crl_validity", "%q is longer than the CA's own validity %q", string(s.CA.CRLValidity), string(s.CA.Validity))
 	}
+}
+
+// fmtFloor writes a validity floor as the site file would: 2h, 1m.
+func fmtFloor(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dm", int(d/time.Minute))
 }
 
 func (s *Site) checkSSH(c *errs) {

@@ -164,7 +164,9 @@ func validateCmd(g *globals) *cobra.Command {
 		Short: "Check a site file and report every problem at once",
 		Long: `Reads the site file strictly (an unknown field is an error), fills in defaults,
 and checks it: names, networks, addresses, references, ports, durations.
-Every problem is printed with its line and field path; exit code 2 if any.`,
+Every problem is printed with its line and field path; exit code 2 if any.
+A site with ca.test_timescale (for tests only) may have validities of minutes
+and gets timers scaled down with them; validate warns of it.`,
 		Example: `  ztwizard validate -c site.yaml`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -191,6 +193,9 @@ Every problem is printed with its line and field path; exit code 2 if any.`,
 				g.site, site.Site, len(site.Nodes), len(site.Services), len(site.Databases), len(site.Clients), len(site.SSH.Users))
 			for _, n := range site.Nodes {
 				fmt.Fprintf(out, "  node %-20s mesh %s\n", n.Name, addrs[n.Name])
+			}
+			if site.CA.TestTimescale {
+				fmt.Fprintln(cmd.ErrOrStderr(), steps.TestTimescaleWarning(site))
 			}
 			return nil
 		},

@@ -34,7 +34,9 @@ nextUpdate. On a CA host whose key is encrypted, a problem until
 ` + "`ztwizard ca schedule`" + ` has set up the unattended CRL refresh, with the
 CRL's nextUpdate as its deadline. Needs no site file. On a node of a fleet, also what it holds from
 its CA host: the serial of the bundle applied, the CA it trusts (fingerprint)
-and when each piece of the bundle runs out.
+and when each piece of the bundle runs out. The windows are a real site's
+unless the site file (-c, or the one an apply installed) sets
+ca.test_timescale: then they shrink with its validities, and status warns.
 
 Exits 0 when nothing is due, 1 when something is within its warning window or
 past its end. --json prints the same as one JSON object (fields in the
@@ -69,7 +71,11 @@ textfile collector (atomically; the name must end in .prom).`,
 			if err != nil {
 				return err
 			}
-			rep := monitor.Build(now, list, held)
+			windows, err := statusWindows(cmd, g, root)
+			if err != nil {
+				return err
+			}
+			rep := windows.Build(now, list, held)
 			if held != nil {
 				if crl, err := os.ReadFile(filepath.Join(root, steps.CRLPath)); err == nil {
 					rep.UseInstalledCRL(crl, now)
@@ -141,6 +147,28 @@ textfile collector (atomically; the name must end in .prom).`,
 	cmd.Flags().StringVar(&root, "root", "/", "where this host's files are (its units and credentials)")
 	cmd.Flags().StringVar(&prom, "prometheus", "", "write the expiries as node_exporter textfile metrics to this .prom file")
 	return cmd
+}
+
+// statusWindows is the warning windows of the site status judges by: the
+// -c file when given, else the site file an apply installed under root;
+// a real site's when there is none. A site on a test timescale is
+// warned of.
+func statusWindows(cmd *cobra.Command, g *globals, root string) (monitor.Windows, error) {
+	var site *steps.Site
+	if cmd.Flags().Changed("config") {
+		s, err := loadSite(g)
+		if err != nil {
+			return monitor.Windows{}, err
+		}
+		site = s
+	} else if s, err := steps.Load(filepath.Join(root, steps.SiteFilePath)); err == nil {
+		site = s
+	}
+	if site == nil || !site.CA.TestTimescale {
+		return monitor.Default, nil
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), steps.TestTimescaleWarning(site))
+	return monitor.SiteWindows(site.Timing()), nil
 }
 
 // dueErr is the error that makes status exit 1 when something is due.

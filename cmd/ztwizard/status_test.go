@@ -149,3 +149,49 @@ func TestStatusOnNode(t *testing.T) {
 		t.Fatalf("node metrics: %v", m)
 	}
 }
+
+// A site with ca.test_timescale: validate and status warn of it, status
+// judges its minutes-long validities by the site's shorter windows (with
+// -c): nothing due right after issue. The same validities on a real site
+// are bad input naming field and value.
+func TestStatusTestTimescale(t *testing.T) {
+	dir, st := workdir(t)
+	site, _ := os.ReadFile(filepath.Join(dir, "site.yaml"))
+	y := string(site)
+	for _, r := range [][2]string{{"cert_validity: 2160h", "cert_validity: 10m"}, {"crl_validity: 168h", "crl_validity: 3m"}} {
+		if !strings.Contains(y, r[0]) {
+			t.Fatalf("the example site has no %q", r[0])
+		}
+		y = strings.Replace(y, r[0], r[1], 1)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "real.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := ztw(t, dir, "validate", "-c", "real.yaml")
+	if r.code != 2 || !strings.Contains(r.stderr, `ca.crl_validity: "3m" is too short`) || !strings.Contains(r.stderr, `ca.cert_validity: "10m" is too short`) {
+		t.Fatalf("a real site with minutes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	y = strings.Replace(y, "crl_validity: 3m", "crl_validity: 3m\n  test_timescale: true", 1)
+	if err := os.WriteFile(filepath.Join(dir, "test.yaml"), []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = ztw(t, dir, "validate", "-c", "test.yaml")
+	if r.code != 0 || !strings.Contains(r.stderr, "ca.test_timescale is set") || !strings.Contains(r.stderr, "every 20s") {
+		t.Fatalf("validate of a test-timescale site: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	must(t, dir, "ca", "init", "-c", "test.yaml", "--state", st)
+	must(t, dir, "ca", "issue", "-c", "test.yaml", "--name", "api", "--state", st)
+	rep, r := statusJSON(t, dir, "--state", st, "-c", "test.yaml")
+	if r.code != 0 || rep.Due != 0 || !strings.Contains(r.stderr, "ca.test_timescale is set") {
+		t.Fatalf("status on the site's timescale: exit %d, %+v\n%s", r.code, rep, r.stderr)
+	}
+	for _, it := range rep.Items {
+		if it.Kind == "crl" && it.NotAfter.Sub(it.WarnFrom) != 36*time.Second {
+			t.Errorf("the CRL's window: %v, want 36s (a fifth of 3m)", it.NotAfter.Sub(it.WarnFrom))
+		}
+	}
+	// Without the site, a real site's windows: everything is due.
+	if rep, r := statusJSON(t, dir, "--state", st, "--root", dir); r.code != 1 || rep.Due == 0 {
+		t.Fatalf("status on a real site's windows: exit %d, %+v", r.code, rep)
+	}
+}

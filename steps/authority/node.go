@@ -205,7 +205,7 @@ func (a *Authority) hostCert(node string, pub ssh.PublicKey) ([]byte, error) {
 		cur, curCert, curLine = &r, c, line
 		break
 	}
-	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && !RenewDue(cur.NotBefore, cur.NotAfter, now) && a.bySSHIssuer(KindSSHHostCA, curCert) {
+	if cur != nil && bytes.Equal(curCert.Key.Marshal(), pub.Marshal()) && !a.renewDue(cur.NotBefore, cur.NotAfter, now) && a.bySSHIssuer(KindSSHHostCA, curCert) {
 		return curLine, nil
 	}
 	signed, err := a.SignHost(node, pub, nil, 0)
@@ -251,7 +251,7 @@ func (a *Authority) currentCert(kind, name string) (*state.Record, *x509.Certifi
 // due tells whether a server certificate must be re-issued: renewal is
 // due (RenewDue) or its names are not the service's.
 func (a *Authority) due(cert *x509.Certificate, s steps.Service) bool {
-	return RenewDue(cert.NotBefore, cert.NotAfter, a.now()) || !a.byIssuer(cert) || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
+	return a.renewDue(cert.NotBefore, cert.NotAfter, a.now()) || !a.byIssuer(cert) || cert.Subject.CommonName != s.ServerName || !slices.Equal(cert.DNSNames, []string{s.ServerName})
 }
 
 // RenewDue tells whether a leaf valid from notBefore to notAfter is
@@ -259,8 +259,24 @@ func (a *Authority) due(cert *x509.Certificate, s steps.Service) bool {
 // its end, so a renewed certificate reaches the node (with its next bundle
 // or apply) long before the old one ends.
 func RenewDue(notBefore, notAfter, now time.Time) bool {
+	return RenewDueWithin(notBefore, notAfter, now, WarnWithin)
+}
+
+// RenewDueWithin is RenewDue with window in place of WarnWithin: the
+// site's Timing().LeafWindow.
+func RenewDueWithin(notBefore, notAfter, now time.Time, window time.Duration) bool {
 	at := notBefore.Add(notAfter.Sub(notBefore) / 3 * 2)
-	return !now.Before(at) || notAfter.Sub(now) < WarnWithin
+	return !now.Before(at) || notAfter.Sub(now) < window
+}
+
+// renewDue is RenewDue on the site's clock (a test timescale's shorter
+// window).
+func (a *Authority) renewDue(notBefore, notAfter, now time.Time) bool {
+	window := WarnWithin
+	if a.Site != nil {
+		window = a.Site.Timing().LeafWindow
+	}
+	return RenewDueWithin(notBefore, notAfter, now, window)
 }
 
 // serverForKey returns the service's certificate for a key the node holds

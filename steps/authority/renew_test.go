@@ -71,3 +71,57 @@ func TestRenewAtTwoThirds(t *testing.T) {
 		}
 	}
 }
+
+// On a test timescale (10 minute leaves, a 3 minute CRL) a node's server
+// and SSH host certificates are renewed at two thirds of their life, not
+// at every bundle (a real site's 30-day window would hold every such leaf
+// due), and the CRL is re-signed at half its life.
+func TestRenewTestTimescale(t *testing.T) {
+	site := fleetSite(t, "admin.internal.example.com")
+	site.CA.TestTimescale = true
+	site.CA.CertValidity, site.CA.CRLValidity = "10m", "3m"
+	if err := site.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, clk := newFleetAuthority(t, site)
+	request(t, a, "web")
+	if _, _, err := a.Bundle("web"); err != nil {
+		t.Fatal(err)
+	}
+	count := func(kind, name string) int {
+		ix, err := a.Store.Index()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ix.Find(kind, name))
+	}
+	bundleAt := func(at time.Duration) {
+		t.Helper()
+		clk.now = t0.Add(at)
+		if _, _, err := a.Bundle("web"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Valid from 5 minutes before issue (pki.Backdate) for 15: two thirds
+	// is 5 minutes after issue.
+	bundleAt(4 * time.Minute)
+	if count(KindServer, "api") != 1 || count(KindSSHHost, "web") != 1 {
+		t.Fatalf("renewed before two thirds: %d server, %d host certificates", count(KindServer, "api"), count(KindSSHHost, "web"))
+	}
+	bundleAt(6 * time.Minute)
+	if count(KindServer, "api") != 2 || count(KindSSHHost, "web") != 2 {
+		t.Fatalf("not renewed at two thirds: %d server, %d host certificates", count(KindServer, "api"), count(KindSSHHost, "web"))
+	}
+	if _, err := a.CRL(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		after time.Duration
+		due   bool
+	}{{80 * time.Second, false}, {91 * time.Second, true}} {
+		clk.now = t0.Add(6*time.Minute + tc.after)
+		if due, err := a.CRLDue(); err != nil || due != tc.due {
+			t.Errorf("a 3m CRL %v after signing: due %v (%v), want %v", tc.after, due, err, tc.due)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"ztwizard/steps"
 	"ztwizard/steps/authority"
 	"ztwizard/steps/bundle"
 )
@@ -19,7 +20,7 @@ import (
 const (
 	// CAWindow is for the X.509 and SSH CAs: a year, the time a rotation
 	// with an overlap needs.
-	CAWindow = 365 * 24 * time.Hour
+	CAWindow = steps.CAWindow
 	// LeafWindow is for server, client and SSH host certificates.
 	LeafWindow = authority.WarnWithin
 	// CRLWindow is for the CRL's nextUpdate.
@@ -62,6 +63,7 @@ type Report struct {
 	// Problems are conditions that are not an item's expiry but will make
 	// one lapse, e.g. a CA that cannot refresh its CRL unattended.
 	Problems []Problem `json:"problems,omitempty"`
+	windows  Windows   // what judged the items
 }
 
 // Problem is a condition that makes something lapse by Deadline unless an
@@ -71,24 +73,49 @@ type Problem struct {
 	Deadline time.Time `json:"deadline,omitzero"`
 }
 
-// Window is the warning window of an item of kind.
+// Windows are the warning windows of a site: Default for a real site,
+// shorter ones from a test timescale's steps.Timing.
+type Windows struct {
+	CA, Leaf, CRL time.Duration
+}
+
+// Default is the real sites' windows: CAWindow, LeafWindow, CRLWindow.
+var Default = Windows{CA: CAWindow, Leaf: LeafWindow, CRL: CRLWindow}
+
+// SiteWindows is the windows of a site's clock.
+func SiteWindows(t steps.Timing) Windows {
+	return Windows{CA: t.CAWindow, Leaf: t.LeafWindow, CRL: t.CRLWindow}
+}
+
+// Window is the warning window of an item of kind on a real site.
 func Window(kind string) time.Duration {
+	return Default.Window(kind)
+}
+
+// Window is the warning window of an item of kind.
+func (w Windows) Window(kind string) time.Duration {
 	switch kind {
 	case authority.KindCA, authority.KindSSHUserCA, authority.KindSSHHostCA:
-		return CAWindow
+		return w.CA
 	case authority.KindCRL:
-		return CRLWindow
+		return w.CRL
 	case authority.KindSSHUser:
 		return 0 // hours by design: listed, never flagged until it ends
 	}
-	return LeafWindow
+	return w.Leaf
 }
 
 // NewItem is the item for kind, name and serial that runs out at notAfter,
-// judged at now.
+// judged at now with a real site's windows.
 func NewItem(source, kind, name, serial string, notAfter, now time.Time) Item {
+	return Default.Item(source, kind, name, serial, notAfter, now)
+}
+
+// Item is the item for kind, name and serial that runs out at notAfter,
+// judged at now with the windows w.
+func (w Windows) Item(source, kind, name, serial string, notAfter, now time.Time) Item {
 	it := Item{Source: source, Kind: kind, Name: name, Serial: serial, NotAfter: notAfter.UTC(),
-		WarnFrom: notAfter.Add(-Window(kind)).UTC(), State: StateOK}
+		WarnFrom: notAfter.Add(-w.Window(kind)).UTC(), State: StateOK}
 	switch {
 	case !now.Before(notAfter):
 		it.State = StateExpired
@@ -102,16 +129,23 @@ func NewItem(source, kind, name, serial string, notAfter, now time.Time) Item {
 }
 
 // Build makes the report from the CA host's expiries (nil on a node
-// without a CA) and the node's held bundle (nil where none was applied).
+// without a CA) and the node's held bundle (nil where none was applied),
+// with a real site's windows.
 func Build(now time.Time, ca []authority.Expiry, held *bundle.Held) *Report {
-	r := &Report{Generated: now.UTC(), Items: []Item{}}
+	return Default.Build(now, ca, held)
+}
+
+// Build makes the report as the package's Build does, with the windows w.
+func (w Windows) Build(now time.Time, ca []authority.Expiry, held *bundle.Held) *Report {
+	r := &Report{Generated: now.UTC(), Items: []Item{}, windows: w}
 	for _, e := range ca {
-		r.Items = append(r.Items, NewItem(SourceCA, e.Kind, e.Name, e.Serial, e.NotAfter, now))
+		r.Items = append(r.Items, w.Item(SourceCA, e.Kind, e.Name, e.Serial, e.NotAfter, now))
 	}
 	if held != nil {
 		r.Node, r.Site = held.Node, held.Site
 		for _, e := range held.Expiries {
-			r.Items = append(r.Items, HeldItem(e, held.Node, now))
+			kind, name := heldKind(e.What, held.Node)
+			r.Items = append(r.Items, w.Item(SourceNode, kind, name, "", e.NotAfter, now))
 		}
 	}
 	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })
@@ -171,7 +205,7 @@ func (r *Report) UseInstalledCRL(crlPEM []byte, now time.Time) {
 	}
 	for i, it := range r.Items {
 		if it.Source == SourceNode && it.Kind == authority.KindCRL && crl.NextUpdate.After(it.NotAfter) {
-			r.Items[i] = NewItem(SourceNode, it.Kind, it.Name, it.Serial, crl.NextUpdate, now)
+			r.Items[i] = r.windows.Item(SourceNode, it.Kind, it.Name, it.Serial, crl.NextUpdate, now)
 		}
 	}
 	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })
