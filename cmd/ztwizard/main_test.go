@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -304,12 +303,12 @@ func TestConcurrentProcesses(t *testing.T) {
 			t.Fatalf("process %d: %+v", i, r)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(st, "index.json"))
+	store, err := state.Open(st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ix state.Index
-	if err := json.Unmarshal(data, &ix); err != nil {
+	ix, err := store.Index()
+	if err != nil {
 		t.Fatalf("index corrupted: %v", err)
 	}
 	serials := map[string]bool{}
@@ -506,8 +505,8 @@ func TestWeakPermissions(t *testing.T) {
 
 // TestLeftoversOfAKilledRunRemoved leaves what a process killed between
 // writing a temporary file and renaming it leaves (a private key in a
-// .atomicfile-*.tmp): the next run that opens the store, even only to read
-// it, removes it and says so.
+// .atomicfile-*.tmp, and its pid in the lock it never released): the next
+// run that opens the store, even only to read it, removes it and says so.
 func TestLeftoversOfAKilledRunRemoved(t *testing.T) {
 	dir, st := workdir(t)
 	if r := ztw(t, dir, "--state", st, "ca", "init"); r.code != 0 {
@@ -523,6 +522,9 @@ func TestLeftoversOfAKilledRunRemoved(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(st, p), key, 0o600); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := os.WriteFile(filepath.Join(st, "lock"), []byte("999999\n"), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	r := ztw(t, dir, "--state", st, "ca", "list")
 	if r.code != 0 {

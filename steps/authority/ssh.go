@@ -163,15 +163,10 @@ func (a *Authority) sign(kind, name string, pub ssh.PublicKey, principals []stri
 	if err != nil {
 		return nil, err
 	}
-	ix, err := a.Store.Index()
-	if err != nil {
-		return nil, fmt.Errorf("authority: %w", err)
-	}
-	serial := max(ix.NextSSHSerial, 1)
-	ix.NextSSHSerial = serial + 1
-	// Save the serial first: a serial must never be used twice, even if
+	// Take the serial first: a serial must never be used twice, even if
 	// the signing below fails.
-	if err := a.Store.SaveIndex(ix); err != nil {
+	serial, err := a.Store.ReserveSSHSerial()
+	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
 	req := sshca.Request{Key: pub, KeyID: fmt.Sprintf("%s@%s#%d", name, a.Site.Site, serial),

@@ -5,9 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"slices"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Record is one issued certificate, x509 or SSH.
@@ -36,34 +41,46 @@ type Index struct {
 	KRLVersion    uint64   `json:"krl_version"`
 }
 
+// index.json is a log of JSON lines: first the whole index (as SaveIndex
+// writes it), then one line for each change appended since (AddRecord,
+// ReserveSSHSerial). Each appended line carries every counter and the number
+// of records after it, so its last line alone tells the state of the
+// counters: appending costs the same with 100,000 records as with none. A
+// last line without its newline is an append cut short (its fdatasync never
+// returned, so nothing it stood for was handed out): readers ignore it and
+// the next append cuts it off. An index.json written before this format
+// (one indented JSON object) reads the same way; its first write rewrites
+// it.
+//
+// logLine is one appended line.
+type logLine struct {
+	Records       *int    `json:"records"` // how many after this line
+	NextSSHSerial uint64  `json:"next_ssh_serial"`
+	CRLNumber     uint64  `json:"crl_number"`
+	KRLVersion    uint64  `json:"krl_version"`
+	Add           *Record `json:"add,omitempty"`
+}
+
 // Index reads the index. A missing index is empty, with NextSSHSerial 1
 // (SSH serial 0 means "no serial"). An index behind the store's high-water
 // mark (counters.json, or the audit log where that is missing) is an error
 // wrapping ErrIndexBehind. To change the index, hold Lock from
 // Index until SaveIndex returns, or a concurrent writer's changes are lost.
 func (s *Store) Index() (*Index, error) {
-	// The mark before the index: SaveIndex writes them in the other
+	// The mark before the index: writers write them in the other
 	// order, so a reader without the lock never sees an index older than
 	// the mark it read.
 	m, err := s.readMark()
 	if err != nil {
 		return nil, err
 	}
-	ix := &Index{}
 	data, err := s.readFile(indexName)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("state: read %s: %w", indexName, err)
-	case len(bytes.TrimSpace(data)) == 0:
-		// An emptied index is an empty one, which the mark then judges.
-	default:
-		if err := json.Unmarshal(data, ix); err != nil {
-			return nil, fmt.Errorf("state: read %s: %w", indexName, err)
-		}
 	}
-	if ix.NextSSHSerial == 0 {
-		ix.NextSSHSerial = 1
+	ix, err := parseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("state: read %s: %w", indexName, err)
 	}
 	if err := s.checkMark(ix, m); err != nil {
 		return nil, err
@@ -71,9 +88,48 @@ func (s *Store) Index() (*Index, error) {
 	return ix, nil
 }
 
-// SaveIndex atomically replaces index.json (mode 0600) with ix, then raises
-// the high-water mark to it. An ix behind the mark is refused. Hold Lock
-// around the Index call that produced ix and SaveIndex.
+// parseIndex reads index.json's content: the index, then the lines
+// appended to it.
+func parseIndex(data []byte) (*Index, error) {
+	ix := &Index{}
+	if nl := bytes.LastIndexByte(data, '\n'); nl >= 0 && len(bytes.TrimSpace(data[:nl])) > 0 {
+		data = data[:nl+1] // a last line cut short is no line
+	}
+	if len(bytes.TrimSpace(data)) > 0 {
+		// An emptied index is an empty one, which the mark then judges.
+		dec := json.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(ix); err != nil {
+			return nil, err
+		}
+		for line := 2; ; line++ {
+			var l logLine
+			err := dec.Decode(&l)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return nil, fmt.Errorf("appended line %d: %w", line, err)
+			}
+			if l.Add != nil {
+				ix.Records = append(ix.Records, *l.Add)
+			}
+			if l.Records == nil || *l.Records != len(ix.Records) {
+				return nil, fmt.Errorf("appended line %d: does not follow the lines before it", line)
+			}
+			ix.NextSSHSerial = max(ix.NextSSHSerial, l.NextSSHSerial)
+			ix.CRLNumber = max(ix.CRLNumber, l.CRLNumber)
+			ix.KRLVersion = max(ix.KRLVersion, l.KRLVersion)
+		}
+	}
+	if ix.NextSSHSerial == 0 {
+		ix.NextSSHSerial = 1
+	}
+	return ix, nil
+}
+
+// SaveIndex atomically replaces index.json (mode 0600) with ix, then the
+// high-water mark with one raised to it. An ix behind the mark is refused.
+// Hold Lock around the Index call that produced ix and SaveIndex.
 func (s *Store) SaveIndex(ix *Index) error {
 	out := *ix
 	if out.Records == nil {
@@ -86,19 +142,198 @@ func (s *Store) SaveIndex(ix *Index) error {
 	if err := s.checkMark(&out, m); err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(&out, "", "  ")
+	data, err := json.Marshal(&out)
 	if err != nil {
 		return fmt.Errorf("state: write %s: %w", indexName, err)
 	}
-	if err := s.writeFile(indexName, append(data, '\n'), 0o600); err != nil {
+	// A line with the counters after the index, so that the last line is
+	// always a short one for appenders to read.
+	n := len(out.Records)
+	tail, err := json.Marshal(logLine{Records: &n, NextSSHSerial: out.NextSSHSerial, CRLNumber: out.CRLNumber, KRLVersion: out.KRLVersion})
+	if err != nil {
+		return fmt.Errorf("state: write %s: %w", indexName, err)
+	}
+	data = append(append(append(data, '\n'), tail...), '\n')
+	if err := s.writeFile(indexName, data, 0o600); err != nil {
 		return err
 	}
 	// The mark after the index: a crash between the two leaves the mark
 	// behind the index, which is safe, never ahead of it.
-	if data, err = json.MarshalIndent(m.raise(markOf(&out)), "", "  "); err != nil {
+	if data, err = json.Marshal(m.raise(markOf(&out))); err != nil {
 		return fmt.Errorf("state: write %s: %w", markName, err)
 	}
 	return s.writeFile(markName, append(data, '\n'), 0o600)
+}
+
+// AddRecord adds r to the index, raising the high-water mark. It appends
+// one line to index.json and to counters.json (each one write and one
+// fdatasync), reading only their last lines: its cost does not grow with
+// the index. Hold Lock.
+func (s *Store) AddRecord(r Record) error {
+	return s.appendIndex(func(l *logLine) error {
+		*l.Records++
+		l.Add = &r
+		return nil
+	}, func(ix *Index) error {
+		ix.Records = append(ix.Records, r)
+		return nil
+	})
+}
+
+// ReserveSSHSerial takes the next SSH serial: when it returns, the index
+// and the high-water mark say it is used, so it is never given out again
+// even if the certificate is never made. Like AddRecord it only appends.
+// Hold Lock.
+func (s *Store) ReserveSSHSerial() (uint64, error) {
+	var serial uint64
+	err := s.appendIndex(func(l *logLine) error {
+		serial = max(l.NextSSHSerial, 1)
+		l.NextSSHSerial = serial + 1
+		return nil
+	}, func(ix *Index) error {
+		serial = max(ix.NextSSHSerial, 1)
+		ix.NextSSHSerial = serial + 1
+		return nil
+	})
+	return serial, err
+}
+
+// appendIndex appends the line change makes of the index's last line, and
+// raises the mark with a line of its own. Where the index's last line is
+// not such a line (no index yet, one written before this format, a dry
+// run) it reads the whole index, applies whole to it and saves it.
+func (s *Store) appendIndex(change func(*logLine) error, whole func(*Index) error) error {
+	if s.dry == nil {
+		done, err := s.tryAppend(change)
+		if done || err != nil {
+			return err
+		}
+	}
+	ix, err := s.Index()
+	if err != nil {
+		return err
+	}
+	if err := whole(ix); err != nil {
+		return err
+	}
+	return s.SaveIndex(ix)
+}
+
+// tryAppend is appendIndex's fast way; done is false where it does not
+// apply.
+func (s *Store) tryAppend(change func(*logLine) error) (done bool, err error) {
+	m, mf, mend, err := s.markTail()
+	if err != nil || mf == nil {
+		return false, err
+	}
+	defer mf.Close()
+	f, last, end, err := s.openTail(indexName)
+	if err != nil || f == nil {
+		return false, err
+	}
+	defer f.Close()
+	var l logLine
+	if json.Unmarshal(last, &l) != nil || l.Records == nil {
+		return false, nil // not an appended line: the whole way
+	}
+	ix := Index{NextSSHSerial: max(l.NextSSHSerial, 1), CRLNumber: l.CRLNumber, KRLVersion: l.KRLVersion}
+	if short := m.behindCounts(&ix, *l.Records); len(short) > 0 {
+		return false, s.behindError(short)
+	}
+	l.Add = nil // that line's record is in the index already
+	if err := change(&l); err != nil {
+		return false, err
+	}
+	if err := appendAt(f, end, l); err != nil {
+		return false, fmt.Errorf("state: write %s: %w", indexName, err)
+	}
+	// The mark after the index, as SaveIndex does.
+	raised := m.raise(mark{CRLNumber: l.CRLNumber, KRLVersion: l.KRLVersion, NextSSHSerial: l.NextSSHSerial, Records: *l.Records})
+	raised.Revoked = nil // the first line holds them; appended lines only counters
+	if err := appendAt(mf, mend, raised); err != nil {
+		return false, fmt.Errorf("state: write %s: %w", markName, err)
+	}
+	return true, nil
+}
+
+// openTail opens the store file rel for appending and returns its last
+// complete line and where that line ends (a longer file holds a last line
+// cut short). A missing file is f == nil.
+func (s *Store) openTail(rel string) (f *os.File, last []byte, end int64, err error) {
+	path, err := s.parents(rel, false)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, 0, nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, nil, 0, fmt.Errorf("state: %s: %w", path, ErrSymlink)
+	case err != nil:
+		return nil, nil, 0, fmt.Errorf("state: %w", err)
+	}
+	fail := func(err error) (*os.File, []byte, int64, error) {
+		f.Close()
+		return nil, nil, 0, fmt.Errorf("state: read %s: %w", rel, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("%s is not a regular file", path))
+	}
+	if err := s.fixMode(rel, fi); err != nil {
+		return fail(err)
+	}
+	size := fi.Size()
+	// Read backwards until the chunk holds the newline before the last
+	// line, or the start of the file.
+	for chunk := int64(4096); ; chunk *= 4 {
+		from := max(size-chunk, 0)
+		buf := make([]byte, size-from)
+		if _, err := f.ReadAt(buf, from); err != nil && err != io.EOF {
+			return fail(err)
+		}
+		nl := bytes.LastIndexByte(buf, '\n')
+		if nl < 0 && from > 0 {
+			continue
+		}
+		if nl < 0 {
+			// No complete line at all: nothing to append to.
+			f.Close()
+			return nil, nil, 0, nil
+		}
+		end = from + int64(nl) + 1
+		start := bytes.LastIndexByte(buf[:nl], '\n') + 1
+		if start == 0 && from > 0 {
+			continue
+		}
+		return f, buf[start:nl], end, nil
+	}
+}
+
+// appendAt writes v as a JSON line at end, cutting off what follows (a
+// line cut short), with one write, and syncs it.
+func appendAt(f *os.File, end int64, v any) error {
+	line, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != end {
+		if err := f.Truncate(end); err != nil {
+			return err
+		}
+	}
+	if _, err := f.WriteAt(append(line, '\n'), end); err != nil {
+		return err
+	}
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 // Find returns copies of the records of that kind and name, newest (by

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ErrLocked is matched (with errors.Is) by the *LockedError that Lock and
@@ -51,7 +53,10 @@ const lockPoll = 50 * time.Millisecond
 // process dies.
 //
 // Once it holds the lock, Lock removes the temporary files that writes cut
-// short (a killed process) left in the store, listing each in Repairs.
+// short left in the store, listing each in Repairs. Every writer holds the
+// lock, and its pid stays in the lock file until it unlocks: so the store is
+// searched for them only when the last holder died holding it (kill -9, a
+// crash), not on every Lock.
 func (s *Store) Lock(ctx context.Context) (unlock func(), err error) {
 	return s.lock(ctx, true)
 }
@@ -121,6 +126,9 @@ func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
 		var once sync.Once
 		return func() { once.Do(func() { f.Close() }) }, nil
 	}
+	// A pid left in the lock file is a holder that died without
+	// unlocking: only then can a write have been cut short.
+	dirty := holder(f) != 0
 	// Record who holds the lock; the mode is set exactly for a file made
 	// under a strict umask.
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
@@ -131,11 +139,19 @@ func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
 	if err == nil {
 		_, err = f.WriteAt(pid, 0)
 	}
+	if err == nil {
+		// Durable before the first write, so that a power cut leaves it
+		// as a kill does.
+		err = unix.Fdatasync(int(f.Fd()))
+	}
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("state: lock %s: %w", path, err)
 	}
-	if err := s.removeLeftovers(); err != nil {
+	if dirty {
+		err = s.removeLeftovers()
+	}
+	if err != nil {
 		f.Truncate(0)
 		f.Close()
 		return nil, fmt.Errorf("state: lock %s: %w", path, err)

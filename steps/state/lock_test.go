@@ -122,7 +122,7 @@ func TestHelperProcess(t *testing.T) {
 	case "race":
 		worker := os.Getenv("STATE_WORKER")
 		for i := range raceIterations {
-			if err := raceStep(s, fmt.Sprintf("w%s-%d", worker, i)); err != nil {
+			if err := raceStep(s, fmt.Sprintf("w%s-%d", worker, i), i%2 == 1); err != nil {
 				die(err)
 			}
 		}
@@ -132,9 +132,10 @@ func TestHelperProcess(t *testing.T) {
 	os.Exit(0)
 }
 
-// raceStep is one locked read-modify-write of the index: it issues an SSH
-// serial to name and logs it.
-func raceStep(s *Store, name string) error {
+// raceStep is one locked change of the index: it issues an SSH serial to
+// name and logs it. Every other step appends (ReserveSSHSerial, AddRecord)
+// instead of reading and saving the whole index.
+func raceStep(s *Store, name string, appends bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	unlock, err := s.Lock(ctx)
@@ -142,6 +143,19 @@ func raceStep(s *Store, name string) error {
 		return err
 	}
 	defer unlock()
+	if appends {
+		now := time.Now().UTC()
+		n, err := s.ReserveSSHSerial()
+		if err != nil {
+			return err
+		}
+		serial := strconv.FormatUint(n, 10)
+		if err := s.Audit(Event{Time: now, Action: "sign", Kind: "ssh-user", Name: name, Serial: serial}); err != nil {
+			return err
+		}
+		return s.AddRecord(Record{Kind: "ssh-user", Name: name, Serial: serial, Principals: []string{name},
+			NotBefore: now, NotAfter: now.Add(time.Hour)})
+	}
 	ix, err := s.Index()
 	if err != nil {
 		return err
@@ -275,8 +289,8 @@ func TestLockRace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ix Index
-	if err := json.Unmarshal(raw, &ix); err != nil {
+	ix, err := parseIndex(raw)
+	if err != nil {
 		t.Fatalf("index.json does not parse: %v", err)
 	}
 	if len(ix.Records) != total {

@@ -1,10 +1,13 @@
 package state
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -26,7 +29,7 @@ type mark struct {
 	KRLVersion    uint64   `json:"krl_version"`
 	NextSSHSerial uint64   `json:"next_ssh_serial"`
 	Records       int      `json:"records"`
-	Revoked       []string `json:"revoked"` // "kind serial", sorted
+	Revoked       []string `json:"revoked,omitempty"` // "kind serial", sorted
 }
 
 func revokedKey(kind, serial string) string { return kind + " " + serial }
@@ -56,19 +59,7 @@ func (m mark) raise(n mark) mark {
 
 // behind lists how ix falls short of m; nothing when it does not.
 func (m mark) behind(ix *Index) []string {
-	var out []string
-	if ix.CRLNumber < m.CRLNumber {
-		out = append(out, fmt.Sprintf("CRL number %d, but CRL %d was published", ix.CRLNumber, m.CRLNumber))
-	}
-	if ix.KRLVersion < m.KRLVersion {
-		out = append(out, fmt.Sprintf("KRL version %d, but KRL %d was published", ix.KRLVersion, m.KRLVersion))
-	}
-	if ix.NextSSHSerial < m.NextSSHSerial {
-		out = append(out, fmt.Sprintf("next SSH serial %d, but serial %d was used", ix.NextSSHSerial, m.NextSSHSerial-1))
-	}
-	if len(ix.Records) < m.Records {
-		out = append(out, fmt.Sprintf("%d certificate record(s), but %d were recorded", len(ix.Records), m.Records))
-	}
+	out := m.behindCounts(ix, len(ix.Records))
 	have := markOf(ix).Revoked
 	var lost []string
 	for _, k := range m.Revoked {
@@ -85,10 +76,34 @@ func (m mark) behind(ix *Index) []string {
 	return out
 }
 
+// behindCounts lists how the counters of ix and a count of records fall
+// short of m's.
+func (m mark) behindCounts(ix *Index, records int) []string {
+	var out []string
+	if ix.CRLNumber < m.CRLNumber {
+		out = append(out, fmt.Sprintf("CRL number %d, but CRL %d was published", ix.CRLNumber, m.CRLNumber))
+	}
+	if ix.KRLVersion < m.KRLVersion {
+		out = append(out, fmt.Sprintf("KRL version %d, but KRL %d was published", ix.KRLVersion, m.KRLVersion))
+	}
+	if ix.NextSSHSerial < m.NextSSHSerial {
+		out = append(out, fmt.Sprintf("next SSH serial %d, but serial %d was used", ix.NextSSHSerial, m.NextSSHSerial-1))
+	}
+	if records < m.Records {
+		out = append(out, fmt.Sprintf("%d certificate record(s), but %d were recorded", records, m.Records))
+	}
+	return out
+}
+
 // readMark reads the high-water mark. Without counters.json (a store made
 // before it, or one whose counters.json was removed with its index) it is
 // rebuilt from the audit log, which records every CRL and KRL published,
 // every SSH serial signed and every revocation.
+//
+// counters.json is the mark SaveIndex wrote (one JSON object, indented in a
+// store made before appends) followed by the lines AddRecord and
+// ReserveSSHSerial appended, each the counters of the mark raised so far
+// (revocations are only in the first). A last line cut short is ignored.
 func (s *Store) readMark() (mark, error) {
 	var m mark
 	data, err := s.readFile(markName)
@@ -98,11 +113,38 @@ func (s *Store) readMark() (mark, error) {
 	case err != nil:
 		return m, fmt.Errorf("state: read %s: %w", markName, err)
 	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return m, fmt.Errorf("state: read %s: %w", markName, err)
+	if nl := bytes.LastIndexByte(data, '\n'); nl >= 0 && len(bytes.TrimSpace(data[:nl])) > 0 {
+		data = data[:nl+1]
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for first := true; ; first = false {
+		var n mark
+		err := dec.Decode(&n)
+		if err == io.EOF && !first {
+			break
+		}
+		if err != nil {
+			return m, fmt.Errorf("state: read %s: %w", markName, err)
+		}
+		m = m.raise(n)
 	}
 	slices.Sort(m.Revoked)
 	return m, nil
+}
+
+// markTail opens counters.json for an append and reads its last line: the
+// mark but for revocations. f is nil where that cannot be done (no file, a
+// last line that is not a whole mark, as in a store made before appends).
+func (s *Store) markTail() (m mark, f *os.File, end int64, err error) {
+	f, last, end, err := s.openTail(markName)
+	if err != nil || f == nil {
+		return m, nil, 0, err
+	}
+	if !bytes.HasPrefix(last, []byte("{")) || json.Unmarshal(last, &m) != nil {
+		f.Close()
+		return m, nil, 0, nil
+	}
+	return m, f, end, nil
 }
 
 func (s *Store) markFromAudit() (mark, error) {
@@ -133,9 +175,14 @@ func (s *Store) markFromAudit() (mark, error) {
 // checkMark refuses an index behind the store's high-water mark.
 func (s *Store) checkMark(ix *Index, m mark) error {
 	if short := m.behind(ix); len(short) > 0 {
-		return fmt.Errorf("state: %s: %w: it has %s; refusing, since a serial would be used twice or a revocation lost "+
-			"(put back the latest index.json from a backup; %s and audit.log hold what was issued)",
-			s.Path(indexName), ErrIndexBehind, strings.Join(short, "; "), markName)
+		return s.behindError(short)
 	}
 	return nil
+}
+
+// behindError is the error for an index that falls short of the mark.
+func (s *Store) behindError(short []string) error {
+	return fmt.Errorf("state: %s: %w: it has %s; refusing, since a serial would be used twice or a revocation lost "+
+		"(put back the latest index.json from a backup; %s and audit.log hold what was issued)",
+		s.Path(indexName), ErrIndexBehind, strings.Join(short, "; "), markName)
 }

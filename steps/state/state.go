@@ -53,10 +53,11 @@ type Store struct {
 // mode 0700. If dir exists with another mode it is changed to 0700, and so
 // is every folder inside it; private files inside it that group or others
 // may read are made 0600, public ones (certificates, public keys) lose any
-// write access but their owner's; temporary files of writes cut short are
-// removed (see Lock) unless another process holds the lock. Each such
-// change is listed by Repairs. A dir that is a symlink or not a folder is
-// refused. Open does not keep the lock.
+// write access but their owner's (files in the folders that hold one file
+// per certificate, such as ssh/certs, when they are read); temporary files
+// of writes cut short are removed (see Lock) unless another process holds
+// the lock. Each such change is listed by Repairs. A dir that is a symlink
+// or not a folder is refused. Open does not keep the lock.
 func Open(dir string) (*Store, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -229,6 +230,13 @@ func (s *Store) readFile(rel string) ([]byte, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if s.dry == nil {
+		// Open does not look into leafFolders: their files are put
+		// right when used.
+		if err := s.fixMode(rel, fi); err != nil {
+			return nil, err
+		}
 	}
 	return io.ReadAll(f)
 }

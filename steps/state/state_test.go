@@ -434,9 +434,13 @@ func TestIndexFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The index on its first line, then its counters.
 	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&m); err != nil {
 		t.Fatal(err)
+	}
+	if lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n"); len(lines) != 2 {
+		t.Errorf("index.json has %d lines, want 2", len(lines))
 	}
 	if recs, ok := m["records"].([]any); !ok || len(recs) != 0 {
 		t.Errorf("records = %v, want an empty list", m["records"])
@@ -608,6 +612,10 @@ func TestKilledWriteLeftoverRemoved(t *testing.T) {
 	if dir := os.Getenv("ZTW_KILLED_STORE"); dir != "" {
 		s, err := Open(dir)
 		if err != nil {
+			t.Fatal(err)
+		}
+		// A writer holds the lock, as every writer of the store does.
+		if _, err := s.Lock(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		// Big enough that writing and syncing it takes a while.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -38,10 +39,27 @@ func publicFile(name string) bool {
 	return false
 }
 
+// leafFolders are the folders that hold one file per certificate issued
+// (patterns for path.Match, relative to the store). Open checks their own
+// mode but does not list them, so that opening a store costs the same with
+// 100,000 certificates as with one: their files are checked when read
+// (readFile). A folder that is 0700 keeps group and others out of its files
+// whatever their modes.
+var leafFolders = []string{"ssh/certs", "x509/*/*", "*/retired/*"}
+
+func isLeafFolder(rel string) bool {
+	for _, p := range leafFolders {
+		if ok, _ := path.Match(p, filepath.ToSlash(rel)); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // fixModes makes every folder of the store 0700 and takes group and world
 // access away from its private files (and write access from its public
-// ones), noting each change. Symlinks are left alone: the store refuses to
-// use them.
+// ones), noting each change, except for the files inside leafFolders.
+// Symlinks are left alone: the store refuses to use them.
 func (s *Store) fixModes() error {
 	return filepath.WalkDir(s.dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -59,28 +77,40 @@ func (s *Store) fixModes() error {
 		} else if err != nil {
 			return err
 		}
-		old := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
-		var want fs.FileMode
-		switch {
-		case d.IsDir():
-			want = 0o700
-		case !fi.Mode().IsRegular():
-			return nil
-		case publicFile(d.Name()):
-			want = old.Perm() &^ 0o133
-		default:
-			want = old.Perm() &^ 0o077
-		}
-		if old == want {
-			return nil
-		}
-		if err := os.Chmod(path, want); err != nil {
+		rel, _ := filepath.Rel(s.dir, path)
+		if err := s.fixMode(rel, fi); err != nil {
 			return err
 		}
-		rel, _ := filepath.Rel(s.dir, path)
-		s.repaired("%s was mode %04o, now %04o", rel, uint32(old.Perm()), uint32(want))
+		if d.IsDir() && isLeafFolder(rel) {
+			return filepath.SkipDir
+		}
 		return nil
 	})
+}
+
+// fixMode gives the store file or folder rel, whose Lstat is fi, the mode
+// it should have, noting a change.
+func (s *Store) fixMode(rel string, fi fs.FileInfo) error {
+	old := fi.Mode() & (fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky)
+	var want fs.FileMode
+	switch {
+	case fi.IsDir():
+		want = 0o700
+	case !fi.Mode().IsRegular():
+		return nil
+	case publicFile(fi.Name()):
+		want = old.Perm() &^ 0o133
+	default:
+		want = old.Perm() &^ 0o077
+	}
+	if old == want {
+		return nil
+	}
+	if err := os.Chmod(filepath.Join(s.dir, rel), want); err != nil {
+		return err
+	}
+	s.repaired("%s was mode %04o, now %04o", rel, uint32(old.Perm()), uint32(want))
+	return nil
 }
 
 // removeLeftovers removes the temporary files of writes that never reached
