@@ -70,10 +70,14 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 	if err != nil {
 		return nil, nil, fmt.Errorf("wireguard.network: %w", err)
 	}
-	a := addrs[node]
-	listen := a.String() + ":" + strconv.Itoa(PublishPort)
-	if a.Is6() {
-		listen = "[" + a.String() + "]:" + strconv.Itoa(PublishPort)
+	// Every address of the mesh's family, not the mesh address alone:
+	// nginx binds it at `nginx -t` (apply's check) and at its start, both
+	// before WireGuard has brought the mesh address up on a first apply.
+	// The firewall opens the port only on the mesh interface from the
+	// mesh, and nginx's allow admits only the mesh.
+	listen := strconv.Itoa(PublishPort)
+	if addrs[node].Is6() {
+		listen = "[::]:" + listen
 	}
 	f, err := renderFile(PublishConfPath, 0o644, "nginx-publish.tmpl", struct{ Listen, Dir, Mesh, CRL, KRL, Sig string }{
 		listen, PublishDir, mesh.Masked().String(), PublishedCRL, PublishedKRL, PublishedKRLSig})

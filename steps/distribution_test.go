@@ -158,3 +158,31 @@ func TestPublishServer(t *testing.T) {
 		})
 	}
 }
+
+// The CA host's first apply checks its nginx configuration (`nginx -t`
+// binds every listen address) before WireGuard has brought the mesh
+// address up: the publish server must pass that check on a host that has
+// no mesh address yet.
+func TestPublishServerBeforeTheMesh(t *testing.T) {
+	testenv.NeedRoot(t)
+	site := distSite(t)
+	p, err := BuildPlan(site, "db", fixedSecrets(t, site, "db"), goldenNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := planFile(p, PublishConfPath)
+	c := strings.ReplaceAll(string(conf.Content), "root "+PublishDir+";", "root "+t.TempDir()+";")
+	n := mtlsWriteNginx(t, []File{{Path: PublishConfPath, Mode: 0o644, Content: []byte(c)}}, false)
+	ns := testenv.NewNetns(t, "zpub")
+	testenv.MustRun(t, "ip", "-n", ns, "link", "set", "lo", "up")
+	err = testenv.InNetns(ns, func() error {
+		_, stderr, err := testenv.RunCmd(context.Background(), mtlsNginxCheckTimeout, exec.Command(n.bin, n.args("-t")...))
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, stderr)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("nginx -t on a CA host without its mesh address: %v", err)
+	}
+}
