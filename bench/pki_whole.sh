@@ -4,13 +4,15 @@
 # commands (req, then x509 -req with the same CA) and `step certificate
 # create` where step is installed (its column is skipped otherwise);
 # `ztwizard ssh sign` against `ssh-keygen -s`. Each ztwizard row twice: with
-# a store that holds only the CAs and one holding RECORDS more records
-# (default 1,000), to show whether the cost grows with the store.
+# a store that holds only the CAs and one certificate of each kind, and one
+# holding RECORDS more (default 100,000, half X.509 with their keys, half
+# SSH, made by bench/storegen), to show whether the cost grows with the
+# store.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
 trap 'rm -rf "$W"' EXIT
-RECORDS=${RECORDS:-1000}
+RECORDS=${RECORDS:-100000}
 z="$W/ztwizard -c $W/site.yaml"
 cp steps/example.yaml "$W/site.yaml"
 ssh-keygen -q -t ed25519 -N '' -C alice -f "$W/alice"
@@ -18,11 +20,7 @@ for s in small big; do
 	$z --state "$W/$s" ca issue --name service-worker-01 >/dev/null
 	$z --state "$W/$s" ssh sign --user alice --key "$W/alice.pub" >/dev/null
 done
-i=0
-while [ $i -lt "$RECORDS" ]; do
-	$z --state "$W/big" ssh sign --user alice --key "$W/alice.pub" >/dev/null
-	i=$((i + 1))
-done
+go run ./bench/storegen -state "$W/big" -records "$RECORDS"
 cp "$W/small/ca/ca.pem" "$W/ca.pem"
 cp "$W/small/ca/ca-key.pem" "$W/ca-key.pem"
 cp "$W/small/ssh/user_ca" "$W/user_ca"

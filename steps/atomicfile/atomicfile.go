@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -54,7 +55,44 @@ const (
 	TempSuffix = ".tmp"
 )
 
-func writeFile(path string, data []byte, perm os.FileMode, uid, gid int) (err error) {
+// File is one file for WriteFiles.
+type File struct {
+	Path string
+	Data []byte
+	Perm os.FileMode
+}
+
+// WriteFiles atomically replaces each file as WriteFile does, one after
+// the other, but syncs each folder once, after the last rename into it:
+// when it returns, all of them are on disk. A failure leaves the files
+// before the failing one replaced.
+func WriteFiles(files ...File) error {
+	var dirs []string
+	for _, f := range files {
+		if err := writeTemp(f.Path, f.Data, f.Perm, -1, -1); err != nil {
+			return fmt.Errorf("atomicfile: write %s: %w", f.Path, err)
+		}
+		if dir := filepath.Dir(f.Path); !slices.Contains(dirs, dir) {
+			dirs = append(dirs, dir)
+		}
+	}
+	for _, dir := range dirs {
+		if err := syncDir(dir); err != nil {
+			return fmt.Errorf("atomicfile: sync %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, uid, gid int) error {
+	if err := writeTemp(path, data, perm, uid, gid); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes and syncs a temporary file and renames it to path.
+func writeTemp(path string, data []byte, perm os.FileMode, uid, gid int) (err error) {
 	if perm&^modeBits != 0 {
 		return fmt.Errorf("invalid mode %v", perm)
 	}
@@ -96,10 +134,7 @@ func writeFile(path string, data []byte, perm os.FileMode, uid, gid int) (err er
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(tmp, path)
 }
 
 // syncDir makes a rename in dir durable.

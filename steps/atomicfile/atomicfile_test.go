@@ -297,3 +297,53 @@ func TestWriteFileOwned(t *testing.T) {
 		t.Errorf("mode %v, want setuid 0750", fi.Mode())
 	}
 }
+
+// TestWriteFiles writes a key and its certificate into one folder and a
+// file into another: each has its content and mode, an old file is
+// replaced, no temporary file is left, and a symlink among them stops the
+// writes at it.
+func TestWriteFiles(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "c.pem"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	files := []File{
+		{filepath.Join(dir, "k.pem"), []byte("key"), 0o600},
+		{filepath.Join(dir, "c.pem"), []byte("cert"), 0o644},
+		{filepath.Join(sub, "x"), []byte("x"), 0o640},
+	}
+	if err := WriteFiles(files...); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		fi, err := os.Stat(f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(f.Path); string(got) != string(f.Data) || fi.Mode() != f.Perm {
+			t.Errorf("%s: %q %v, want %q %v", f.Path, got, fi.Mode(), f.Data, f.Perm)
+		}
+	}
+	for _, d := range []string{dir, sub} {
+		if left, _ := filepath.Glob(filepath.Join(d, TempPrefix+"*")); len(left) != 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	}
+	if err := os.Symlink(filepath.Join(dir, "k.pem"), filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	err := WriteFiles(File{filepath.Join(dir, "link"), []byte("evil"), 0o600}, File{filepath.Join(dir, "after"), nil, 0o600})
+	if !errors.Is(err, ErrSymlink) {
+		t.Errorf("WriteFiles through a symlink: %v, want ErrSymlink", err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "k.pem")); string(got) != "key" {
+		t.Errorf("the symlink's target was written: %q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "after")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a file after the refused one was written: %v", err)
+	}
+}

@@ -214,11 +214,9 @@ func (a *Authority) keep(kind, name string, cert *x509.Certificate, key crypto.S
 			a.Store.Remove(certFile)
 		}
 	}()
-	if err := a.write(keyFile, keyPEM, privateMode); err != nil {
-		return nil, err
-	}
-	if err := a.write(certFile, pki.EncodeCertPEM(cert), publicMode); err != nil {
-		return nil, err
+	if err := a.Store.WriteFiles(state.File{Rel: keyFile, Data: keyPEM, Perm: privateMode},
+		state.File{Rel: certFile, Data: pki.EncodeCertPEM(cert), Perm: publicMode}); err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
 	}
 	rec := state.Record{Kind: kind, Name: name, Serial: serial, Subject: cert.Subject.String(),
 		NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, File: certFile}

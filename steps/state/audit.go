@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Event is one line of the audit log.
@@ -76,7 +78,7 @@ func (s *Store) appendLine(rel string, line []byte) (err error) {
 	if _, err := f.Write(line); err != nil {
 		return err
 	}
-	return f.Sync()
+	return unix.Fdatasync(int(f.Fd()))
 }
 
 // AuditLog returns the events of the audit log, oldest first. A missing log

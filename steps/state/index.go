@@ -166,9 +166,9 @@ func (s *Store) SaveIndex(ix *Index) error {
 }
 
 // AddRecord adds r to the index, raising the high-water mark. It appends
-// one line to index.json and to counters.json (each one write and one
-// fdatasync), reading only their last lines: its cost does not grow with
-// the index. Hold Lock.
+// one line to index.json (one write and one fdatasync) and one to
+// counters.json, reading only their last lines: its cost does not grow
+// with the index. Hold Lock.
 func (s *Store) AddRecord(r Record) error {
 	return s.appendIndex(func(l *logLine) error {
 		*l.Records++
@@ -244,13 +244,16 @@ func (s *Store) tryAppend(change func(*logLine) error) (done bool, err error) {
 	if err := change(&l); err != nil {
 		return false, err
 	}
-	if err := appendAt(f, end, l); err != nil {
+	if err := appendAt(f, end, l, true); err != nil {
 		return false, fmt.Errorf("state: write %s: %w", indexName, err)
 	}
-	// The mark after the index, as SaveIndex does.
+	// The mark after the index, as SaveIndex does. It needs no sync of
+	// its own: the index's line is on disk before this one is written, so
+	// a crash can lose this line (the mark then lags, which is safe) but
+	// never keep it without the index's.
 	raised := m.raise(mark{CRLNumber: l.CRLNumber, KRLVersion: l.KRLVersion, NextSSHSerial: l.NextSSHSerial, Records: *l.Records})
 	raised.Revoked = nil // the first line holds them; appended lines only counters
-	if err := appendAt(mf, mend, raised); err != nil {
+	if err := appendAt(mf, mend, raised, false); err != nil {
 		return false, fmt.Errorf("state: write %s: %w", markName, err)
 	}
 	return true, nil
@@ -315,8 +318,8 @@ func (s *Store) openTail(rel string) (f *os.File, last []byte, end int64, err er
 }
 
 // appendAt writes v as a JSON line at end, cutting off what follows (a
-// line cut short), with one write, and syncs it.
-func appendAt(f *os.File, end int64, v any) error {
+// line cut short), with one write, and with sync waits until it is on disk.
+func appendAt(f *os.File, end int64, v any, sync bool) error {
 	line, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -330,7 +333,7 @@ func appendAt(f *os.File, end int64, v any) error {
 			return err
 		}
 	}
-	if _, err := f.WriteAt(append(line, '\n'), end); err != nil {
+	if _, err := f.WriteAt(append(line, '\n'), end); err != nil || !sync {
 		return err
 	}
 	return unix.Fdatasync(int(f.Fd()))

@@ -132,8 +132,11 @@ func (s *Store) lock(ctx context.Context, wait bool) (func(), error) {
 	// Record who holds the lock; the mode is set exactly for a file made
 	// under a strict umask.
 	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
-	err = f.Chmod(0o600)
-	if err == nil {
+	fi, err := f.Stat()
+	if err == nil && fi.Mode().Perm() != 0o600 {
+		err = f.Chmod(0o600)
+	}
+	if err == nil && fi.Size() != 0 {
 		err = f.Truncate(0)
 	}
 	if err == nil {

@@ -192,6 +192,39 @@ func (s *Store) writeFile(rel string, data []byte, perm os.FileMode) error {
 	return nil
 }
 
+// File is one file for WriteFiles: its path relative to the store, its
+// content and its mode.
+type File struct {
+	Rel  string
+	Data []byte
+	Perm os.FileMode
+}
+
+// WriteFiles writes files as WriteFile does, syncing each folder once
+// after the last file written into it (a certificate and its key: one
+// folder sync less).
+func (s *Store) WriteFiles(files ...File) error {
+	var out []atomicfile.File
+	for _, f := range files {
+		if err := checkUserRel(f.Rel); err != nil {
+			return fmt.Errorf("state: write %s: %w", f.Rel, err)
+		}
+		if s.dry != nil {
+			s.dryWrite(f.Rel, f.Data)
+			continue
+		}
+		path, err := s.parents(f.Rel, true)
+		if err != nil {
+			return fmt.Errorf("state: write %s: %w", f.Rel, err)
+		}
+		out = append(out, atomicfile.File{Path: path, Data: f.Data, Perm: f.Perm})
+	}
+	if err := atomicfile.WriteFiles(out...); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
 // ReadFile returns the content of the file rel inside the store. It refuses
 // symlinks along the path and at the file. For a missing file the error
 // satisfies errors.Is(err, os.ErrNotExist).
