@@ -87,9 +87,10 @@ func Open(dir string) (*Store, error) {
 	}
 	// Leftovers of killed writes go now if no writer is at work (taking
 	// the lock removes them), else when the lock is taken next. Where no
-	// lock file is, no writer has been; a lock that cannot be taken is
-	// for the writer that needs it to report.
-	if fi, err := os.Lstat(filepath.Join(abs, lockName)); err == nil && fi.Mode().IsRegular() {
+	// lock file is, or an empty one, no writer has been or every writer
+	// unlocked (see Lock); a lock that cannot be taken is for the writer
+	// that needs it to report.
+	if fi, err := os.Lstat(filepath.Join(abs, lockName)); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
 		if unlock, err := s.TryLock(); err == nil {
 			unlock()
 		}
