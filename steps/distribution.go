@@ -21,6 +21,9 @@ const (
 	PublishedCRL    = "crl.pem"
 	PublishedKRL    = "revoked.krl"
 	PublishedKRLSig = "revoked.krl.sig"
+	// PublishedLeaves is the folder of every node's renewed certificates:
+	// nodes/NODE/SERVICE.crt and nodes/NODE/ssh_host_ed25519_key-cert.pub.
+	PublishedLeaves = "nodes"
 
 	PullUnit  = "ztwizard-pull.service"
 	PullTimer = "ztwizard-pull.timer"
@@ -52,7 +55,7 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 		return nil, nil, err
 	}
 	t := site.Timing()
-	v := struct{ Binary, From, Every, Jitter, Boot, CACert string }{BinaryPath, from, systemdSpan(t.Pull),
+	v := struct{ Binary, From, Node, Every, Jitter, Boot, CACert string }{BinaryPath, from, node, systemdSpan(t.Pull),
 		systemdSpan(t.PullJitter), bootDelay(site, "1min"), CACertPath}
 	var files []File
 	for _, u := range []struct{ name, tmpl string }{{PullUnit, "unit-pull-service.tmpl"}, {PullTimer, "unit-pull-timer.tmpl"}} {
@@ -79,8 +82,8 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 	if addrs[node].Is6() {
 		listen = "[::]:" + listen
 	}
-	f, err := renderFile(PublishConfPath, 0o644, "nginx-publish.tmpl", struct{ Listen, Dir, Mesh, CRL, KRL, Sig string }{
-		listen, PublishDir, mesh.Masked().String(), PublishedCRL, PublishedKRL, PublishedKRLSig})
+	f, err := renderFile(PublishConfPath, 0o644, "nginx-publish.tmpl", struct{ Listen, Dir, Mesh, CRL, KRL, Sig, Leaves string }{
+		listen, PublishDir, mesh.Masked().String(), PublishedCRL, PublishedKRL, PublishedKRLSig, PublishedLeaves})
 	if err != nil {
 		return nil, nil, err
 	}

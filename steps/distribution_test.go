@@ -53,7 +53,7 @@ func TestDistributionPlans(t *testing.T) {
 	}
 	for n, p := range plans {
 		svc := planFile(p, SystemdDir+"/"+PullUnit)
-		if svc == nil || planFile(p, SystemdDir+"/"+PullTimer) == nil || !strings.Contains(string(svc.Content), "node pull --from "+from+"\n") {
+		if svc == nil || planFile(p, SystemdDir+"/"+PullTimer) == nil || !strings.Contains(string(svc.Content), "node pull --from "+from+" --node "+n+"\n") {
 			t.Fatalf("%s: no pull units from %s", n, from)
 		}
 		enabled := false

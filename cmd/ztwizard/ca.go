@@ -298,6 +298,9 @@ func caCRLCmd(g *globals) *cobra.Command {
 				if err := publishRevocations(s, publish, crl); err != nil {
 					return err
 				}
+				if err := publishLeaves(cmd.OutOrStdout(), s, publish); err != nil {
+					return err
+				}
 			}
 			verb := "signed"
 			if !due {
@@ -308,7 +311,7 @@ func caCRLCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL (PEM) to this file")
-	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature into this folder, which nodes pull from")
+	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature into this folder, which nodes pull from, and\nrenew every node's server and SSH host certificates that are due and write them (certificates only) under nodes/")
 	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a day (or a quarter of its validity) of nextUpdate")
 	return cmd
 }

@@ -4,19 +4,23 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/ssh"
 
 	"ztwizard/steps"
 	"ztwizard/steps/authority"
 	"ztwizard/steps/bundle"
 	"ztwizard/steps/host"
 	"ztwizard/steps/monitor"
+	"ztwizard/steps/pki"
 	"ztwizard/steps/state"
 )
 
@@ -80,6 +84,7 @@ textfile collector (atomically; the name must end in .prom).`,
 				if crl, err := os.ReadFile(filepath.Join(root, steps.CRLPath)); err == nil {
 					rep.UseInstalledCRL(crl, now)
 				}
+				useInstalledLeaves(rep, root, now)
 			}
 			var next time.Time
 			for _, it := range rep.Items {
@@ -169,6 +174,41 @@ func statusWindows(cmd *cobra.Command, g *globals, root string) (monitor.Windows
 	}
 	fmt.Fprintln(cmd.ErrOrStderr(), steps.TestTimescaleWarning(site))
 	return monitor.SiteWindows(site.Timing()), nil
+}
+
+// useInstalledLeaves counts, on a node, the server certificates and the
+// SSH host certificate installed under root when a pull brought renewed
+// ones after the bundle.
+func useInstalledLeaves(rep *monitor.Report, root string, now time.Time) {
+	// UseInstalledEnd sorts the items: walk a copy.
+	for _, it := range slices.Clone(rep.Items) {
+		if it.Source != monitor.SourceNode {
+			continue
+		}
+		switch it.Kind {
+		case authority.KindServer:
+			if err := steps.ValidName(it.Name); err != nil {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(root, steps.TLSDir, it.Name+".crt"))
+			if err != nil {
+				continue
+			}
+			if c, err := pki.DecodeCertPEM(data); err == nil {
+				rep.UseInstalledEnd(it.Kind, it.Name, c.NotAfter, now)
+			}
+		case authority.KindSSHHost:
+			data, err := os.ReadFile(filepath.Join(root, steps.SSHHostCertPath))
+			if err != nil {
+				continue
+			}
+			if pub, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
+				if c, ok := pub.(*ssh.Certificate); ok && c.ValidBefore < math.MaxInt64 {
+					rep.UseInstalledEnd(it.Kind, it.Name, time.Unix(int64(c.ValidBefore), 0), now)
+				}
+			}
+		}
+	}
 }
 
 // dueErr is the error that makes status exit 1 when something is due.

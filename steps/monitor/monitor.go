@@ -189,6 +189,20 @@ func heldKind(what, node string) (kind, name string) {
 	return "other", what
 }
 
+// UseInstalledEnd replaces the node's item of kind and name (from its
+// bundle) with notAfter, the end of what is installed on the node, when
+// that runs longer: a pull installs renewed server and SSH host
+// certificates between bundles.
+func (r *Report) UseInstalledEnd(kind, name string, notAfter, now time.Time) {
+	for i, it := range r.Items {
+		if it.Source == SourceNode && it.Kind == kind && it.Name == name && notAfter.After(it.NotAfter) {
+			r.Items[i] = r.windows.Item(SourceNode, it.Kind, it.Name, it.Serial, notAfter, now)
+		}
+	}
+	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })
+	r.count()
+}
+
 // UseInstalledCRL replaces the node's CRL item (from its bundle) with the
 // CRL installed on the node, crlPEM, when that one runs longer: a node
 // that pulls its CRL from the CA host holds a newer one than its bundle

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -168,5 +169,21 @@ http {
 	}
 	if got, _ := os.ReadFile(filepath.Join(root, steps.SSHKRLPath)); string(got) != string(krl(4)) {
 		t.Fatal("the KRL installed is not the published one")
+	}
+
+	// db's nginx serves the renewed certificates under nodes/; what is not
+	// published is a 404, which a pull takes as nothing to do.
+	leaf := pemCert(ca.Cert)
+	if err := os.MkdirAll(filepath.Join(pub, LeavesDir, "web"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(pub, LeavesDir, "web", "api"+ServerSuffix), leaf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Fetch(context.Background(), client, from, LeafPath("web", "api"+ServerSuffix)); err != nil || string(got) != string(leaf) {
+		t.Fatalf("a published certificate over the mesh: %v", err)
+	}
+	if _, err := Fetch(context.Background(), client, from, LeafPath("web", HostCertName)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an unpublished host certificate: %v, want ErrNotFound", err)
 	}
 }

@@ -3,6 +3,7 @@ package pull
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -10,7 +11,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
@@ -24,6 +29,10 @@ type Options struct {
 	Client *http.Client // nil: one with a 30s timeout
 	Now    time.Time
 	Log    io.Writer // what was installed or refused, one line each
+	// Node, when set, is this node's name: the pull also fetches its own
+	// renewed server certificates and SSH host certificate (see
+	// PublishLeaves).
+	Node string
 }
 
 // Result is what a pull installed.
@@ -33,11 +42,17 @@ type Result struct {
 	// before did not: nginx must restart, since a reload keeps its TLS
 	// session cache and a revoked client could resume a session.
 	Revoked bool
+	// Servers names the services whose renewed certificate was installed
+	// (nginx must reload); HostCert is set when the SSH host certificate
+	// was (sshd reads it only at start and reload).
+	Servers  []string
+	HostCert bool
 }
 
 // Pull fetches the CRL, the KRL and its signature from o.From, checks them
 // against the CA certificate installed under o.Root and the files it holds,
-// and installs each that passes (atomically, 0644). A file that fails a
+// and installs each that passes (atomically, 0644). With o.Node it also
+// fetches the node's renewed leaves (see pullLeaves). A file that fails a
 // check is never installed: the one installed is kept, the reason logged,
 // and the error returned (wrapping ErrRefused) once the other file had its
 // turn.
@@ -104,7 +119,145 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 			logf("KRL version %d installed", v)
 		}
 	}
+	if o.Node != "" {
+		pullLeaves(ctx, client, o, res, logf, fail)
+	}
 	return res, errors.Join(errs...)
+}
+
+// pullLeaves fetches, for each service certificate installed under
+// o.Root (TLSDir/SERVICE.crt beside its key) and for the SSH host
+// certificate, the one the CA host publishes for o.Node, and installs it
+// when CheckServerCert or CheckHostCert passes, with the installed file's
+// mode and owner. A file the CA host does not publish is left alone; one
+// that fails a check is logged and kept.
+func pullLeaves(ctx context.Context, client *http.Client, o Options, res *Result, logf func(string, ...any), fail func(string, error)) {
+	path := func(p string) string { return filepath.Join(o.Root, filepath.FromSlash(p)) }
+	fetch := func(what, name string) []byte {
+		data, err := Fetch(ctx, client, o.From, LeafPath(o.Node, name))
+		if errors.Is(err, ErrNotFound) {
+			logf("%s: none published for %s; the installed one is kept", what, o.Node)
+			return nil
+		}
+		if err != nil {
+			fail(what, err)
+			return nil
+		}
+		return data
+	}
+	install := func(what, p string, data []byte) bool {
+		fi, err := os.Stat(p)
+		if err != nil {
+			fail(what, err)
+			return false
+		}
+		uid, gid := ownerOf(fi)
+		if err := atomicfile.WriteFileOwned(p, data, fi.Mode().Perm(), uid, gid); err != nil {
+			fail(what, err)
+			return false
+		}
+		return true
+	}
+
+	trustPEM, err := os.ReadFile(path(steps.CACertPath))
+	var trusted []*x509.Certificate
+	if err == nil {
+		trusted, err = ParseCerts(trustPEM)
+	}
+	if err != nil {
+		fail("server certificates", fmt.Errorf("%s: %w", steps.CACertPath, err))
+		trusted = nil
+	}
+	crts, _ := filepath.Glob(filepath.Join(path(steps.TLSDir), "*"+ServerSuffix))
+	for _, crt := range crts {
+		if trusted == nil {
+			break
+		}
+		svc := strings.TrimSuffix(filepath.Base(crt), ServerSuffix)
+		what := "certificate of " + svc
+		keyPEM, err := os.ReadFile(strings.TrimSuffix(crt, ServerSuffix) + ".key")
+		if errors.Is(err, os.ErrNotExist) {
+			continue // not a key of this node's
+		}
+		var key crypto.Signer
+		if err == nil {
+			key, err = pki.DecodeKeyPEM(keyPEM, nil)
+		}
+		if err != nil {
+			fail(what, fmt.Errorf("its key: %w", err))
+			continue
+		}
+		fetched := fetch(what, svc+ServerSuffix)
+		if fetched == nil {
+			continue
+		}
+		installed, err := os.ReadFile(crt)
+		if err != nil {
+			fail(what, err)
+			continue
+		}
+		if bytes.Equal(installed, fetched) {
+			continue
+		}
+		cert, err := CheckServerCert(trusted, key.Public(), installed, fetched, o.Now)
+		if err != nil {
+			fail(what, err)
+			continue
+		}
+		if install(what, crt, fetched) {
+			res.Servers = append(res.Servers, svc)
+			logf("%s renewed: serial %s until %s", what, cert.SerialNumber.Text(16), cert.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+
+	const what = "SSH host certificate"
+	installed, err := readOptional(path(steps.SSHHostCertPath))
+	if err != nil {
+		fail(what, err)
+		return
+	}
+	if installed == nil {
+		return // none installed: the node's bundle brings the first
+	}
+	fetched := fetch(what, HostCertName)
+	if fetched == nil || bytes.Equal(installed, fetched) {
+		return
+	}
+	known, err := os.ReadFile(path(steps.SSHKnownHostsPath))
+	var cas []ssh.PublicKey
+	if err == nil {
+		cas, err = HostCAs(known)
+	}
+	if err != nil {
+		fail(what, fmt.Errorf("the host CA: %s: %w", steps.SSHKnownHostsPath, err))
+		return
+	}
+	keyPEM, err := os.ReadFile(path(steps.SSHHostKeyPath))
+	var signer ssh.Signer
+	if err == nil {
+		signer, err = ssh.ParsePrivateKey(keyPEM)
+	}
+	if err != nil {
+		fail(what, fmt.Errorf("the host key %s: %w", steps.SSHHostKeyPath, err))
+		return
+	}
+	cert, err := CheckHostCert(cas, signer.PublicKey(), installed, fetched, o.Now)
+	if err != nil {
+		fail(what, err)
+		return
+	}
+	if install(what, path(steps.SSHHostCertPath), fetched) {
+		res.HostCert = true
+		logf("%s renewed: serial %d until %s", what, cert.Serial, time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339))
+	}
+}
+
+// ownerOf is the owner and group of a file (-1 where unknown).
+func ownerOf(fi os.FileInfo) (uid, gid int) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid), int(st.Gid)
+	}
+	return -1, -1
 }
 
 // readOptional reads a file; a missing one is nil.

@@ -48,6 +48,9 @@ const (
 	sigContext = "ztwizard krl signature v1\n"
 )
 
+// ErrNotFound is wrapped by Fetch when the CA host publishes no such file.
+var ErrNotFound = errors.New("not published (HTTP 404)")
+
 // ErrRefused is wrapped by every check that refuses a fetched file.
 var ErrRefused = errors.New("refused")
 
@@ -207,6 +210,9 @@ func Fetch(ctx context.Context, client *http.Client, base, name string) ([]byte,
 		return nil, fmt.Errorf("pull: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("pull: %s/%s: %w", base, name, ErrNotFound)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("pull: %s/%s: HTTP %d", base, name, resp.StatusCode)
 	}
