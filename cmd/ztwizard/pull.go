@@ -24,10 +24,11 @@ func nodePullCmd(g *globals) *cobra.Command {
 		Short: "Fetch the CRL, the KRL and renewed certificates the CA host publishes, check them, install them",
 		Long: `On a node: fetches crl.pem, revoked.krl and revoked.krl.sig from the folder
 the CA host publishes (` + "`ca crl --publish DIR`" + `, served by nginx on its mesh
-address), and installs each that passes every check: the CRL signed by the CA
-installed in ` + steps.CACertPath + `, not past its nextUpdate, its number not lower
-than the installed CRL's; the KRL signed by the same CA (detached signature)
-and its version not lower than the installed KRL's.
+address), and installs each that passes every check: every CRL of the file
+(two during a CA rotation) signed by a CA installed in ` + steps.CACertPath + `, not
+past its nextUpdate, its number not lower than the installed CRL of the same
+CA; the KRL signed by one of those CAs (detached signature) and its version
+not lower than the installed KRL's.
 
 With --node NAME it also fetches the node's renewed certificates, which the
 CA host's scheduled ` + "`ca crl --publish`" + ` renews at two thirds of their life:

@@ -209,17 +209,32 @@ func (r *Report) UseInstalledEnd(kind, name string, notAfter, now time.Time) {
 // brought, and a pull that keeps failing shows as that CRL nearing its
 // nextUpdate.
 func (r *Report) UseInstalledCRL(crlPEM []byte, now time.Time) {
-	b, _ := pem.Decode(crlPEM)
-	if b == nil || b.Type != "X509 CRL" {
-		return
+	// During a CA rotation the file holds a CRL of each CA: the soonest
+	// nextUpdate counts.
+	var next time.Time
+	for rest := crlPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "X509 CRL" {
+			return
+		}
+		crl, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return
+		}
+		if next.IsZero() || crl.NextUpdate.Before(next) {
+			next = crl.NextUpdate
+		}
 	}
-	crl, err := x509.ParseRevocationList(b.Bytes)
-	if err != nil {
+	if next.IsZero() {
 		return
 	}
 	for i, it := range r.Items {
-		if it.Source == SourceNode && it.Kind == authority.KindCRL && crl.NextUpdate.After(it.NotAfter) {
-			r.Items[i] = r.windows.Item(SourceNode, it.Kind, it.Name, it.Serial, crl.NextUpdate, now)
+		if it.Source == SourceNode && it.Kind == authority.KindCRL && next.After(it.NotAfter) {
+			r.Items[i] = r.windows.Item(SourceNode, it.Kind, it.Name, it.Serial, next, now)
 		}
 	}
 	slices.SortStableFunc(r.Items, func(x, y Item) int { return x.NotAfter.Compare(y.NotAfter) })

@@ -71,7 +71,7 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pull: the CA this node trusts: %w", err)
 	}
-	ca, err := pki.DecodeCertPEM(caPEM)
+	trusted, err := ParseCerts(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("pull: %s: %w", steps.CACertPath, err)
 	}
@@ -86,7 +86,7 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 		fail("CRL", err)
 	} else if installed, err := readOptional(path(steps.CRLPath)); err != nil {
 		fail("CRL", err)
-	} else if parsed, err := CheckCRL(ca, installed, crl, o.Now); err != nil {
+	} else if parsed, err := CheckCRLs(trusted, installed, crl, o.Now); err != nil {
 		fail("CRL", err)
 	} else if !bytes.Equal(installed, crl) {
 		if err := atomicfile.WriteFile(path(steps.CRLPath), crl, 0o644); err != nil {
@@ -95,7 +95,10 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 			res.CRL = true
 			n := newRevocations(installed, parsed)
 			res.Revoked = n > 0
-			logf("CRL number %s installed (%d new revocation(s)), next update %s", parsed.Number, n, parsed.NextUpdate.UTC().Format(time.RFC3339))
+			for _, c := range parsed {
+				logf("CRL number %s of %q installed (%d new revocation(s)), next update %s", c.Number, c.Issuer.CommonName,
+					newRevocations(installed, []*x509.RevocationList{c}), c.NextUpdate.UTC().Format(time.RFC3339))
+			}
 		}
 	}
 
@@ -108,7 +111,7 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 		fail("KRL", err)
 	} else if installed, err := readOptional(path(steps.SSHKRLPath)); err != nil {
 		fail("KRL", err)
-	} else if err := CheckKRL(ca, installed, krl, sig); err != nil {
+	} else if err := CheckKRLs(trusted, installed, krl, sig); err != nil {
 		fail("KRL", err)
 	} else if !bytes.Equal(installed, krl) {
 		if err := atomicfile.WriteFile(path(steps.SSHKRLPath), krl, 0o644); err != nil {
@@ -269,21 +272,25 @@ func readOptional(p string) ([]byte, error) {
 	return data, err
 }
 
-// newRevocations counts the serials crl revokes that the installed CRL
-// (nil: none) does not.
-func newRevocations(installed []byte, crl *x509.RevocationList) int {
+// newRevocations counts the serials, per issuer, that crls revoke and the
+// installed CRL file (nil: none) does not.
+func newRevocations(installed []byte, crls []*x509.RevocationList) int {
 	old := map[string]bool{}
 	if installed != nil {
-		if prev, err := ParseCRL(installed); err == nil {
-			for _, e := range prev.RevokedCertificateEntries {
-				old[e.SerialNumber.String()] = true
+		if prev, err := ParseCRLs(installed); err == nil {
+			for _, c := range prev {
+				for _, e := range c.RevokedCertificateEntries {
+					old[string(c.RawIssuer)+"/"+e.SerialNumber.String()] = true
+				}
 			}
 		}
 	}
 	n := 0
-	for _, e := range crl.RevokedCertificateEntries {
-		if !old[e.SerialNumber.String()] {
-			n++
+	for _, c := range crls {
+		for _, e := range c.RevokedCertificateEntries {
+			if !old[string(c.RawIssuer)+"/"+e.SerialNumber.String()] {
+				n++
+			}
 		}
 	}
 	return n

@@ -24,6 +24,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"ztwizard/steps"
@@ -122,26 +124,81 @@ func ParseCRL(data []byte) (*x509.RevocationList, error) {
 	return crl, nil
 }
 
-// CheckCRL checks a fetched CRL against the CA certificate ca and the CRL
-// installed (nil: none): signed by ca, not past its nextUpdate, and a CRL
-// number not lower than the installed one's.
+// CheckCRL checks a fetched CRL file against the CA certificate ca and
+// the CRL file installed (nil: none), as CheckCRLs does with ca alone, and
+// returns its first CRL.
 func CheckCRL(ca *x509.Certificate, installed, fetched []byte, now time.Time) (*x509.RevocationList, error) {
-	crl, err := ParseCRL(fetched)
+	crls, err := CheckCRLs([]*x509.Certificate{ca}, installed, fetched, now)
 	if err != nil {
 		return nil, err
 	}
-	if err := crl.CheckSignatureFrom(ca); err != nil {
-		return nil, refused("the CRL is not signed by the installed CA %q (issuer %q): %v", ca.Subject.CommonName, crl.Issuer.CommonName, err)
+	return crls[0], nil
+}
+
+// ParseCRLs reads every CRL of a PEM file: one per CA, two during a CA
+// rotation's overlap. A block that is no CRL is an error.
+func ParseCRLs(data []byte) ([]*x509.RevocationList, error) {
+	var out []*x509.RevocationList
+	for i := 1; ; i++ {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "X509 CRL" {
+			return nil, refused("block %d is a %s, not an X509 CRL", i, b.Type)
+		}
+		crl, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			return nil, refused("CRL %d: %v", i, err)
+		}
+		out = append(out, crl)
 	}
-	if !now.Before(crl.NextUpdate) {
-		return nil, refused("the CRL's nextUpdate %s has passed", crl.NextUpdate.UTC().Format(time.RFC3339))
+	if len(out) == 0 {
+		return nil, refused("no X509 CRL PEM block")
 	}
-	if installed != nil {
-		if old, err := ParseCRL(installed); err == nil && old.CheckSignatureFrom(ca) == nil && crl.Number.Cmp(old.Number) < 0 {
-			return nil, refused("the CRL's number %s is lower than the installed one's %s", crl.Number, old.Number)
+	return out, nil
+}
+
+// issuerOf returns the CA of trusted that signed crl, nil when none did.
+func issuerOf(trusted []*x509.Certificate, crl *x509.RevocationList) *x509.Certificate {
+	for _, ca := range trusted {
+		if crl.CheckSignatureFrom(ca) == nil {
+			return ca
 		}
 	}
-	return crl, nil
+	return nil
+}
+
+// CheckCRLs checks every CRL of a fetched file (one per CA: two during a
+// rotation's overlap) against the CAs the node trusts and the CRL file
+// installed (nil: none): each signed by one of trusted, not past its
+// nextUpdate, and with a CRL number not lower than the installed CRL of
+// the same CA. One CRL that fails refuses the whole file.
+func CheckCRLs(trusted []*x509.Certificate, installed, fetched []byte, now time.Time) ([]*x509.RevocationList, error) {
+	crls, err := ParseCRLs(fetched)
+	if err != nil {
+		return nil, err
+	}
+	var old []*x509.RevocationList
+	if installed != nil {
+		old, _ = ParseCRLs(installed) // an unreadable installed file holds nothing back
+	}
+	for i, crl := range crls {
+		ca := issuerOf(trusted, crl)
+		if ca == nil {
+			return nil, refused("CRL %d (issuer %q) is not signed by the installed CA(s) %s", i+1, crl.Issuer.CommonName, names(trusted))
+		}
+		if !now.Before(crl.NextUpdate) {
+			return nil, refused("CRL %d (issuer %q): its nextUpdate %s has passed", i+1, ca.Subject.CommonName, crl.NextUpdate.UTC().Format(time.RFC3339))
+		}
+		for _, o := range old {
+			if o.CheckSignatureFrom(ca) == nil && crl.Number.Cmp(o.Number) < 0 {
+				return nil, refused("CRL %d (issuer %q): its number %s is lower than the installed one's %s", i+1, ca.Subject.CommonName, crl.Number, o.Number)
+			}
+		}
+	}
+	return crls, nil
 }
 
 // CheckKRL checks a fetched KRL: signed by ca (sig), and a version not
@@ -160,6 +217,26 @@ func CheckKRL(ca *x509.Certificate, installed, fetched, sig []byte) error {
 		}
 	}
 	return nil
+}
+
+// CheckKRLs is CheckKRL with the signature by any of the CAs the node
+// trusts (two during a rotation's overlap).
+func CheckKRLs(trusted []*x509.Certificate, installed, fetched, sig []byte) error {
+	for _, ca := range trusted {
+		if VerifyKRL(ca, fetched, sig) == nil {
+			return CheckKRL(ca, installed, fetched, sig)
+		}
+	}
+	return refused("the KRL's signature is not by the installed CA(s) %s", names(trusted))
+}
+
+// names lists the CAs' common names, quoted.
+func names(cas []*x509.Certificate) string {
+	var out []string
+	for _, c := range cas {
+		out = append(out, strconv.Quote(c.Subject.CommonName))
+	}
+	return strings.Join(out, ", ")
 }
 
 // Publish writes the CRL, the KRL and its signature into dir (0644,
