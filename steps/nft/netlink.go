@@ -6,45 +6,62 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 )
 
 // Apply replaces the inet ztwizard table in the kernel with t, in one
 // netlink batch: it declares the table (so deleting it cannot fail),
 // deletes it, and adds the table, its sets with their elements, its chains
 // and their rules. The kernel applies the batch whole or not at all, and no
-// other table is touched. c should have nothing else queued: Flush sends it
-// along, and after a failure before the flush, part of the batch stays
-// queued on c.
+// other table is touched. c says where: the batch goes to the network
+// namespace of its NetNS (0: this process's); nothing is queued on it.
 func (t *Table) Apply(c *nftables.Conn) error {
 	if err := t.validate(); err != nil {
 		return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
 	}
+	msgs, err := t.batch()
+	if err != nil {
+		return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
+	}
+	if err := send(c.NetNS, msgs); err != nil {
+		return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
+	}
+	return nil
+}
+
+// batch is the netlink batch that replaces the table with t.
+func (t *Table) batch() ([]netlink.Message, error) {
+	r := newRecorder()
+	c := r.c
 	b := batch{c: c, sets: map[string]*nftables.Set{}}
 	b.table = c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
 	c.DelTable(b.table)
 	c.AddTable(b.table)
 	for i := range t.Sets {
 		if err := b.addSet(&t.Sets[i]); err != nil {
-			return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
+			return nil, err
 		}
 	}
 	for i := range t.Chains {
 		if err := b.addChain(&t.Chains[i]); err != nil {
-			return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
+			return nil, err
 		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nft: apply %s %s: %w", Family, TableName, err)
-	}
-	return nil
+	return r.flush()
 }
 
-// Delete removes the inet ztwizard table, if there is one, in one batch.
-// No other table is touched.
+// Delete removes the inet ztwizard table, if there is one, in one batch,
+// in the network namespace of c's NetNS (0: this process's). No other
+// table is touched.
 func Delete(c *nftables.Conn) error {
-	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
-	c.DelTable(tbl)
-	if err := c.Flush(); err != nil {
+	r := newRecorder()
+	tbl := r.c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: TableName})
+	r.c.DelTable(tbl)
+	msgs, err := r.flush()
+	if err == nil {
+		err = send(c.NetNS, msgs)
+	}
+	if err != nil {
 		return fmt.Errorf("nft: delete %s %s: %w", Family, TableName, err)
 	}
 	return nil

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 
 	"ztwizard/steps/nft"
 	"ztwizard/steps/nft/nfttest"
@@ -252,4 +256,65 @@ func TestNftRuleCount(t *testing.T) {
 	if got := (&nft.Table{}).RuleCount(); got != 0 {
 		t.Fatalf("empty table RuleCount = %d", got)
 	}
+}
+
+// TestNftApplyRefused: a batch the kernel refuses changes nothing and says
+// which message the kernel refused and why. The kernel's own refusal: an
+// inet ztwizard table owned by another netlink socket (flags owner), which
+// no other socket may replace.
+func TestNftApplyRefused(t *testing.T) {
+	ns := nfttest.NewNS(t)
+	owner := ownTable(t, ns.Conn().NetNS)
+	defer owner.Close()
+	before := ns.Ruleset()
+	if !strings.Contains(before, "table inet ztwizard") {
+		t.Fatalf("the owned table is not there:\n%s", before)
+	}
+	err := sample().Apply(ns.Conn())
+	if err == nil {
+		t.Fatal("Apply replaced a table another socket owns")
+	}
+	if !errors.Is(err, syscall.EPERM) || !strings.Contains(err.Error(), "add table") {
+		t.Fatalf("Apply = %v, want the kernel's EPERM for the add table message", err)
+	}
+	if got := ns.Ruleset(); got != before {
+		t.Fatalf("a refused batch changed the ruleset:\n--- before\n%s\n--- after\n%s", before, got)
+	}
+	if err := nft.Delete(ns.Conn()); !errors.Is(err, syscall.EPERM) {
+		t.Fatalf("Delete of the owned table = %v, want EPERM", err)
+	}
+}
+
+// ownTable makes an empty inet ztwizard table owned by a netlink socket of
+// its own in the namespace netns, and returns that socket: the table lasts
+// while it is open. (google/nftables sends no table flags.)
+func ownTable(t *testing.T, netns int) *netlink.Conn {
+	t.Helper()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: netns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nfgen := func(family byte, resID uint16) []byte { return []byte{family, 0, byte(resID >> 8), byte(resID)} }
+	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
+		{Type: unix.NFTA_TABLE_NAME, Data: []byte(nft.TableName + "\x00")},
+		{Type: unix.NFTA_TABLE_FLAGS, Data: []byte{0, 0, 0, 2}}, // NFT_TABLE_F_OWNER,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []netlink.Message{
+		{Header: netlink.Header{Type: unix.NFNL_MSG_BATCH_BEGIN, Flags: netlink.Request}, Data: nfgen(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+		{Header: netlink.Header{Type: unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE, Flags: netlink.Request | netlink.Acknowledge | netlink.Create},
+			Data: append(nfgen(unix.NFPROTO_INET, 0), attrs...)},
+		{Header: netlink.Header{Type: unix.NFNL_MSG_BATCH_END, Flags: netlink.Request}, Data: nfgen(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES)},
+	}
+	if _, err := c.SendMessages(msgs); err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	if _, err := c.Receive(); err != nil {
+		c.Close()
+		t.Fatalf("make the owned table: %v", err)
+	}
+	return c
 }
