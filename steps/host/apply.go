@@ -532,5 +532,5 @@ func (a *Applier) applyWG(ctx context.Context, iface steps.Interface, c *changes
 			return err
 		}
 	}
-	return configure(a.WG, iface, c.resolved)
+	return configure(a.WG, iface, c.resolved, c.wgNow)
 }

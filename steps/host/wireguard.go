@@ -101,23 +101,7 @@ func desired(iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr) *WGSn
 		snap.ListenPort = *cfg.ListenPort
 	}
 	for _, p := range cfg.Peers {
-		wp := WGPeer{PublicKey: p.PublicKey.String()}
-		if p.PresharedKey != nil {
-			wp.PresharedKey = p.PresharedKey.String()
-		}
-		if p.Endpoint != nil {
-			wp.Endpoint = p.Endpoint.String()
-		} else if a, ok := resolved[p.PublicKey]; ok {
-			wp.Endpoint = a.String()
-		}
-		if p.PersistentKeepaliveInterval != nil {
-			wp.Keepalive = int(*p.PersistentKeepaliveInterval / time.Second)
-		}
-		for _, a := range p.AllowedIPs {
-			wp.AllowedIPs = append(wp.AllowedIPs, a.String())
-		}
-		slices.Sort(wp.AllowedIPs)
-		snap.Peers = append(snap.Peers, wp)
+		snap.Peers = append(snap.Peers, wantPeer(p, resolved))
 	}
 	slices.SortFunc(snap.Peers, func(a, b WGPeer) int { return strings.Compare(a.PublicKey, b.PublicKey) })
 	for _, a := range iface.Addresses {
@@ -125,6 +109,78 @@ func desired(iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr) *WGSn
 	}
 	slices.Sort(snap.Addresses)
 	return snap
+}
+
+// wantPeer is the snapshot of peer p once configured, its endpoint looked
+// up in resolved when given as a name.
+func wantPeer(p wgtypes.PeerConfig, resolved map[wgtypes.Key]*net.UDPAddr) WGPeer {
+	wp := WGPeer{PublicKey: p.PublicKey.String()}
+	if p.PresharedKey != nil && *p.PresharedKey != (wgtypes.Key{}) {
+		wp.PresharedKey = p.PresharedKey.String()
+	}
+	if p.Endpoint != nil {
+		wp.Endpoint = p.Endpoint.String()
+	} else if a, ok := resolved[p.PublicKey]; ok {
+		wp.Endpoint = a.String()
+	}
+	if p.PersistentKeepaliveInterval != nil {
+		wp.Keepalive = int(*p.PersistentKeepaliveInterval / time.Second)
+	}
+	for _, a := range p.AllowedIPs {
+		wp.AllowedIPs = append(wp.AllowedIPs, a.String())
+	}
+	slices.Sort(wp.AllowedIPs)
+	return wp
+}
+
+// delta is the configuration that takes a device from now to cfg (a
+// whole configuration, endpoints filled in): its key and port where they
+// change, the peers that are new or differ (each set whole: allowed IPs
+// replaced, preshared key and keepalive given even when none), and the
+// removal of the peers cfg no longer has. Peers already as cfg wants them
+// are left out: a userspace device computes a Diffie-Hellman for every
+// peer it adds, so replacing all 1,000 peers for one change costs a
+// hundred milliseconds or more, and drops every peer's session.
+func delta(cfg wgtypes.Config, now *WGSnapshot) wgtypes.Config {
+	out := wgtypes.Config{FirewallMark: cfg.FirewallMark}
+	if cfg.PrivateKey != nil && cfg.PrivateKey.String() != now.PrivateKey {
+		out.PrivateKey = cfg.PrivateKey
+	}
+	if cfg.ListenPort != nil && *cfg.ListenPort != now.ListenPort {
+		out.ListenPort = cfg.ListenPort
+	}
+	have := make(map[string]WGPeer, len(now.Peers))
+	for _, p := range now.Peers {
+		have[p.PublicKey] = p
+	}
+	wanted := make(map[string]bool, len(cfg.Peers))
+	var changed []wgtypes.PeerConfig
+	for _, p := range cfg.Peers {
+		key := p.PublicKey.String()
+		wanted[key] = true
+		if h, ok := have[key]; ok && samePeer(h, wantPeer(p, nil)) {
+			continue
+		}
+		p.ReplaceAllowedIPs = true
+		if p.PresharedKey == nil {
+			p.PresharedKey = &wgtypes.Key{} // removes one the device has
+		}
+		if p.PersistentKeepaliveInterval == nil {
+			p.PersistentKeepaliveInterval = new(time.Duration)
+		}
+		changed = append(changed, p)
+	}
+	// Removals first: an address a removed peer had may move to a new one.
+	for _, h := range now.Peers {
+		if wanted[h.PublicKey] {
+			continue
+		}
+		if k, err := wgtypes.ParseKey(h.PublicKey); err == nil {
+			out.Peers = append(out.Peers, wgtypes.PeerConfig{PublicKey: k, Remove: true})
+		}
+	}
+	out.Peers = append(out.Peers, changed...)
+	return out
 }
 
 // same tells whether the interface s is already as o, the snapshot of the
@@ -385,7 +441,7 @@ func ConfigureInterface(c wgClient, iface steps.Interface) error {
 	if err != nil {
 		return err
 	}
-	return configure(c, iface, resolved)
+	return configure(c, iface, resolved, nil)
 }
 
 // UpAtBoot brings the interface up as a node boots, before the network is
@@ -428,18 +484,23 @@ func ConfigureAtBoot(ctx context.Context, c wgClient, iface steps.Interface, log
 		}
 		resolved[k] = one[k]
 	}
-	return configure(c, iface, resolved)
+	return configure(c, iface, resolved, nil)
 }
 
 // configure sends iface's configuration to its device, with the endpoints
-// given as DNS names filled in from resolved, and sets its addresses.
-func configure(c wgClient, iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr) error {
+// given as DNS names filled in from resolved, and sets its addresses. With
+// now, the device's state (see wgState) when it exists, it sends only what
+// differs (see delta).
+func configure(c wgClient, iface steps.Interface, resolved map[wgtypes.Key]*net.UDPAddr, now *WGSnapshot) error {
 	cfg := iface.Config
 	cfg.Peers = slices.Clone(cfg.Peers)
 	for i, p := range cfg.Peers {
 		if p.Endpoint == nil {
 			cfg.Peers[i].Endpoint = resolved[p.PublicKey]
 		}
+	}
+	if now != nil && now.Existed {
+		cfg = delta(cfg, now)
 	}
 	if err := c.ConfigureDevice(iface.Name, cfg); err != nil {
 		return fmt.Errorf("wireguard: configure %s: %w", iface.Name, err)
