@@ -155,33 +155,57 @@ func (a *Applier) check(ctx context.Context, p *steps.Plan, changed map[string]b
 		}
 		return false
 	}
+	// The checks are programs that mostly wait (for their start, their
+	// files): they run side by side, and the first failure in this order
+	// is reported.
+	var checks []func() error
 	if hasFiles(p.Files, "/etc/nginx") && touches("/etc/nginx/", steps.EtcDir+"/") {
-		dir, err := stage(a.Root, p.Files, "/etc/nginx")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		conf := filepath.Join(dir, "etc/nginx/nginx.conf")
-		if err := stagePIDFile(conf, filepath.Join(dir, "nginx.pid")); err != nil {
-			return err
-		}
-		if out, err := a.Run.Run(ctx, nil, "nginx", "-t", "-q", "-c", conf); err != nil {
-			return fmt.Errorf("nginx -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
-		}
+		checks = append(checks, func() error {
+			dir, err := stage(a.Root, p.Files, "/etc/nginx")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			conf := filepath.Join(dir, "etc/nginx/nginx.conf")
+			if err := stagePIDFile(conf, filepath.Join(dir, "nginx.pid")); err != nil {
+				return err
+			}
+			if out, err := a.Run.Run(ctx, nil, "nginx", "-t", "-q", "-c", conf); err != nil {
+				return fmt.Errorf("nginx -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
+			}
+			return nil
+		})
 	}
 	if touches("/etc/ssh/") {
-		dir, err := stage(a.Root, p.Files, "/etc/ssh")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-		if out, err := a.Run.Run(ctx, nil, "sshd", "-t", "-f", filepath.Join(dir, "etc/ssh/sshd_config")); err != nil {
-			return fmt.Errorf("sshd -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
-		}
+		checks = append(checks, func() error {
+			dir, err := stage(a.Root, p.Files, "/etc/ssh")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(dir)
+			if out, err := a.Run.Run(ctx, nil, "sshd", "-t", "-f", filepath.Join(dir, "etc/ssh/sshd_config")); err != nil {
+				return fmt.Errorf("sshd -t: %w: %s", err, strings.TrimSpace(strings.ReplaceAll(string(out), dir, "")))
+			}
+			return nil
+		})
 	}
 	if p.Firewall != nil {
-		if out, err := a.Run.Run(ctx, []byte(p.Firewall.Script()), "nft", "-c", "-f", "-"); err != nil {
-			return fmt.Errorf("nft -c: %w: %s", err, strings.TrimSpace(string(out)))
+		checks = append(checks, func() error {
+			if out, err := a.Run.Run(ctx, []byte(p.Firewall.Script()), "nft", "-c", "-f", "-"); err != nil {
+				return fmt.Errorf("nft -c: %w: %s", err, strings.TrimSpace(string(out)))
+			}
+			return nil
+		})
+	}
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, check := range checks {
+		wg.Go(func() { errs[i] = check() })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
