@@ -7,7 +7,8 @@
 # a store that holds only the CAs and one certificate of each kind, and one
 # holding RECORDS more (default 100,000, half X.509 with their keys, half
 # SSH, made by bench/storegen), to show whether the cost grows with the
-# store.
+# store. The last row of each table, `ztwizard --help`, is what starting
+# the binary costs before any work.
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -33,9 +34,11 @@ if command -v step >/dev/null 2>&1; then
 else
 	echo "(step is not installed: its column is left out)"
 fi
+# The start of the binary alone, what every ztwizard row pays first.
+start="start=$W/ztwizard --help"
 echo "\$ bench/pki_whole.sh   # RECORDS=$RECORDS"
-wholeproc "$@"
+wholeproc "$@" "$start"
 echo
 wholeproc "ssh-sign=$z --state $W/small ssh sign --user alice --key $W/alice.pub" \
 	"ssh-sign-big=$z --state $W/big ssh sign --user alice --key $W/alice.pub" \
-	"ssh-keygen=ssh-keygen -q -s $W/user_ca -I alice -n root,devops -V -5m:+4h -z 7 $W/alice.pub"
+	"ssh-keygen=ssh-keygen -q -s $W/user_ca -I alice -n root,devops -V -5m:+4h -z 7 $W/alice.pub" "$start"
