@@ -372,3 +372,87 @@ func TestLeafFoldersCheckedWhenUsed(t *testing.T) {
 		t.Errorf("Repairs() = %q", r)
 	}
 }
+
+// TestAppendToOldFormat appends to a store whose index.json and
+// counters.json are single indented JSON objects, as stores made before
+// appends have them: the first append rewrites both, nothing is lost, and
+// the next ones append.
+func TestAppendToOldFormat(t *testing.T) {
+	s := openStore(t)
+	revoked := t0.Add(time.Minute)
+	old := Index{Records: []Record{sshRecord(1), sshRecord(2)}, NextSSHSerial: 3, CRLNumber: 2, KRLVersion: 1}
+	old.Records[0].RevokedAt = &revoked
+	data, _ := json.MarshalIndent(old, "", "  ")
+	if err := os.WriteFile(s.Path("index.json"), append(data, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data, _ = json.MarshalIndent(map[string]any{"crl_number": 2, "krl_version": 1, "next_ssh_serial": 3, "records": 2,
+		"revoked": []string{"ssh-user 1"}}, "", "  ")
+	if err := os.WriteFile(s.Path("counters.json"), append(data, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for want := uint64(3); want < 6; want++ {
+		n, err := s.ReserveSSHSerial()
+		if err != nil || n != want {
+			t.Fatalf("ReserveSSHSerial = %d, %v; want %d", n, err, want)
+		}
+		if err := s.AddRecord(sshRecord(n)); err != nil {
+			t.Fatal(err)
+		}
+		old.Records = append(old.Records, sshRecord(n))
+	}
+	old.NextSSHSerial = 6
+	ix, err := s.Index()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*ix, old) {
+		t.Errorf("Index = %+v\nwant %+v", ix, old)
+	}
+	lines := func(rel string) int {
+		data, _ := os.ReadFile(s.Path(rel))
+		return bytes.Count(data, []byte("\n"))
+	}
+	// The whole index, its counters, then five appended lines.
+	if n := lines("index.json"); n != 7 {
+		t.Errorf("index.json has %d lines, want 7", n)
+	}
+	m, err := s.readMark()
+	if err != nil || m.NextSSHSerial != 6 || m.Records != 5 || !reflect.DeepEqual(m.Revoked, []string{"ssh-user 1"}) {
+		t.Errorf("mark = %+v, %v", m, err)
+	}
+}
+
+// TestMarkCompacted: after enough appends counters.json is written as one
+// line again, keeping every revocation, and never grows much past the size
+// that triggers it.
+func TestMarkCompacted(t *testing.T) {
+	s := openStore(t)
+	revoked := t0.Add(time.Minute)
+	ix := &Index{Records: []Record{sshRecord(1)}, NextSSHSerial: 2}
+	ix.Records[0].RevokedAt = &revoked
+	if err := s.SaveIndex(ix); err != nil {
+		t.Fatal(err)
+	}
+	biggest := 0
+	for range 1500 {
+		if _, err := s.ReserveSSHSerial(); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(s.Path("counters.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		biggest = max(biggest, int(fi.Size()))
+	}
+	if biggest > 66_000 { // markCompactAt and one line
+		t.Errorf("counters.json grew to %d bytes", biggest)
+	}
+	m, err := s.readMark()
+	if err != nil || m.NextSSHSerial != 1502 || m.Records != 1 || !reflect.DeepEqual(m.Revoked, []string{"ssh-user 1"}) {
+		t.Errorf("mark = %+v, %v; want next 1502, 1 record, ssh-user 1 revoked", m, err)
+	}
+	if _, err := s.Index(); err != nil {
+		t.Fatal(err)
+	}
+}

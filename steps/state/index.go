@@ -165,6 +165,10 @@ func (s *Store) SaveIndex(ix *Index) error {
 	return s.writeFile(markName, append(data, '\n'), 0o600)
 }
 
+// markCompactAt is the size past which an append rewrites counters.json as
+// one line (about 900 appended lines; a rewrite costs one more fsync).
+const markCompactAt = 64 << 10
+
 // AddRecord adds r to the index, raising the high-water mark. It appends
 // one line to index.json (one write and one fdatasync) and one to
 // counters.json, reading only their last lines: its cost does not grow
@@ -252,6 +256,18 @@ func (s *Store) tryAppend(change func(*logLine) error) (done bool, err error) {
 	// a crash can lose this line (the mark then lags, which is safe) but
 	// never keep it without the index's.
 	raised := m.raise(mark{CRLNumber: l.CRLNumber, KRLVersion: l.KRLVersion, NextSSHSerial: l.NextSSHSerial, Records: *l.Records})
+	if mend > markCompactAt {
+		// Grown long: one line again, with the revocations of the first.
+		all, err := s.readMark()
+		if err != nil {
+			return false, err
+		}
+		data, err := json.Marshal(all.raise(raised))
+		if err != nil {
+			return false, fmt.Errorf("state: write %s: %w", markName, err)
+		}
+		return true, s.writeFile(markName, append(data, '\n'), 0o600)
+	}
 	raised.Revoked = nil // the first line holds them; appended lines only counters
 	if err := appendAt(mf, mend, raised, false); err != nil {
 		return false, fmt.Errorf("state: write %s: %w", markName, err)
