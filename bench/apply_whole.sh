@@ -7,7 +7,9 @@
 # unshare, mount; subtract it), the first apply into a fresh namespace, the
 # re-apply that finds nothing to change, and `nft -f` of the same ruleset
 # text into a fresh namespace. Needs root. Timed by bench/wholeproc.
-# ZTWIZARD=PATH times that binary instead of building one from this tree.
+# ZTWIZARD=PATH times that binary instead of building one from this tree;
+# BEFORE=PATH adds the same two applies by that binary, interleaved with
+# the others (before/after in one run).
 set -eu
 cd "$(dirname "$0")/.."
 N=${N:-15}
@@ -21,6 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else go build -o "$W/ztwizard" ./cmd/ztwizard; fi
+if [ -n "${BEFORE:-}" ]; then cp "$BEFORE" "$W/before"; fi
 go build -o "$W/wholeproc" ./bench/wholeproc
 go run ./bench/sitegen -shape hub -nodes 1000 >"$W/hub.yaml"
 "$W/ztwizard" --state "$W/state.orig" -c "$W/hub.yaml" render --node n0 --out "$W/render" >/dev/null
@@ -38,7 +41,7 @@ ip netns add \$ns
 ip -n \$ns link set lo up
 mkdir -p \$node/run/sshd
 cp -a $W/etc.orig \$node/etc
-cp -a $W/state.orig \$node/state
+cp -a $W/state.\${2:-orig} \$node/state
 EOS
 # in.sh NAME CMD...: CMD inside namespace ztwb-NAME with its node's /etc and /run.
 cat >"$W/in.sh" <<EOS
@@ -53,12 +56,23 @@ apply="$W/ztwizard --state $W/node-NAME/state -c $W/hub.yaml apply --node n0 --n
 first=$(echo "$apply" | sed 's/NAME/first/')
 again=$(echo "$apply" | sed 's/NAME/again/')
 "$W/in.sh" again $again >/dev/null
-
-echo "\$ bench/apply_whole.sh   # node n0 of \`go run ./bench/sitegen -shape hub -nodes 1000\`"
-"$W/wholeproc" -n "$N" \
+set -- -n "$N" \
 	-before "first-apply=$W/fresh.sh first" \
 	-before "nft-f=$W/fresh.sh nft" \
 	"wrapper=$W/in.sh again true" \
 	"first-apply=$W/in.sh first $first" \
 	"re-apply=$W/in.sh again $again" \
 	"nft-f=$W/in.sh nft nft -f $W/render/nftables.nft"
+if [ -n "${BEFORE:-}" ]; then
+	# The before binary's own state store: the store's format may differ.
+	"$W/before" --state "$W/state.before" -c "$W/hub.yaml" render --node n0 --out "$W/render.before" >/dev/null
+	for n in bfirst bagain; do "$W/fresh.sh" $n before; done
+	bapply="$W/before --state $W/node-NAME/state -c $W/hub.yaml apply --node n0 --no-confirm"
+	bfirst=$(echo "$bapply" | sed 's/NAME/bfirst/')
+	bagain=$(echo "$bapply" | sed 's/NAME/bagain/')
+	"$W/in.sh" bagain $bagain >/dev/null
+	set -- -before "before-first=$W/fresh.sh bfirst before" "$@" "before-first=$W/in.sh bfirst $bfirst" "before-again=$W/in.sh bagain $bagain"
+fi
+
+echo "\$ bench/apply_whole.sh   # node n0 of \`go run ./bench/sitegen -shape hub -nodes 1000\`"
+"$W/wholeproc" "$@"

@@ -110,9 +110,22 @@ func (b *batch) addSet(s *Set) error {
 	if s.Interval {
 		elems = intervalElements(s)
 	} else {
+		// The keys of all elements in one buffer, in the order nft
+		// lists them: each field padded to 32 bits in a concatenation.
 		elems = make([]nftables.SetElement, 0, len(s.Elements))
-		for _, e := range s.sorted() {
-			elems = append(elems, nftables.SetElement{Key: e.key()})
+		buf := make([]byte, 0, len(s.Elements)*4*len(s.Key))
+		for _, i := range s.order() {
+			start := len(buf)
+			for _, v := range s.Elements[i] {
+				at := len(buf)
+				buf = v.appendBytes(buf)
+				if len(s.Key) > 1 {
+					for (len(buf)-at)%4 != 0 {
+						buf = append(buf, 0)
+					}
+				}
+			}
+			elems = append(elems, nftables.SetElement{Key: buf[start:len(buf):len(buf)]})
 		}
 	}
 	if err := b.c.AddSet(ns, elems); err != nil {

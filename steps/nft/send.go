@@ -53,15 +53,10 @@ func (r *recorder) flush() ([]netlink.Message, error) {
 	return r.msgs, nil
 }
 
-// encode lays msgs out as one netlink datagram, numbered from 1, with no
-// acknowledgement or echo asked for but on the last message before the
-// batch's end.
-func encode(msgs []netlink.Message) []byte {
-	size := 0
-	for _, m := range msgs {
-		size += unix.NLMSG_HDRLEN + nlAlign(len(m.Data))
-	}
-	buf := make([]byte, 0, size)
+// appendBatch appends msgs to buf as one netlink datagram, numbered from
+// 1, with no acknowledgement or echo asked for but on the last message
+// before the batch's end.
+func appendBatch(buf []byte, msgs []netlink.Message) []byte {
 	for i, m := range msgs {
 		flags := m.Header.Flags &^ (netlink.Acknowledge | netlink.Echo)
 		if i == len(msgs)-2 {
@@ -96,7 +91,10 @@ func send(netns int, msgs []netlink.Message) error {
 		return fmt.Errorf("netlink: %w", err)
 	}
 	defer release()
-	buf := encode(msgs)
+	bp := buffers.Get().(*[]byte)
+	defer buffers.Put(bp)
+	buf := appendBatch((*bp)[:0], msgs)
+	*bp = buf
 	// A batch larger than the socket's send buffer would be refused
 	// whole (EMSGSIZE); as root, make room for it.
 	if len(buf) > 128<<10 {
@@ -111,8 +109,11 @@ func send(netns int, msgs []netlink.Message) error {
 	if err != nil {
 		return fmt.Errorf("netlink: send the batch (%d bytes): %w", len(buf), err)
 	}
-	return replies(fd, msgs)
+	return replies(fd, msgs, (*bp)[len(buf):cap(buf)])
 }
+
+// buffers hold a batch and, after it, room for the replies.
+var buffers = sync.Pool{New: func() any { b := make([]byte, 0, 96<<10); return &b }}
 
 // sockets keeps the socket of the last batch open for the next one in
 // the same network namespace. Closing a netfilter socket waits for the
@@ -218,11 +219,13 @@ func openSocket() (int, error) {
 
 // replies reads what the kernel queued for the batch msgs: nil when it
 // acknowledged the last message and refused none.
-func replies(fd int, msgs []netlink.Message) error {
+func replies(fd int, msgs []netlink.Message, buf []byte) error {
 	last := uint32(len(msgs) - 1) // the sequence number of the acknowledged message
 	acked := false
 	var errs []error
-	buf := make([]byte, 64<<10)
+	if len(buf) < 16<<10 {
+		buf = make([]byte, 64<<10)
+	}
 	for {
 		n, _, err := unix.Recvfrom(fd, buf, unix.MSG_DONTWAIT)
 		if err == unix.EINTR {

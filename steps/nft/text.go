@@ -112,9 +112,19 @@ func priorityText(p int) string {
 // on little-endian hosts compares the bytes from the last one. Each
 // element's sort key is made once, not on every comparison.
 func (s *Set) sorted() []Element {
+	out := make([]Element, 0, len(s.Elements))
+	for _, i := range s.order() {
+		out = append(out, s.Elements[i])
+	}
+	return out
+}
+
+// order lists the indexes of the set's elements in the order sorted
+// returns them.
+func (s *Set) order() []int {
 	type keyed struct {
 		key []byte
-		e   Element
+		i   int
 	}
 	ks := make([]keyed, len(s.Elements))
 	var buf []byte
@@ -123,16 +133,16 @@ func (s *Set) sorted() []Element {
 		for _, v := range e {
 			buf = v.appendBytes(buf)
 		}
-		ks[i] = keyed{buf[start:len(buf):len(buf)], e}
+		ks[i] = keyed{buf[start:len(buf):len(buf)], i}
 	}
 	if len(s.Key) == 1 {
 		slices.SortFunc(ks, func(a, b keyed) int { return cmpBytes(a.key, b.key) })
 	} else {
 		slices.SortFunc(ks, func(a, b keyed) int { return cmpReversed(a.key, b.key) })
 	}
-	out := make([]Element, len(ks))
+	out := make([]int, len(ks))
 	for i, k := range ks {
-		out[i] = k.e
+		out[i] = k.i
 	}
 	return out
 }
