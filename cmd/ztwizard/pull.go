@@ -116,10 +116,7 @@ func publishLeaves(w io.Writer, s *session, dir string) error {
 	if err != nil {
 		return err
 	}
-	leaves, err := s.auth.RenewLeaves()
-	if err != nil {
-		return err
-	}
+	leaves, renewErr := s.auth.RenewLeaves()
 	after, err := s.auth.List()
 	if err != nil {
 		return err
@@ -129,7 +126,11 @@ func publishLeaves(w io.Writer, s *session, dir string) error {
 			fmt.Fprintf(w, "renewed %s %s: serial %s until %s\n", r.Kind, r.Name, r.Serial, r.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
-	return pull.PublishLeaves(dir, leaves)
+	// What could be renewed is published even when a node failed.
+	if err := pull.PublishLeaves(dir, leaves); err != nil {
+		return err
+	}
+	return renewErr
 }
 
 // publishAfterRevoke publishes the new CRL and KRL at once, so nodes pull

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"errors"
 	"fmt"
 
 	"ztwizard/steps/pki"
@@ -25,7 +26,10 @@ type Leaves struct {
 // site's Timing().LeafWindow of its end, when its names changed or, during
 // a rotation, under the CA that issues now), for the same key; so is the
 // SSH host certificate. A node the CA knows nothing of gets nothing made.
-// While a rotation finishes nothing is issued: no leaves, no error.
+// While a rotation finishes nothing is issued: no leaves, no error. A
+// node whose renewal fails (e.g. its request no longer fits the site) is
+// left out and named in the error, which joins every such node's; the
+// others' leaves are returned with it.
 func (a *Authority) RenewLeaves() ([]Leaves, error) {
 	if r, err := a.Rotation(); err != nil {
 		return nil, err
@@ -33,50 +37,62 @@ func (a *Authority) RenewLeaves() ([]Leaves, error) {
 		return nil, nil
 	}
 	var out []Leaves
+	var errs []error
 	for _, n := range a.Site.Nodes {
-		l := Leaves{Node: n.Name, Servers: map[string][]byte{}}
-		req, err := a.NodeRequest(n.Name)
+		l, err := a.renewNode(n.Name)
 		if err != nil {
-			return nil, err
-		}
-		for _, s := range a.Site.Services {
-			if s.Node != n.Name {
-				continue
-			}
-			if req != nil {
-				kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
-				if err != nil {
-					return nil, err
-				}
-				l.Servers[s.Name] = kp.Cert
-				continue
-			}
-			cur, err := a.Current(KindServer, s.Name)
-			if err != nil {
-				return nil, err
-			}
-			if cur == nil {
-				continue // its key is not made yet: the first bundle makes it
-			}
-			if a.due(cur.Cert, s) {
-				if cur, err = a.renewServer(s, cur); err != nil {
-					return nil, err
-				}
-			}
-			l.Servers[s.Name] = pki.EncodeCertPEM(cur.Cert)
-		}
-		hk, err := a.HostKey(n.Name)
-		if err != nil {
-			return nil, err
-		}
-		if hk != nil {
-			if l.HostCert, err = a.hostCert(n.Name, hk); err != nil {
-				return nil, fmt.Errorf("authority: host certificate of %s: %w", n.Name, err)
-			}
+			errs = append(errs, fmt.Errorf("node %s: %w", n.Name, err))
+			continue
 		}
 		if len(l.Servers) > 0 || l.HostCert != nil {
 			out = append(out, l)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+// renewNode renews what is due of node's leaves and returns the current
+// ones (see RenewLeaves).
+func (a *Authority) renewNode(node string) (Leaves, error) {
+	l := Leaves{Node: node, Servers: map[string][]byte{}}
+	req, err := a.NodeRequest(node)
+	if err != nil {
+		return l, err
+	}
+	for _, s := range a.Site.Services {
+		if s.Node != node {
+			continue
+		}
+		if req != nil {
+			kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
+			if err != nil {
+				return l, err
+			}
+			l.Servers[s.Name] = kp.Cert
+			continue
+		}
+		cur, err := a.Current(KindServer, s.Name)
+		if err != nil {
+			return l, err
+		}
+		if cur == nil {
+			continue // its key is not made yet: the first bundle makes it
+		}
+		if a.due(cur.Cert, s) {
+			if cur, err = a.renewServer(s, cur); err != nil {
+				return l, err
+			}
+		}
+		l.Servers[s.Name] = pki.EncodeCertPEM(cur.Cert)
+	}
+	hk, err := a.HostKey(node)
+	if err != nil {
+		return l, err
+	}
+	if hk != nil {
+		if l.HostCert, err = a.hostCert(node, hk); err != nil {
+			return l, fmt.Errorf("authority: host certificate of %s: %w", node, err)
+		}
+	}
+	return l, nil
 }

@@ -1,6 +1,7 @@
 package authority
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -123,5 +124,50 @@ func TestRenewTestTimescale(t *testing.T) {
 		if due, err := a.CRLDue(); err != nil || due != tc.due {
 			t.Errorf("a 3m CRL %v after signing: due %v (%v), want %v", tc.after, due, err, tc.due)
 		}
+	}
+}
+
+// RenewLeaves gives every node whose keys the CA knows its certificates
+// only (no key), makes nothing for a node it knows nothing of, and a node
+// whose request no longer fits the site fails alone: the others' leaves
+// still come, the error names it.
+func TestRenewLeaves(t *testing.T) {
+	site := fleetSite(t, "admin.internal.example.com")
+	a, _ := newFleetAuthority(t, site)
+	request(t, a, "web")
+	if _, _, err := a.Bundle("db"); err != nil { // db's keys made here
+		t.Fatal(err)
+	}
+	leaves, err := a.RenewLeaves()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Leaves{}
+	for _, l := range leaves {
+		got[l.Node] = l
+		for svc, c := range l.Servers {
+			if strings.Contains(string(c), "PRIVATE KEY") {
+				t.Errorf("%s/%s: a key among the leaves", l.Node, svc)
+			}
+		}
+	}
+	if len(got["web"].Servers) != 1 || got["web"].HostCert == nil || len(got["db"].Servers) != 1 {
+		t.Fatalf("leaves: %+v", leaves)
+	}
+	if _, ok := got["log"]; ok {
+		t.Fatal("leaves made for log, whose keys the CA does not know")
+	}
+	// web's request no longer fits: its service moved to another name.
+	for i := range a.Site.Services {
+		if a.Site.Services[i].Node == "web" {
+			a.Site.Services[i].Name = "api2"
+		}
+	}
+	leaves, err = a.RenewLeaves()
+	if err == nil || !strings.Contains(err.Error(), "node web") {
+		t.Fatalf("a request that no longer fits: %v", err)
+	}
+	if len(leaves) != 1 || leaves[0].Node != "db" {
+		t.Fatalf("the other nodes' leaves: %+v", leaves)
 	}
 }
