@@ -266,7 +266,9 @@ func TestKilledAppend(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		// Wait for some appends, then kill it wherever it is.
+		// Wait for some appends, then kill it wherever it is; a child
+		// that hangs is killed after a minute and fails the check below.
+		stuck := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
 		sc := bufio.NewScanner(out)
 		var told []string
 		for len(told) < 20+round*7 && sc.Scan() {
@@ -277,6 +279,7 @@ func TestKilledAppend(t *testing.T) {
 			told = append(told, sc.Text())
 		}
 		cmd.Wait()
+		stuck.Stop()
 		if len(told) < 20 {
 			t.Fatalf("round %d: the child printed only %q", round, told)
 		}
