@@ -18,6 +18,7 @@ import (
 
 	"ztwizard/steps"
 	"ztwizard/steps/atomicfile"
+	"ztwizard/steps/nft"
 )
 
 // ErrPending is returned by Apply while an earlier apply waits for
@@ -86,6 +87,7 @@ type changes struct {
 	remove   []string
 	fwNow    *FWSnapshot
 	fw       bool
+	fwMark   string // the manifest's firewall mark once applied (see firewallMark)
 	wgNow    *WGSnapshot
 	wgWant   *WGSnapshot
 	wg       bool
@@ -138,12 +140,9 @@ func (a *Applier) diff(ctx context.Context, p *steps.Plan) (*changes, error) {
 		return c, nil
 	}
 	if p.Firewall != nil {
-		text, exists, err := a.Firewall.Current(ctx)
-		if err != nil {
+		if err := a.diffFirewall(ctx, p.Firewall, old, c); err != nil {
 			return nil, err
 		}
-		c.fwNow = &FWSnapshot{Existed: exists, Text: text}
-		c.fw = !exists || text != p.Firewall.Text()
 	}
 	if p.WireGuard.Name != "" {
 		if c.wgNow, err = wgState(a.WG, p.WireGuard.Name); err != nil {
@@ -156,6 +155,31 @@ func (a *Applier) diff(ctx context.Context, p *steps.Plan) (*changes, error) {
 		c.wg = !c.wgNow.same(c.wgWant)
 	}
 	return c, nil
+}
+
+// diffFirewall tells whether the kernel's table differs from t. While
+// the manifest's mark holds (the same plan text, the kernel's table with
+// the fingerprint it had when it was that text) it does not, and nothing
+// is listed; else the table is listed as text (nft) and compared, and
+// marked when it is the same.
+func (a *Applier) diffFirewall(ctx context.Context, t *nft.Table, m *Manifest, c *changes) error {
+	if m != nil && m.Firewall != "" {
+		if fp, err := a.Firewall.Fingerprint(ctx); err == nil && firewallMark(t, fp) == m.Firewall {
+			c.fwMark = m.Firewall
+			return nil
+		}
+	}
+	gen, genErr := a.Firewall.Generation(ctx)
+	text, exists, err := a.Firewall.Current(ctx)
+	if err != nil {
+		return err
+	}
+	c.fwNow = &FWSnapshot{Existed: exists, Text: text}
+	c.fw = !exists || text != t.Text()
+	if !c.fw && genErr == nil {
+		c.fwMark = a.markAt(ctx, t, gen)
+	}
+	return nil
 }
 
 // resolve looks up the endpoints given as DNS names.
@@ -264,8 +288,14 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 	if a.Live && c.fw {
 		step = "firewall"
 		a.progress("firewall: replace table inet ztwizard in one batch (%d rules)", p.Firewall.RuleCount())
+		gen, genErr := a.Firewall.Generation(ctx)
 		if err := a.Firewall.Replace(ctx, p.Firewall); err != nil {
 			return fail(err)
+		}
+		// The batch is the one commit after gen, unless another came
+		// in between: then the table is listed again next time.
+		if c.fwMark = ""; genErr == nil {
+			c.fwMark = a.markAt(ctx, p.Firewall, gen+1)
 		}
 		jr.Firewall.Done, res.Firewall = true, true
 		if err := js.save(jr); err != nil {
@@ -317,7 +347,7 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 		}
 	}
 	step = "manifest"
-	if err := js.saveManifest(a.newManifest(p, jr)); err != nil {
+	if err := js.saveManifest(a.newManifest(p, jr, c.fwMark)); err != nil {
 		return fail(err)
 	}
 	jr.Phase = PhaseApplied
@@ -470,8 +500,8 @@ func removeEmptyDir(path string) error {
 
 // newManifest is the manifest once p is applied: its files, and the
 // folders ztwizard made that are still there.
-func (a *Applier) newManifest(p *steps.Plan, jr *Journal) *Manifest {
-	m := &Manifest{}
+func (a *Applier) newManifest(p *steps.Plan, jr *Journal, fwMark string) *Manifest {
+	m := &Manifest{Firewall: fwMark}
 	for _, f := range p.Files {
 		m.Files = append(m.Files, f.Path)
 	}

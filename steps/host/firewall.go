@@ -2,6 +2,8 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
@@ -16,6 +18,9 @@ type firewall interface {
 	Current(ctx context.Context) (text string, exists bool, err error)
 	Replace(ctx context.Context, t *nft.Table) error
 	Restore(ctx context.Context, text string, existed bool) error
+	// Generation and Fingerprint are nft.Generation and nft.Fingerprint.
+	Generation(ctx context.Context) (uint32, error)
+	Fingerprint(ctx context.Context) (string, error)
 }
 
 // kernelFirewall talks to the kernel of the current network namespace:
@@ -41,6 +46,55 @@ func (k kernelFirewall) Replace(_ context.Context, t *nft.Table) error {
 		return fmt.Errorf("firewall: netlink: %w", err)
 	}
 	return t.Apply(c)
+}
+
+// Generation reads the ruleset generation (see nft.Generation).
+func (k kernelFirewall) Generation(context.Context) (uint32, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return 0, fmt.Errorf("firewall: netlink: %w", err)
+	}
+	return nft.Generation(c)
+}
+
+// Fingerprint digests the table as the kernel holds it (see
+// nft.Fingerprint).
+func (k kernelFirewall) Fingerprint(context.Context) (string, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return "", fmt.Errorf("firewall: netlink: %w", err)
+	}
+	return nft.Fingerprint(c)
+}
+
+// firewallMark ties the table a plan wants to the fingerprint of the
+// kernel's table once it was that: "SHA256-OF-TEXT FINGERPRINT". The
+// manifest keeps it, and while the kernel's table keeps that fingerprint
+// it is still the plan's, with no need to list it as text (starting nft).
+func firewallMark(t *nft.Table, fingerprint string) string {
+	if fingerprint == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(t.Text()))
+	return hex.EncodeToString(sum[:]) + " " + fingerprint
+}
+
+// markAt is the mark of t for the kernel's table, provided the ruleset
+// is at generation gen before and after it is read: then the table is the
+// one that generation made (t, as the caller knows). "" when anything
+// else committed since, or on any error: the next apply lists the table.
+func (a *Applier) markAt(ctx context.Context, t *nft.Table, gen uint32) string {
+	if g, err := a.Firewall.Generation(ctx); err != nil || g != gen {
+		return ""
+	}
+	fp, err := a.Firewall.Fingerprint(ctx)
+	if err != nil {
+		return ""
+	}
+	if g, err := a.Firewall.Generation(ctx); err != nil || g != gen {
+		return ""
+	}
+	return firewallMark(t, fp)
 }
 
 // Restore puts back the table as it was: its text, or no table.

@@ -152,6 +152,9 @@ func (j journalStore) close(jr *Journal, outcome string) error {
 type Manifest struct {
 	Files []string `json:"files"`
 	Dirs  []string `json:"dirs,omitempty"`
+	// Firewall ties the plan's table to the kernel's as this apply left
+	// it (see firewallMark); empty when unknown.
+	Firewall string `json:"firewall,omitempty"`
 }
 
 // manifest reads the manifest; nil when nothing was applied yet. A bare

@@ -318,3 +318,61 @@ func ownTable(t *testing.T, netns int) *netlink.Conn {
 	}
 	return c
 }
+
+// TestNftFingerprint: the fingerprint is stable while the table is, blind
+// to other tables, and changes with an element added by hand, with a
+// rule deleted, and with the table replaced by the same one.
+func TestNftFingerprint(t *testing.T) {
+	ns := nfttest.NewNS(t)
+	fp := func() string {
+		t.Helper()
+		s, err := nft.Fingerprint(ns.Conn())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if got := fp(); got != "" {
+		t.Fatalf("fingerprint without a table: %q", got)
+	}
+	tbl := sample()
+	if err := tbl.Apply(ns.Conn()); err != nil {
+		t.Fatal(err)
+	}
+	first := fp()
+	if first == "" || fp() != first {
+		t.Fatalf("fingerprint of the same table: %q, then %q", first, fp())
+	}
+	gen, err := nft.Generation(ns.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Nft(otherTable, "-f", "-")
+	if got := fp(); got != first {
+		t.Fatal("another table changed the fingerprint")
+	}
+	if now, err := nft.Generation(ns.Conn()); err != nil || now == gen {
+		t.Fatalf("generation %d after a batch, %d before (%v)", now, gen, err)
+	}
+	ns.Nft("add element inet ztwizard hosts { 10.9.9.9 }\n", "-f", "-")
+	added := fp()
+	if added == first {
+		t.Fatal("an element added by hand left the fingerprint as it was")
+	}
+	ns.Nft("delete element inet ztwizard hosts { 10.9.9.9 }\n", "-f", "-")
+	if got := fp(); got != first {
+		t.Fatal("the fingerprint did not come back with the element removed")
+	}
+	handles := ns.Nft("", "-a", "list", "chain", nft.Family, nft.TableName, "input")
+	i := strings.LastIndex(handles, "# handle ")
+	ns.Nft("", "delete", "rule", nft.Family, nft.TableName, "input", "handle", strings.Fields(handles[i+len("# handle "):])[0])
+	if got := fp(); got == first || got == added {
+		t.Fatal("a deleted rule left the fingerprint as it was")
+	}
+	if err := tbl.Apply(ns.Conn()); err != nil {
+		t.Fatal(err)
+	}
+	if got := fp(); got == first || got == "" {
+		t.Fatal("the table replaced by the same one kept its fingerprint: handles are new")
+	}
+}
