@@ -1,6 +1,7 @@
 #!/bin/sh
 # The wizard: time to its first frame (the model alone, then the real
-# binary on a pseudo-terminal), one keystroke, and the binary's size.
+# binary on a pseudo-terminal, also side by side with an older binary by
+# bench/firstframe), one keystroke, and the binary's size.
 set -eu
 cd "$(dirname "$0")/.."
 echo "\$ go test -run '^\$' -bench 'FirstFrame|Keystroke' -benchmem ./tui/"
@@ -11,6 +12,17 @@ go test -run '^$' -bench WizardFirstFrame -benchtime 30x ./cmd/ztwizard/
 echo
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+go build -o "$tmp/ztw" ./cmd/ztwizard
+go build -o "$tmp/firstframe" ./bench/firstframe
+# ZTWIZARD=PATH adds that binary (an older build, say) to the comparison.
+if [ -n "${ZTWIZARD:-}" ]; then
+	echo "\$ firstframe -n ${N:-21} before=$ZTWIZARD after=ztw (bench/firstframe)"
+	"$tmp/firstframe" -n "${N:-21}" before="$ZTWIZARD" after="$tmp/ztw"
+else
+	echo "\$ firstframe -n ${N:-21} ztw (bench/firstframe)"
+	"$tmp/firstframe" -n "${N:-21}" ztw="$tmp/ztw"
+fi
+echo
 echo "\$ go build -o $tmp/ztw ./cmd/ztwizard && stat -c %s $tmp/ztw"
 go build -o "$tmp/ztw" ./cmd/ztwizard
 size=$(stat -c %s "$tmp/ztw")

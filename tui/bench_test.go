@@ -2,6 +2,7 @@ package tui
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,5 +39,28 @@ func BenchmarkKeystroke(b *testing.B) {
 		m.Update(tea.KeyPressMsg{Code: 'x', Text: "x"})
 		m.Update(tea.KeyPressMsg{Code: tea.KeyBackspace})
 		_ = m.View()
+	}
+}
+
+// TestFrameDrawnAfterUpdates: bubbletea asks for a view after every
+// message; the wizard draws again only when one may have changed it.
+func TestFrameDrawnAfterUpdates(t *testing.T) {
+	m := newModel(context.Background(), Options{Site: steps.Example(), StateDir: t.TempDir(), Actions: &fakeActions{}})
+	m.Init()
+	first := m.View().Content
+	for _, msg := range []tea.Msg{tea.ColorProfileMsg{}, tea.EnvMsg{"TERM=xterm"}, tea.WindowSizeMsg{Width: 80, Height: 24}} {
+		m.Update(msg)
+		if m.View(); m.draws != 1 {
+			t.Fatalf("after %T: %d frames drawn, want 1", msg, m.draws)
+		}
+	}
+	m.Update(tea.WindowSizeMsg{Width: 100, Height: 30})
+	if v := m.View().Content; m.draws != 2 || v == first || !strings.Contains(v, "Next: Certificate authority") {
+		t.Fatalf("a new size: %d frames drawn\n%s", m.draws, v)
+	}
+	m.Update(tea.KeyPressMsg{Code: tea.KeyTab})
+	m.View()
+	if m.draws != 3 {
+		t.Fatalf("a key: %d frames drawn, want 3", m.draws)
 	}
 }

@@ -67,6 +67,11 @@ type model struct {
 	cur     stepID
 	reached stepID // the furthest step reached
 	version int    // counts changes to the site, so stale results are ignored
+	// frame is the last view drawn, valid while framed: bubbletea asks for
+	// a view after every message, five times before the first frame.
+	frame  tea.View
+	framed bool
+	draws  int // frames drawn
 
 	width, height int
 	status        string
@@ -151,8 +156,25 @@ func (m *model) Init() tea.Cmd {
 // draftTick is the delayed draft write after change number seq.
 type draftTick int
 
-// Update handles keys, the window size, and the results of work.
+// Update handles keys, the window size, and the results of work. The
+// frame is drawn again after any message but those nothing drawn depends
+// on: the color profile and environment bubbletea sends at the start (the
+// renderer converts colors itself), and a window size that did not change.
 func (m *model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
+	switch msg := msg.(type) {
+	case tea.ColorProfileMsg, tea.EnvMsg:
+		return m, nil
+	case tea.WindowSizeMsg:
+		if msg.Width == m.width && msg.Height == m.height {
+			return m, nil
+		}
+	}
+	m.framed = false
+	return m.update(msg)
+}
+
+// update is Update's work.
+func (m *model) update(msg tea.Msg) (tea.Model, tea.Cmd) {
 	switch msg := msg.(type) {
 	case tea.WindowSizeMsg:
 		m.width, m.height = msg.Width, msg.Height

@@ -31,12 +31,18 @@ func sideWidth(w int) int {
 	return 0
 }
 
-// View draws the wizard on the alternate screen.
+// View draws the wizard on the alternate screen, again only after an
+// update.
 func (m *model) View() tea.View {
+	if m.framed {
+		return m.frame
+	}
 	v := tea.NewView(m.render())
 	v.AltScreen = true
 	v.MouseMode = tea.MouseModeCellMotion // a click in the step list goes there
 	v.WindowTitle = "ztwizard wizard"
+	m.frame, m.framed = v, true
+	m.draws++
 	return v
 }
 
