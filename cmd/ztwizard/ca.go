@@ -252,8 +252,19 @@ func caCRLCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "crl",
 		Short: "Sign a fresh CRL (a timer does this well before nextUpdate)",
+		Long: `Signs a fresh CRL with the CA in the state folder (during a rotation, one per
+CA). With --if-due only when its nextUpdate is near: within a quarter of
+ca.crl_validity (4 h to a day; half of it with ca.test_timescale). The CA
+host's timer (` + "`ztwizard ca schedule`" + `) runs it with --if-due.
+
+--publish DIR (the timer's, on a site with ca.host) also writes the CRL, the
+KRL and its signature into DIR for the nodes' pull, renews every node's server
+and SSH host certificates that are due (from two thirds of their life, for the
+same key) and writes every node's current ones into DIR/nodes/NODE/:
+certificates only, never a key.`,
 		Example: `  ztwizard ca crl
-  ztwizard ca crl --if-due --out /etc/ztwizard/crl.pem`,
+  ztwizard ca crl --if-due --out /etc/ztwizard/crl.pem
+  ztwizard ca crl --if-due --publish /var/lib/ztwizard-publish`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := open(cmd.Context(), g, true, nil)
@@ -311,8 +322,8 @@ func caCRLCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL (PEM) to this file")
-	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature into this folder, which nodes pull from, and\nrenew every node's server and SSH host certificates that are due and write them (certificates only) under nodes/")
-	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a day (or a quarter of its validity) of nextUpdate")
+	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature, and every node's renewed certificates, into this folder nodes pull from")
+	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a quarter of its validity (4h to a day) of nextUpdate")
 	return cmd
 }
 
