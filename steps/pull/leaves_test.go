@@ -6,13 +6,16 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -352,4 +355,153 @@ func parseHostCert(t *testing.T, line []byte) *ssh.Certificate {
 		t.Fatal("not a certificate")
 	}
 	return c
+}
+
+// What a pull installs is what the daemons serve once reloaded, as the
+// pull unit reloads them: a real nginx presents the renewed server
+// certificate after a reload (SIGHUP), a real sshd the renewed host
+// certificate after its reload (SIGHUP, which `systemctl reload ssh`
+// sends; sshd reads host certificates only at start and reload).
+func TestRenewedLeavesServedAfterReload(t *testing.T) {
+	testenv.NeedRoot(t)
+	nginxBin := testenv.Tool(t, "nginx")
+	sshdBin := testenv.Tool(t, "sshd")
+	keyscan := testenv.Tool(t, "ssh-keyscan")
+	l := newLeafLab(t)
+	from := l.serve(t)
+
+	// nginx with web's api certificate and key.
+	prefix := t.TempDir()
+	tlsPort := testenv.FreePort(t)
+	conf := fmt.Sprintf(`user root root;
+worker_processes 1;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log info;
+events { worker_connections 16; }
+http {
+    access_log off;
+    client_body_temp_path %[1]s/cb;
+    proxy_temp_path %[1]s/proxy;
+    fastcgi_temp_path %[1]s/fcgi;
+    uwsgi_temp_path %[1]s/uwsgi;
+    scgi_temp_path %[1]s/scgi;
+    server {
+        listen 127.0.0.1:%[2]d ssl;
+        ssl_certificate %[3]s/api.crt;
+        ssl_certificate_key %[3]s/api.key;
+        location / { return 204; }
+    }
+}
+`, prefix, tlsPort, l.path(steps.TLSDir))
+	os.WriteFile(filepath.Join(prefix, "nginx.conf"), []byte(conf), 0o644)
+	nginxCmd := exec.Command(nginxBin, "-c", filepath.Join(prefix, "nginx.conf"), "-p", prefix+"/", "-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")
+	ng := testenv.Start(t, nginxCmd, testenv.ProcOptions{})
+	tlsAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(tlsPort))
+	if err := ng.WaitReady(10*time.Second, testenv.Listening(tlsAddr)); err != nil {
+		t.Fatal(err)
+	}
+	// sshd with web's host key and certificate.
+	sshPort := testenv.FreePort(t)
+	sshdConf := filepath.Join(t.TempDir(), "sshd_config")
+	os.WriteFile(sshdConf, []byte(fmt.Sprintf(`Port %d
+ListenAddress 127.0.0.1
+HostKey %s
+HostCertificate %s
+PidFile %s/sshd.pid
+UsePAM no
+`, sshPort, l.path(steps.SSHHostKeyPath), l.path(steps.SSHHostCertPath), prefix)), 0o644)
+	os.MkdirAll("/run/sshd", 0o755)
+	sshdCmd := exec.Command(sshdBin, "-D", "-e", "-f", sshdConf)
+	sd := testenv.Start(t, sshdCmd, testenv.ProcOptions{})
+	sshAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(sshPort))
+	if err := sd.WaitReady(10*time.Second, testenv.Listening(sshAddr)); err != nil {
+		t.Fatal(err)
+	}
+
+	ca, _, err := l.a.CA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func() *x509.Certificate { // the server certificate nginx presents, verified
+		t.Helper()
+		pool := x509.NewCertPool()
+		pool.AddCert(ca.Cert)
+		var c *tls.Conn
+		var err error
+		for i := 0; i < 50; i++ {
+			if c, err = tls.Dial("tcp", tlsAddr, &tls.Config{RootCAs: pool, ServerName: "api.internal.example.com", Time: func() time.Time { return l.now }}); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	hostSerial := func() string { // the host certificate sshd presents
+		t.Helper()
+		out, err := testenv.RunTimeout(context.Background(), 10*time.Second, keyscan, "-c", "-t", "ed25519", "-p", strconv.Itoa(sshPort), "127.0.0.1")
+		if err != nil {
+			t.Fatalf("ssh-keyscan: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			for len(f) > 0 && !strings.Contains(f[0], "-cert-") {
+				f = f[1:] // the host, when ssh-keyscan names it
+			}
+			if len(f) >= 2 {
+				pub, _, _, _, err := ssh.ParseAuthorizedKey([]byte(strings.Join(f, " ")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return strconv.FormatUint(pub.(*ssh.Certificate).Serial, 10)
+			}
+		}
+		t.Fatalf("sshd presents no host certificate:\n%s", out)
+		return ""
+	}
+	oldServed, oldHost := served(), hostSerial()
+
+	// Renewed at two thirds (5 minutes after issue for 10-minute leaves).
+	l.now = l.now.Add(6 * time.Minute)
+	web := l.renew(t)
+	res, log, err := l.pull(t, from)
+	if err != nil || len(res.Servers) != 1 || !res.HostCert {
+		t.Fatalf("pull: %+v %v\n%s", res, err, log)
+	}
+	renewed, err := pki.DecodeCertPEM(web.Servers["api"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := served(); got.SerialNumber.Cmp(oldServed.SerialNumber) != 0 {
+		t.Fatal("nginx serves the renewed certificate before its reload")
+	}
+	nginxCmd.Process.Signal(syscall.SIGHUP)
+	sshdCmd.Process.Signal(syscall.SIGHUP)
+	var got *x509.Certificate
+	for i := 0; i < 50; i++ {
+		if got = served(); got.SerialNumber.Cmp(renewed.SerialNumber) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+		t.Fatalf("nginx serves serial %x after its reload, want the renewed %x", got.SerialNumber, renewed.SerialNumber)
+	}
+	if err := sd.WaitReady(10*time.Second, testenv.Listening(sshAddr)); err != nil {
+		t.Fatal(err)
+	}
+	want := strconv.FormatUint(parseHostCert(t, web.HostCert).Serial, 10)
+	var host string
+	for i := 0; i < 50; i++ {
+		if host = hostSerial(); host == want {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if host != want || host == oldHost {
+		t.Fatalf("sshd presents host certificate serial %s after its reload, want the renewed %s (was %s)", host, want, oldHost)
+	}
 }
