@@ -162,10 +162,13 @@ On the node: ` + "`ztwizard apply --bundle N.ztb --ca-fingerprint FP`" + `.
 
 With --cloud-init FILE it also writes #cloud-config user-data for a
 provider's new VPS that takes user-data but no seed ISO: on the first boot,
-before sshd starts (cloud-init's bootcmd), it installs the packages the
-node's plan needs, fetches ztwizard from --ztwizard-url (an https URL where
-you serve this very binary; its SHA-256 is pinned, --ztwizard-sha256 to pin
-another) and applies the bundle with --no-confirm. The bundle rides in
+before sshd starts (cloud-init's bootcmd), it installs those of the
+packages the node's plan needs that dpkg lacks (no apt when none is
+missing), fetches ztwizard with python3 from --ztwizard-url (where you serve
+this very binary; its SHA-256 is pinned and checked before it runs,
+--ztwizard-sha256 to pin another; https or http: the pin gives integrity,
+https only hides which file is fetched) and applies the bundle with
+--no-confirm. The bundle rides in
 write_files and is read from cloud-init's copy of the user-data, never from a
 command line or a log. The node's keys are made here, so the user-data holds
 them: it is written 0600; the provider's metadata service keeps a copy.`,
@@ -244,7 +247,7 @@ them: it is written 0600; the provider's metadata service keeps a copy.`,
 	cmd.Flags().BoolVar(&all, "all", false, "bundle every node of the site into the folder --out (N.ztb each)")
 	cmd.Flags().StringVar(&out, "out", "", "the bundle file (N.ztb), or the folder with --all")
 	cmd.Flags().StringVar(&cloudInit, "cloud-init", "", "also write #cloud-config user-data that installs ztwizard and applies the bundle on a new VPS's first boot")
-	cmd.Flags().StringVar(&binURL, "ztwizard-url", "", "with --cloud-init: the https URL the VPS fetches the ztwizard binary from")
+	cmd.Flags().StringVar(&binURL, "ztwizard-url", "", "with --cloud-init: the https (or http) URL the VPS fetches the ztwizard binary from")
 	cmd.Flags().StringVar(&binSum, "ztwizard-sha256", "", "with --cloud-init: the binary's SHA-256 (default: this binary's)")
 	return cmd
 }

@@ -423,7 +423,7 @@ func TestCloudInitUserData(t *testing.T) {
 	}
 	// The bundle is only in write_files, never on the command line cloud-init runs.
 	cmd := strings.Join(doc.Bootcmd[0], " ")
-	for _, want := range []string{"cloud-init-per once", "mariadb-server", "sha256sum -c", "apply --bundle /var/lib/cloud/instance/user-data.txt --ca-fingerprint " + f.fp + " --no-confirm"} {
+	for _, want := range []string{"cloud-init-per once", "mariadb-server", "dpkg-query", "urllib.request", "sha256sum -c", "apply --bundle /var/lib/cloud/instance/user-data.txt --ca-fingerprint " + f.fp + " --no-confirm"} {
 		if !strings.Contains(cmd, want) {
 			t.Errorf("bootcmd lacks %q:\n%s", want, cmd)
 		}
@@ -439,11 +439,11 @@ func TestCloudInitUserData(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, steps.NftablesPath)); err != nil {
 		t.Fatal(err)
 	}
-	// Bad input: a node with its own keys, a plain http URL, no URL.
+	// Bad input: a node with its own keys, an ftp URL, no URL.
 	f.request(t)
 	for _, args := range [][]string{
 		{"--node", "web", "--cloud-init", "u.yaml", "--ztwizard-url", "https://x.example/ztwizard"},
-		{"--node", "db", "--cloud-init", "u.yaml", "--ztwizard-url", "http://x.example/ztwizard"},
+		{"--node", "db", "--cloud-init", "u.yaml", "--ztwizard-url", "ftp://x.example/ztwizard"},
 		{"--node", "db", "--cloud-init", "u.yaml"},
 	} {
 		r := ztw(t, f.dir, append([]string{"bundle", "--out", "x.ztb", "--state", f.ca}, args...)...)

@@ -244,7 +244,8 @@ func TestUserDataRoundTripAndRefusals(t *testing.T) {
 		t.Fatal("a bundle taken for user-data")
 	}
 	for _, bad := range []Install{
-		{URL: "http://files.example.com/ztwizard", SHA256: in.SHA256},
+		{URL: "ftp://files.example.com/ztwizard", SHA256: in.SHA256},
+		{URL: "https://files.example.com/$(reboot)", SHA256: in.SHA256},
 		{URL: "https://files.example.com/zt'wizard", SHA256: in.SHA256},
 		{URL: in.URL, SHA256: "abc"},
 	} {

@@ -5,12 +5,15 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"ztwizard/steps"
 )
 
 // UserDataBundlePath is where cloud-init user-data (UserData) puts the
@@ -22,7 +25,9 @@ const cloudInitUserData = "/var/lib/cloud/instance/user-data.txt"
 
 // Install says where a node fetches ztwizard from on its first boot.
 type Install struct {
-	URL    string // https URL of the ztwizard binary
+	// URL of the ztwizard binary, https or http: the SHA-256 pin gives
+	// integrity either way; https also hides which file is fetched.
+	URL    string
 	SHA256 string // its SHA-256, hex
 }
 
@@ -33,17 +38,20 @@ var (
 
 // UserData writes #cloud-config user-data for a provider's new VPS: on its
 // first boot, in cloud-init's bootcmd (which runs before sshd starts and
-// before cloud-init's other modules), it installs the packages the node's
-// plan names, fetches ztwizard from in.URL checking its SHA-256, and applies
-// the bundle (data, whose payload is p) with --no-confirm, trusting the CA
-// by its fingerprint. The bundle travels in write_files (base64, 0600 at
-// UserDataBundlePath); ztwizard reads it from cloud-init's copy of the
+// before cloud-init's other modules), it installs those of the packages
+// the node's plan names that dpkg does not have (no apt at all when none
+// is missing), fetches ztwizard from in.URL with python3 (there wherever
+// cloud-init runs) checking its SHA-256 before it is installed at
+// steps.BinaryPath, and applies the bundle (data, whose payload is p) with
+// --no-confirm, trusting the CA by its fingerprint. cloud-init-per runs
+// it once per instance. The bundle travels in write_files (base64, 0600
+// at UserDataBundlePath); ztwizard reads it from cloud-init's copy of the
 // user-data, so it is never on a command line or in cloud-init's logs.
 // The user-data holds the node's private keys when the bundle does.
 func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, error) {
 	u, err := url.Parse(in.URL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || strings.ContainsAny(in.URL, "'\"\\ \n") {
-		return nil, fmt.Errorf("bundle: user-data: %q is not an https URL of the ztwizard binary", in.URL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(in.URL, "'\"\\ \n`$") {
+		return nil, fmt.Errorf("bundle: user-data: %q is not an https or http URL of the ztwizard binary", in.URL)
 	}
 	if !hexSHA256.MatchString(in.SHA256) {
 		return nil, fmt.Errorf("bundle: user-data: %q is not a SHA-256 in hex", in.SHA256)
@@ -57,18 +65,7 @@ func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("bundle: user-data: %w", err)
 	}
-	bin := "/usr/local/bin/ztwizard"
-	script := strings.Join([]string{
-		"set -eu",
-		"umask 077",
-		"export DEBIAN_FRONTEND=noninteractive",
-	}, "; ")
-	if len(packages) > 0 {
-		script += "; apt-get update -qq; apt-get install -y -qq --no-install-recommends " + strings.Join(packages, " ")
-	}
-	script += fmt.Sprintf("; (command -v curl >/dev/null && curl -fsSL --retry 5 -o %[1]s.part '%[2]s' || wget -q -O %[1]s.part '%[2]s')"+
-		"; echo '%[3]s  %[1]s.part' | sha256sum -c --quiet; chmod 0755 %[1]s.part; mv %[1]s.part %[1]s"+
-		"; %[1]s apply --bundle %[4]s --ca-fingerprint %[5]s --no-confirm", bin, in.URL, in.SHA256, cloudInitUserData, fp)
+	script := firstBootScript(steps.BinaryPath, packages, in, fp)
 	doc := map[string]any{
 		"bootcmd": []any{[]string{"cloud-init-per", "once", "ztwizard-first-boot", "sh", "-c", script}},
 		"write_files": []map[string]string{{
@@ -89,6 +86,48 @@ func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, e
 		head += "# It holds the node's private keys: hand it to the provider only over a channel you trust.\n"
 	}
 	return append([]byte(head), out...), nil
+}
+
+// firstBootScript is the shell (sh -c) that installs the packages dpkg
+// lacks and ztwizard at bin: fetched with python3's urllib to bin.part
+// (retried: the network may still be coming up), checked against the
+// SHA-256, then moved into place; then bin applies the bundle in
+// cloud-init's copy of the user-data, trusting the CA fingerprint fp.
+// Each step says on stdout what it did; nothing secret is on its command
+// lines.
+func firstBootScript(bin string, packages []string, in Install, fp string) string {
+	parts := []string{"set -eu", "umask 022", "export DEBIAN_FRONTEND=noninteractive"}
+	if len(packages) > 0 {
+		parts = append(parts,
+			"missing=''",
+			"for p in "+strings.Join(packages, " ")+"; do",
+			"  case \"$(dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null || true)\" in *' installed') ;; *) missing=\"$missing $p\" ;; esac",
+			"done",
+			"if [ -n \"$missing\" ]; then",
+			"  echo \"ztwizard first boot: installing$missing\"",
+			"  apt-get update -qq",
+			"  apt-get install -y -qq --no-install-recommends $missing",
+			"else",
+			"  echo 'ztwizard first boot: packages present: "+strings.Join(packages, " ")+"'",
+			"fi")
+	}
+	return strings.Join(append(parts,
+		"mkdir -p "+path.Dir(bin),
+		"rm -f "+bin+".part",
+		"i=0",
+		"until python3 -c 'import shutil, sys, urllib.request as u; shutil.copyfileobj(u.urlopen(sys.argv[1], timeout=60), open(sys.argv[2], \"wb\"))' \\",
+		"    '"+in.URL+"' "+bin+".part; do",
+		"  i=$((i+1))",
+		"  if [ $i -ge 10 ]; then echo 'ztwizard first boot: cannot fetch "+in.URL+"' >&2; exit 1; fi",
+		"  sleep 3",
+		"done",
+		"echo '"+in.SHA256+"  "+bin+".part' | sha256sum -c --quiet",
+		"chmod 0755 "+bin+".part",
+		"mv -f "+bin+".part "+bin,
+		"echo 'ztwizard first boot: fetched "+in.URL+" (SHA-256 "+in.SHA256+") to "+bin+"'",
+		"umask 077",
+		fmt.Sprintf("%s apply --bundle %s --ca-fingerprint %s --no-confirm", bin, cloudInitUserData, fp),
+	), "\n") + "\n"
 }
 
 // userDataFile is a write_files entry.
