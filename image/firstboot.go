@@ -73,9 +73,19 @@ func (fb FirstBoot) Do(ctx context.Context) (*FirstBootReport, error) {
 	var held func() error // records the seed's bundle as applied
 	if seed != "" {
 		var err error
-		if c, err = ReadSeed(seed); err != nil {
+		c, err = ReadSeed(seed)
+		if errors.Is(err, ErrNotOurSeed) {
+			// Made for cloud-init alone (a provider's user-data, say):
+			// cloud-init reads it, first boot goes on as without a seed.
+			logf("%s is a NoCloud seed without ztwizard's files: left to cloud-init", seed)
+			seed, c, err = "", nil, nil
+		}
+		if err != nil {
 			return rep, err
 		}
+	}
+	if seed != "" {
+		var err error
 		if fb.Site != "" && c.Site != fb.Site {
 			return rep, fmt.Errorf("image: seed %s is for site %q, this image is site %q's", seed, c.Site, fb.Site)
 		}

@@ -32,6 +32,10 @@ const (
 	seedVersion    = 2
 )
 
+// ErrNotOurSeed is ReadSeed's error for a NoCloud seed without
+// ztwizard's files (one made for cloud-init alone, as from user-data).
+var ErrNotOurSeed = errors.New("not a ztwizard seed")
+
 // seedData is SeedDataPath's JSON.
 type seedData struct {
 	Version  int        `json:"version"`
@@ -99,6 +103,18 @@ func WriteSeed(out, work string, c *Content) error {
 	files := map[string][]byte{"meta-data": meta, "user-data": user, SeedDataPath: js}
 	if c.Bundle != nil {
 		files[SeedBundlePath] = c.Bundle
+	}
+	return writeISO(out, work, files)
+}
+
+// WriteNoCloud writes a plain cloud-init NoCloud seed to out: an ISO9660
+// image labelled cidata holding files by name (meta-data and user-data,
+// vendor-data if given), mode 0600. work is a private folder for the work.
+func WriteNoCloud(out, work string, files map[string][]byte) error {
+	for _, name := range []string{"meta-data", "user-data"} {
+		if _, ok := files[name]; !ok {
+			return fmt.Errorf("image: NoCloud seed: no %s", name)
+		}
 	}
 	return writeISO(out, work, files)
 }
@@ -175,7 +191,7 @@ func ReadSeed(path string) (*Content, error) {
 	}
 	js, err := fsys.ReadFile(SeedDataPath)
 	if err != nil {
-		return nil, fmt.Errorf("image: seed %s: no %s (not a ztwizard seed): %w", path, SeedDataPath, err)
+		return nil, fmt.Errorf("image: seed %s: no %s (%w): %w", path, SeedDataPath, ErrNotOurSeed, err)
 	}
 	var data seedData
 	if err := json.Unmarshal(js, &data); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -134,7 +135,7 @@ func TestReadSeedRefusesOtherISOs(t *testing.T) {
 	if err := writeISO(other, dir, map[string][]byte{"meta-data": []byte("instance-id: x\n"), "user-data": []byte("#cloud-config\n")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadSeed(other); err == nil || !strings.Contains(err.Error(), "not a ztwizard seed") {
+	if _, err := ReadSeed(other); !errors.Is(err, ErrNotOurSeed) || !strings.Contains(err.Error(), "not a ztwizard seed") {
 		t.Fatalf("a plain NoCloud seed: %v", err)
 	}
 	if _, err := ReadSeed(filepath.Join(dir, "missing.iso")); err == nil {
@@ -242,9 +243,22 @@ func TestFirstBootAppliesSeed(t *testing.T) {
 
 func TestFirstBootWithoutSeed(t *testing.T) {
 	root := firstbootRoot(t)
-	rep, err := FirstBoot{Root: root}.Do(context.Background())
+	// A seed made for cloud-init alone is left to it: first boot goes on
+	// as without one.
+	plain := filepath.Join(t.TempDir(), "plain.iso")
+	if err := WriteNoCloud(plain, t.TempDir(), map[string][]byte{"meta-data": []byte("instance-id: x\n"), "user-data": []byte("#cloud-config\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteNoCloud(plain, t.TempDir(), map[string][]byte{"user-data": []byte("#cloud-config\n")}); err == nil {
+		t.Error("a NoCloud seed without meta-data was written")
+	}
+	var log bytes.Buffer
+	rep, err := FirstBoot{Root: root, Seed: plain, Log: &log}.Do(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "is a NoCloud seed without ztwizard's files: left to cloud-init") {
+		t.Errorf("log:\n%s", log.String())
 	}
 	if rep.Seed != "" || !strings.HasPrefix(rep.HostKey, "SHA256:") || len(rep.WireGuard) != 44 {
 		t.Fatalf("report %+v", rep)
