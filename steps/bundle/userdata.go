@@ -20,6 +20,10 @@ import (
 // bundle on the node, 0600.
 const UserDataBundlePath = "/var/lib/ztwizard/first-boot.ztb"
 
+// sshdPrivsep is sshd's privilege separation folder, which Debian's
+// ssh.service makes when it starts (RuntimeDirectory).
+const sshdPrivsep = "/run/sshd"
+
 // cloudInitUserData is where cloud-init keeps the instance's user-data.
 const cloudInitUserData = "/var/lib/cloud/instance/user-data.txt"
 
@@ -65,7 +69,7 @@ func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("bundle: user-data: %w", err)
 	}
-	script := firstBootScript(steps.BinaryPath, packages, in, fp)
+	script := firstBootScript(steps.BinaryPath, sshdPrivsep, packages, in, fp)
 	doc := map[string]any{
 		"bootcmd": []any{[]string{"cloud-init-per", "once", "ztwizard-first-boot", "sh", "-c", script}},
 		"write_files": []map[string]string{{
@@ -93,9 +97,11 @@ func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, e
 // (retried: the network may still be coming up), checked against the
 // SHA-256, then moved into place; then bin applies the bundle in
 // cloud-init's copy of the user-data, trusting the CA fingerprint fp.
+// privsep is sshd's privilege separation folder: apply's check (sshd -t)
+// needs it, and this early ssh.service has not made it yet.
 // Each step says on stdout what it did; nothing secret is on its command
 // lines.
-func firstBootScript(bin string, packages []string, in Install, fp string) string {
+func firstBootScript(bin, privsep string, packages []string, in Install, fp string) string {
 	parts := []string{"set -eu", "umask 022", "export DEBIAN_FRONTEND=noninteractive"}
 	if len(packages) > 0 {
 		parts = append(parts,
@@ -125,6 +131,7 @@ func firstBootScript(bin string, packages []string, in Install, fp string) strin
 		"chmod 0755 "+bin+".part",
 		"mv -f "+bin+".part "+bin,
 		"echo 'ztwizard first boot: fetched "+in.URL+" (SHA-256 "+in.SHA256+") to "+bin+"'",
+		"mkdir -p -m 0755 "+privsep,
 		"umask 077",
 		fmt.Sprintf("%s apply --bundle %s --ca-fingerprint %s --no-confirm", bin, cloudInitUserData, fp),
 	), "\n") + "\n"

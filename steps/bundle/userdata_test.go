@@ -102,7 +102,8 @@ func TestFirstBootScript(t *testing.T) {
 			os.Remove(aptLog)
 			bin := filepath.Join(t.TempDir(), "usr/local/bin/ztwizard")
 			in := Install{URL: srv.URL + tt.path, SHA256: tt.sum}
-			script := firstBootScript(bin, tt.packages, in, fp)
+			privsep := filepath.Join(t.TempDir(), "run/sshd")
+			script := firstBootScript(bin, privsep, tt.packages, in, fp)
 			cmd := exec.Command("sh", "-c", script)
 			cmd.Env = append(os.Environ(), "PATH="+stub+":"+os.Getenv("PATH"))
 			stdout, stderr, err := testenv.RunCmd(context.Background(), 2*time.Minute, cmd)
@@ -129,6 +130,9 @@ func TestFirstBootScript(t *testing.T) {
 			want := bin + " apply --bundle " + cloudInitUserData + " --ca-fingerprint " + fp + " --no-confirm\n"
 			if string(ran) != want {
 				t.Errorf("the fetched binary ran as %q, want %q", ran, want)
+			}
+			if fi, err := os.Stat(privsep); err != nil || !fi.IsDir() {
+				t.Errorf("sshd's privilege separation folder (apply's sshd -t needs it): %v", err)
 			}
 			if fi, err := os.Stat(bin); err != nil || fi.Mode().Perm() != 0o755 {
 				t.Errorf("the binary: %v %v, want 0755", fi, err)
