@@ -290,6 +290,10 @@ func TestImage(t *testing.T) {
 		}
 		g.waitFor(t, regexp.MustCompile(`ztwizard firstboot: applied seed /dev/sr0: node db of site oslo-prod`), time.Second)
 	})
+
+	t.Run("golden takes a provider's user-data on its first boot", func(t *testing.T) {
+		testCloudInitFirstBoot(t, b)
+	})
 }
 
 // checkImageOffline checks a baked image without booting it: the GPT
