@@ -291,7 +291,7 @@ func TestImage(t *testing.T) {
 		g.waitFor(t, regexp.MustCompile(`ztwizard firstboot: applied seed /dev/sr0: node db of site oslo-prod`), time.Second)
 	})
 
-	t.Run("golden takes a provider's user-data on its first boot", func(t *testing.T) {
+	t.Run("golden takes user-data from a NoCloud seed on its first boot", func(t *testing.T) {
 		testCloudInitFirstBoot(t, b)
 	})
 }
