@@ -128,12 +128,27 @@ func (b *batch) addSet(s *Set) error {
 			elems = append(elems, nftables.SetElement{Key: buf[start:len(buf):len(buf)]})
 		}
 	}
-	if err := b.c.AddSet(ns, elems); err != nil {
+	// One message carries the elements in one attribute, whose length
+	// is 16 bits: a large set goes in several messages, as nft sends it.
+	first := elems[:min(len(elems), elemsPerMessage)]
+	if err := b.c.AddSet(ns, first); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	for rest := elems[len(first):]; len(rest) > 0; {
+		n := min(len(rest), elemsPerMessage)
+		if err := b.c.SetAddElements(ns, rest[:n]); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+		rest = rest[n:]
 	}
 	b.sets[s.Name] = ns
 	return nil
 }
+
+// elemsPerMessage keeps a message's elements under 64 KiB: an element of
+// the largest key (IPv6 address and port, an interval's flags) takes
+// under 64 bytes.
+const elemsPerMessage = 1000
 
 // intervalElements encodes networks as nft does: a start element and an
 // end element (the first address past the network) for each, the end left

@@ -3,6 +3,7 @@ package nft_test
 import (
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"ztwizard/steps/nft"
 	"ztwizard/steps/nft/nfttest"
+	"ztwizard/steps/testenv"
 )
 
 func net(s string) nft.Value  { return nft.Net(netip.MustParsePrefix(s)) }
@@ -374,5 +376,25 @@ func TestNftFingerprint(t *testing.T) {
 	}
 	if got := fp(); got == first || got == "" {
 		t.Fatal("the table replaced by the same one kept its fingerprint: handles are new")
+	}
+}
+
+// TestNftApplyLargeSet: a set of 20,000 elements, more than one netlink
+// attribute can hold (its length is 16 bits) in a batch larger than a
+// socket's default send buffer, goes through and lists as Text.
+func TestNftApplyLargeSet(t *testing.T) {
+	ns := nfttest.NewNS(t)
+	tbl := sample()
+	i := slices.IndexFunc(tbl.Sets, func(s nft.Set) bool { return s.Name == "db_clients" })
+	var els []nft.Element
+	for n := range 20000 {
+		els = append(els, nft.Element{nft.Addr(netip.AddrFrom4([4]byte{10, byte(100 + n>>16), byte(n >> 8), byte(n)})), nft.Port(3306)})
+	}
+	tbl.Sets[i].Elements = els
+	if err := tbl.Apply(ns.Conn()); err != nil {
+		t.Fatal(err)
+	}
+	if got := ns.List(nft.Family, nft.TableName); got != tbl.Text() {
+		t.Fatalf("the kernel's table differs from Text():\n%s", testenv.DiffLines(tbl.Text(), got))
 	}
 }
