@@ -304,7 +304,12 @@ func (a *Applier) Apply(ctx context.Context, p *steps.Plan) (*Result, error) {
 	}
 	if a.Live && c.wg {
 		step = "wireguard"
-		a.progress("wireguard: %s with %d peers", p.WireGuard.Name, len(p.WireGuard.Config.Peers))
+		if c.wgNow.Existed {
+			set, removed := peerChanges(c.wgNow, c.wgWant)
+			a.progress("wireguard: %s: %d peers to add or change, %d to remove, of %d", p.WireGuard.Name, set, removed, len(p.WireGuard.Config.Peers))
+		} else {
+			a.progress("wireguard: %s with %d peers", p.WireGuard.Name, len(p.WireGuard.Config.Peers))
+		}
 		if err := a.applyWG(ctx, p.WireGuard, c, jr); err != nil {
 			return fail(err)
 		}

@@ -120,6 +120,9 @@ func TestWGDeltaOnRealDevice(t *testing.T) {
 	if now.same(desired(after, nil)) {
 		t.Fatal("the device already matches the new plan: the test changes nothing")
 	}
+	if set, removed := peerChanges(now, desired(after, nil)); set != 2 || removed != 1 {
+		t.Fatalf("peerChanges: %d to add or change, %d to remove; want 2 and 1", set, removed)
+	}
 	if err := configure(wg, after, nil, now); err != nil {
 		t.Fatal(err)
 	}

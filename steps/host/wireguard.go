@@ -183,6 +183,22 @@ func delta(cfg wgtypes.Config, now *WGSnapshot) wgtypes.Config {
 	return out
 }
 
+// peerChanges counts the peers that delta sends to take a device from now
+// to want: added or changed, and removed.
+func peerChanges(now, want *WGSnapshot) (set, removed int) {
+	have := make(map[string]WGPeer, len(now.Peers))
+	for _, p := range now.Peers {
+		have[p.PublicKey] = p
+	}
+	for _, p := range want.Peers {
+		if h, ok := have[p.PublicKey]; !ok || !samePeer(h, p) {
+			set++
+		}
+		delete(have, p.PublicKey)
+	}
+	return set, len(have)
+}
+
 // same tells whether the interface s is already as o, the snapshot of the
 // plan, wants it.
 func (s *WGSnapshot) same(o *WGSnapshot) bool {
