@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/x509"
 	"encoding/pem"
@@ -54,6 +55,16 @@ func (b *Builder) Plan(node string, sec *Secrets, now time.Time) (*Plan, error) 
 	nginx, err := NginxFiles(site, node, sec)
 	if err != nil {
 		return nil, fmt.Errorf("plan: node %q: %w", node, err)
+	}
+	if site.CA.Host != "" && len(nginx) == 0 {
+		// Every node of a site with ca.host pulls the CRL and the KRL and
+		// checks them against the CA certificate (its pull unit needs it):
+		// a node without an mTLS service gets both too, or sshd's KRL
+		// would never be refreshed there.
+		nginx = []File{
+			{Path: CACertPath, Mode: 0o644, Content: bytes.Clone(sec.CACert)},
+			{Path: CRLPath, Mode: 0o644, Content: bytes.Clone(sec.CRL)},
+		}
 	}
 	sshFiles, err := SSHFiles(site, node, sec)
 	if err != nil {

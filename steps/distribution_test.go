@@ -66,6 +66,14 @@ func TestDistributionPlans(t *testing.T) {
 		if timer := planFile(p, SystemdDir+"/"+PullTimer); !strings.Contains(string(timer.Content), "OnUnitActiveSec="+PullEvery+"\n") {
 			t.Errorf("%s: the pull timer does not run every %s:\n%s", n, PullEvery, timer.Content)
 		}
+		// db has no mTLS service: it gets the CA certificate its pull
+		// checks against (or it never pulls, and its KRL goes stale) and
+		// the CRL the pull keeps fresh.
+		for _, f := range []string{CACertPath, CRLPath} {
+			if planFile(p, f) == nil {
+				t.Errorf("%s: no %s: the pull unit's condition fails and it never pulls", n, f)
+			}
+		}
 		serves := planFile(p, PublishConfPath) != nil
 		opens := strings.Contains(p.Firewall.Script(), "tcp dport 8440 accept")
 		if serves != (n == "db") || opens != (n == "db") {
@@ -85,7 +93,7 @@ func TestDistributionPlans(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if planFile(p, SystemdDir+"/"+PullUnit) != nil || planFile(p, PublishConfPath) != nil {
+	if planFile(p, SystemdDir+"/"+PullUnit) != nil || planFile(p, PublishConfPath) != nil || planFile(p, CACertPath) != nil {
 		t.Fatal("a site without ca.host got distribution files")
 	}
 	bad := Example()
