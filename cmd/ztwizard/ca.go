@@ -298,13 +298,9 @@ certificates only, never a key.`,
 			if err != nil {
 				return err
 			}
-			path := s.auth.Store.Path(authority.CRLFile)
-			if out != "" {
-				if err := atomicfile.WriteFile(out, crl, 0o644); err != nil {
-					return err
-				}
-				path = out
-			}
+			// Published first: on a CA host that is also a node, its pull
+			// then never finds the published CRL older than the one
+			// written here, which it would refuse.
 			if publish != "" {
 				if err := publishRevocations(s, publish, crl); err != nil {
 					return err
@@ -312,6 +308,13 @@ certificates only, never a key.`,
 				if err := publishLeaves(cmd.OutOrStdout(), s, publish); err != nil {
 					return err
 				}
+			}
+			path := s.auth.Store.Path(authority.CRLFile)
+			if out != "" {
+				if err := atomicfile.WriteFile(out, crl, 0o644); err != nil {
+					return err
+				}
+				path = out
 			}
 			verb := "signed"
 			if !due {
