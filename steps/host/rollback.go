@@ -104,6 +104,10 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 		}
 		a.progress("rollback: disable %s", jr.Enabled[i])
 		args := []string{"disable", "--quiet", jr.Enabled[i]}
+		if strings.HasSuffix(jr.Enabled[i], ".timer") {
+			// The apply started it: it stops with its enable undone.
+			args = []string{"disable", "--quiet", "--now", jr.Enabled[i]}
+		}
 		if a.atBoot {
 			// One daemon-reload below, once the files are back.
 			args = []string{"disable", "--quiet", "--no-reload", jr.Enabled[i]}

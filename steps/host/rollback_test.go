@@ -688,3 +688,46 @@ func TestStaleFilesRestoredOnRollback(t *testing.T) {
 		t.Errorf("manifest after the rollback: %+v", m)
 	}
 }
+
+// TestTimersStartWithTheirApply: an enabled timer runs only once started,
+// so an apply starts the plan's timers (the CRL refresh, the pull, the
+// status metrics) instead of leaving them to the next boot; its rollback
+// disables and stops the ones it enabled.
+func TestTimersStartWithTheirApply(t *testing.T) {
+	pl := newPlanner(t)
+	web := pl.plan(steps.ExampleYAML, "web")
+	e := newLive(t)
+	if err := os.MkdirAll(filepath.Join(e.root, "run/systemd/system"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.run.failNext("systemctl is-enabled --quiet "+steps.StatusTimer, 1) // not enabled yet
+	e.a.Window = time.Minute
+	mustApply(t, e.a, web)
+	var timers []string
+	for _, u := range web.Units {
+		if u.Enable && strings.HasSuffix(u.Name, ".timer") {
+			timers = append(timers, u.Name)
+		}
+	}
+	if len(timers) < 2 {
+		t.Fatalf("web's plan enables timers %q", timers)
+	}
+	for _, timer := range timers {
+		if got := e.run.ran("systemctl start " + timer); len(got) != 1 {
+			t.Errorf("%s: started %d times, want once: %q", timer, len(got), e.run.ran("systemctl"))
+		}
+	}
+	calls := len(e.run.calls)
+	if _, err := e.a.Rollback(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	var disabled []string
+	for _, c := range e.run.calls[calls:] {
+		if strings.HasPrefix(c, "systemctl disable") {
+			disabled = append(disabled, c)
+		}
+	}
+	if !slices.Equal(disabled, []string{"systemctl disable --quiet --now " + steps.StatusTimer}) {
+		t.Errorf("the rollback disabled %q, want the status timer it enabled, stopped", disabled)
+	}
+}

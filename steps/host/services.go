@@ -427,5 +427,16 @@ func (a *Applier) enable(ctx context.Context, p *steps.Plan, jr *Journal, unitsC
 			return fmt.Errorf("systemctl enable %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))
 		}
 	}
+	// An enabled timer runs only once started (at the next boot
+	// otherwise): the CRL refresh, the pull and the status timers run from
+	// this apply on. Starting one that runs already changes nothing.
+	for _, u := range units {
+		if !u.Enable || !strings.HasSuffix(u.Name, ".timer") {
+			continue
+		}
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "start", u.Name); err != nil {
+			return fmt.Errorf("systemctl start %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))
+		}
+	}
 	return nil
 }
