@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
+	"ztwizard/steps/monitor"
 	"ztwizard/steps/testenv"
 )
 
@@ -568,8 +571,20 @@ func TestTimeRunsNobodyActs(t *testing.T) {
 				warned[m.Name] = true
 				t.Logf("%s: status exit 1 %v after the CA host stopped, %v before the CRL's nextUpdate",
 					m.Name, now.Sub(stopAt).Round(100*time.Millisecond), crl.NextUpdate.Sub(now).Round(100*time.Millisecond))
-				if !strings.Contains(r.Stdout, "CRL") {
-					t.Errorf("%s: status does not name the CRL:\n%s", m.Name, r.Stdout)
+				// What is due is the CRL, nothing else.
+				var rep monitor.Report
+				j := m.Run(t, testenv.CmdTimeout, []string{"TZ=UTC"}, steps.BinaryPath, "status", "--json")
+				if err := json.Unmarshal([]byte(j.Stdout), &rep); err != nil {
+					t.Fatalf("%s: status --json: %v\n%s", m.Name, err, j.Stdout)
+				}
+				var due []string
+				for _, it := range rep.Items {
+					if it.Due {
+						due = append(due, it.Kind+" "+it.State)
+					}
+				}
+				if j.Code != 1 || len(rep.Problems) != 0 || len(due) == 0 || strings.Join(due, "") != strings.Repeat(authority.KindCRL+" "+monitor.StateDue, len(due)) {
+					t.Errorf("%s: status --json exit %d, due %q, problems %v; want the CRL due alone:\n%s", m.Name, j.Code, due, rep.Problems, r.Stdout)
 				}
 				if code, _, err := l.probe(m.Name, "good"); code != http.StatusOK {
 					t.Errorf("%s: when status warned, good got %d %v: something lapsed already", m.Name, code, err)
