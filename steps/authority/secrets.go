@@ -2,6 +2,8 @@ package authority
 
 import (
 	"fmt"
+	"path"
+	"strings"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
@@ -102,19 +104,15 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 	// The node's own private key (unless it holds it itself: a request
 	// was imported), and only its peers' public keys: a node's plan needs
 	// nothing of the others.
-	links := a.Site.Links(node)
-	sec.WireGuardPubs = make(map[string]wgtypes.Key, len(links)+1)
-	for _, n := range append([]string{node}, links...) {
-		if n == node && req == nil {
-			k, err := a.WireGuardKey(node)
-			if err != nil {
-				return nil, err
-			}
-			sec.WireGuardKey = &k
-		}
-		if sec.WireGuardPubs[n], err = a.wireGuardPublic(n); err != nil {
+	if req == nil {
+		k, err := a.WireGuardKey(node)
+		if err != nil {
 			return nil, err
 		}
+		sec.WireGuardKey = &k
+	}
+	if sec.WireGuardPubs, err = a.wireGuardPublics(append([]string{node}, a.Site.Links(node)...)); err != nil {
+		return nil, err
 	}
 	if hk, err := a.HostKey(node); err != nil {
 		return nil, err
@@ -134,4 +132,56 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 func (a *Authority) caLine(kind string) ([]byte, error) {
 	_, lines, err := a.trustedSSH(kind)
 	return lines, err
+}
+
+// wireGuardPublics returns the WireGuard public keys of nodes, as
+// wireGuardPublic does for each, reading the key files of the nodes that
+// imported no request in one pass over the wireguard folder.
+func (a *Authority) wireGuardPublics(nodes []string) (map[string]wgtypes.Key, error) {
+	pubs := make(map[string]wgtypes.Key, len(nodes))
+	// A node with a request has a folder of its own under nodes/: the
+	// others need no look for one.
+	folders, err := a.Store.Names("nodes")
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	hasFolder := make(map[string]bool, len(folders))
+	for _, f := range folders {
+		hasFolder[f] = true
+	}
+	var rest []string
+	for _, n := range nodes {
+		if hasFolder[n] {
+			k, err := a.wireGuardPublic(n)
+			if err != nil {
+				return nil, err
+			}
+			pubs[n] = k
+			continue
+		}
+		rest = append(rest, n)
+	}
+	names := make([]string, len(rest))
+	for i, n := range rest {
+		names[i] = n + ".pub"
+	}
+	files, err := a.Store.ReadFiles("wireguard", names)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	for i, n := range rest {
+		if files[i] == nil {
+			// No public key yet: make the pair (or read the private key).
+			if pubs[n], err = a.WireGuardPublicKey(n); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		k, err := wgtypes.ParseKey(strings.TrimSpace(string(files[i])))
+		if err != nil {
+			return nil, fmt.Errorf("authority: %s: %w", path.Join("wireguard", names[i]), err)
+		}
+		pubs[n] = k
+	}
+	return pubs, nil
 }

@@ -40,12 +40,13 @@ func publicFile(name string) bool {
 }
 
 // leafFolders are the folders that hold one file per certificate issued
-// (patterns for path.Match, relative to the store). Open checks their own
-// mode but does not list them, so that opening a store costs the same with
-// 100,000 certificates as with one: their files are checked when read
-// (readFile). A folder that is 0700 keeps group and others out of its files
-// whatever their modes.
-var leafFolders = []string{"ssh/certs", "x509/*/*", "*/retired/*"}
+// or per node (patterns for path.Match, relative to the store). Open checks
+// their own mode but does not list them, so that opening a store costs the
+// same with 100,000 certificates or 1,000 nodes' WireGuard keys as with
+// one: their files are checked when read (readFile, ReadFiles). A folder
+// that is 0700 keeps group and others out of its files whatever their
+// modes.
+var leafFolders = []string{"ssh/certs", "x509/*/*", "*/retired/*", "wireguard"}
 
 func isLeafFolder(rel string) bool {
 	for _, p := range leafFolders {
