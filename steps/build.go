@@ -40,6 +40,13 @@ func NewBuilder(site *Site) (*Builder, error) {
 	return &Builder{site: site, siteYAML: y}, nil
 }
 
+// NewBuilderYAML is NewBuilder given the site's canonical form, what
+// site.Marshal returns, which the caller vouches for (a cache whose key is
+// the site's source and this program: see authority.SiteYAML).
+func NewBuilderYAML(site *Site, canonical []byte) *Builder {
+	return &Builder{site: site, siteYAML: canonical}
+}
+
 // Plan builds one node's plan; see BuildPlan.
 func (b *Builder) Plan(node string, sec *Secrets, now time.Time) (*Plan, error) {
 	site := b.site

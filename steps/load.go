@@ -26,11 +26,22 @@ const MaxSiteSize = 4 << 20
 // returned site has its defaults filled in. Only a regular file or a pipe
 // is read, and never more than MaxSiteSize bytes of it.
 func Load(path string) (*Site, error) {
+	site, _, err := LoadSource(path)
+	return site, err
+}
+
+// LoadSource is Load that also returns the bytes it read: what the site
+// was parsed from.
+func LoadSource(path string) (*Site, []byte, error) {
 	data, err := readSite(path)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return Parse(data, path)
+	site, err := Parse(data, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	return site, data, nil
 }
 
 // readSite reads at most MaxSiteSize bytes of a regular file or a pipe.

@@ -89,7 +89,11 @@ func prepare(cmd *cobra.Command, g *globals, f *applyFlags) (*session, *steps.Pl
 	if f.dry {
 		printPending(cmd.OutOrStdout(), s.auth.Store)
 	}
-	plan, err := steps.BuildPlan(s.site, f.node, sec, g.now())
+	siteYAML, err := s.auth.SiteYAML(s.source)
+	if err != nil {
+		return fail(err)
+	}
+	plan, err := steps.NewBuilderYAML(s.site, siteYAML).Plan(f.node, sec, g.now())
 	if err != nil {
 		return fail(err)
 	}

@@ -204,15 +204,22 @@ and gets timers scaled down with them; validate warns of it.`,
 
 // loadSite reads the -c site file; a missing or bad file is bad input.
 func loadSite(g *globals) (*steps.Site, error) {
-	site, err := steps.Load(g.site)
+	site, _, err := loadSiteSource(g)
+	return site, err
+}
+
+// loadSiteSource is loadSite that also returns the bytes the site was
+// parsed from.
+func loadSiteSource(g *globals) (*steps.Site, []byte, error) {
+	site, source, err := steps.LoadSource(g.site)
 	if err != nil {
 		var list steps.Errors
 		if errors.As(err, &list) {
-			return nil, err
+			return nil, nil, err
 		}
-		return nil, usageError{fmt.Errorf("-c %s: %w", g.site, unwrapPath(err))}
+		return nil, nil, usageError{fmt.Errorf("-c %s: %w", g.site, unwrapPath(err))}
 	}
-	return site, nil
+	return site, source, nil
 }
 
 // unwrapPath drops the *PathError's repeated file name.
@@ -305,6 +312,7 @@ func inCredentials(file string) bool {
 // store, the passphrase and, for writers, the lock.
 type session struct {
 	site   *steps.Site
+	source []byte // the site file as read
 	auth   *authority.Authority
 	unlock func()
 	// applied, when set, runs once an apply succeeded (--bundle: record
@@ -329,7 +337,7 @@ func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) e
 // (state.OpenDryRun): nothing is created or changed in it, and a missing
 // store reads as empty.
 func openSession(ctx context.Context, g *globals, write, dry bool, check func(*steps.Site) error) (*session, error) {
-	site, err := loadSite(g)
+	site, source, err := loadSiteSource(g)
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +367,7 @@ func openSession(ctx context.Context, g *globals, write, dry bool, check func(*s
 	if err != nil {
 		return nil, err
 	}
-	s := &session{site: site, auth: &authority.Authority{Store: store, Site: site, Passphrase: pass, Now: g.now}}
+	s := &session{site: site, source: source, auth: &authority.Authority{Store: store, Site: site, Passphrase: pass, Now: g.now}}
 	if write || dry {
 		ctx, cancel := context.WithTimeout(ctx, g.lockWait)
 		defer cancel()
