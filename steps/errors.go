@@ -102,6 +102,36 @@ func (c *errs) add(path, format string, args ...any) {
 // checkLengths finds every text field longer than MaxValueLen, walking
 // the site by its YAML field names.
 func (c *errs) checkLengths(v reflect.Value, path string) {
+	if path == "" && !anyTooLong(v) {
+		return // no field paths to build
+	}
+	c.lengthsAt(v, path)
+}
+
+// anyTooLong tells whether v holds a text longer than MaxValueLen.
+func anyTooLong(v reflect.Value) bool {
+	switch v.Kind() {
+	case reflect.String:
+		return v.Len() > MaxValueLen
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if anyTooLong(v.Field(i)) {
+				return true
+			}
+		}
+	case reflect.Slice:
+		for i := range v.Len() {
+			if anyTooLong(v.Index(i)) {
+				return true
+			}
+		}
+	case reflect.Pointer:
+		return !v.IsNil() && anyTooLong(v.Elem())
+	}
+	return false
+}
+
+func (c *errs) lengthsAt(v reflect.Value, path string) {
 	switch v.Kind() {
 	case reflect.String:
 		if n := v.Len(); n > MaxValueLen {
@@ -118,15 +148,15 @@ func (c *errs) checkLengths(v reflect.Value, path string) {
 			if name == "" || name == "-" {
 				continue
 			}
-			c.checkLengths(v.Field(i), join(path, name))
+			c.lengthsAt(v.Field(i), join(path, name))
 		}
 	case reflect.Slice:
 		for i := range v.Len() {
-			c.checkLengths(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+			c.lengthsAt(v.Index(i), fmt.Sprintf("%s[%d]", path, i))
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			c.checkLengths(v.Elem(), path)
+			c.lengthsAt(v.Elem(), path)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -247,6 +248,29 @@ func notASite(name string, line int, kind string) error {
 	return Errors{{File: name, Line: line, Msg: "not a site file: it looks like " + kind}}
 }
 
+// fieldSets holds typeFields' answer for each struct type met (a site of
+// 1,000 nodes walks the same few types thousands of times).
+var fieldSets sync.Map
+
+type fieldSet struct {
+	names  []string
+	fields map[string]reflect.StructField
+}
+
+// typeFields returns the YAML field names of the struct type t in order
+// and its fields by name. Neither may be changed.
+func typeFields(t reflect.Type) ([]string, map[string]reflect.StructField) {
+	if fs, ok := fieldSets.Load(t); ok {
+		return fs.(*fieldSet).names, fs.(*fieldSet).fields
+	}
+	fs := &fieldSet{names: fieldNames(t), fields: map[string]reflect.StructField{}}
+	for i := range t.NumField() {
+		fs.fields[fs.names[i]] = t.Field(i)
+	}
+	fieldSets.Store(t, fs)
+	return fs.names, fs.fields
+}
+
 func fieldNames(t reflect.Type) []string {
 	var names []string
 	for i := range t.NumField() {
@@ -300,11 +324,7 @@ func (w *walker) walk(n *yaml.Node, t reflect.Type, path string) {
 			w.fail(n, path, "want a mapping of fields, not %s", describe(n))
 			return
 		}
-		fields := map[string]reflect.StructField{}
-		names := fieldNames(t)
-		for i := range t.NumField() {
-			fields[names[i]] = t.Field(i)
-		}
+		names, fields := typeFields(t)
 		seen := map[string]bool{}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]

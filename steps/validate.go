@@ -491,8 +491,8 @@ func (s *Site) checkMesh(c *errs) {
 		}
 		seenPeer := map[string]bool{}
 		for j, p := range n.Peers {
-			pp := fmt.Sprintf("%s.peers[%d]", path, j)
 			other, ok := byName[p]
+			pp := path + ".peers[" + strconv.Itoa(j) + "]"
 			switch {
 			case !ok:
 				c.add(pp, "unknown node %q%s", p, Suggest(p, names))
@@ -606,7 +606,7 @@ func (s *Site) checkDatabases(c *errs) {
 		}
 		seenC := map[string]bool{}
 		for j, cl := range db.Clients {
-			cp := fmt.Sprintf("%s.clients[%d]", path, j)
+			cp := path + ".clients[" + strconv.Itoa(j) + "]"
 			switch {
 			case index[cl] == nil:
 				c.add(cp, "unknown node %q%s", cl, Suggest(cl, nodes))

@@ -112,16 +112,20 @@ func (s *Store) readAt(dfd int, rel, name string) ([]byte, error) {
 		if len(data) == cap(data) {
 			data = slices.Grow(data, 512)
 		}
+		want := cap(data) - len(data)
 		n, err := syscall.Read(fd, data[len(data):cap(data)])
 		switch {
 		case err == syscall.EINTR:
 			continue
 		case err != nil:
 			return nil, &fs.PathError{Op: "read", Path: s.Path(rel), Err: err}
-		case n == 0:
-			return data, nil
 		}
 		data = data[:len(data)+n]
+		if n == 0 || n < want && int64(len(data)) >= st.Size {
+			// At the end, or short past the size fstat gave: no read
+			// more to be told so.
+			return data, nil
+		}
 	}
 }
 
