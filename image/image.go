@@ -152,6 +152,16 @@ func Bake(ctx context.Context, spec Spec) (*Result, error) {
 		if err := u.Build(ctx, uki); err != nil {
 			return err
 		}
+		// The UKI on the ESP is what boots: the root keeps no second copy.
+		// /boot keeps the time stamp configure clamped it to.
+		boot, err := os.Stat(filepath.Dir(kernel))
+		if err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
+		at := boot.ModTime()
+		if err := errors.Join(os.Remove(kernel), os.Remove(initrd), os.Chtimes(filepath.Dir(kernel), at, at)); err != nil {
+			return fmt.Errorf("image: %w", err)
+		}
 		fi, err := os.Stat(uki)
 		if err != nil {
 			return fmt.Errorf("image: %w", err)

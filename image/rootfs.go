@@ -22,10 +22,11 @@ import (
 const DefaultSuite = "bookworm"
 
 // BasePackages go into every image's root filesystem: a cloud kernel with
-// its initramfs, systemd with networkd, resolved and timesyncd, nftables,
-// WireGuard's tools, nginx and OpenSSH.
+// its initramfs (and xz, which packs both the modules and the initramfs),
+// systemd with networkd, resolved and timesyncd, nftables, WireGuard's
+// tools, nginx and OpenSSH.
 var BasePackages = []string{
-	"linux-image-cloud-amd64", "initramfs-tools", "systemd", "systemd-sysv", "udev", "dbus",
+	"linux-image-cloud-amd64", "initramfs-tools", "xz-utils", "systemd", "systemd-sysv", "udev", "dbus",
 	"systemd-resolved", "systemd-timesyncd", "iproute2", "netbase", "e2fsprogs",
 	"nftables", "wireguard-tools", "nginx", "openssh-server",
 }
@@ -70,7 +71,10 @@ func (s RootfsSpec) normalize() RootfsSpec {
 func (s RootfsSpec) Key() string {
 	s = s.normalize()
 	h := sha256.New()
-	fmt.Fprintf(h, "ztwizard-rootfs v1\nsuite %s\narch amd64\nvariant minbase\n", s.Suite)
+	fmt.Fprintf(h, "ztwizard-rootfs v2\nsuite %s\narch amd64\nvariant minbase\n", s.Suite)
+	for _, a := range mmdebstrapSlimArgs() {
+		fmt.Fprintf(h, "option %q\n", a)
+	}
 	for _, l := range s.Sources {
 		fmt.Fprintf(h, "source %s\n", l)
 	}
@@ -143,12 +147,15 @@ func buildRootfs(ctx context.Context, s RootfsSpec, key, base string) (*RootfsIn
 	start := time.Now()
 	epoch := start.Unix()
 	tmp := base + ".tar.part"
+	if _, err := os.Stat(mergedUsrHook); err != nil {
+		return nil, fmt.Errorf("image: rootfs: mmdebstrap's merged-/usr hook is missing (mmdebstrap 1.0 or later has it): %w", err)
+	}
 	args := []string{
 		"--mode=unshare", "--variant=minbase", "--format=tar", "--architectures=amd64",
 		`--aptopt=APT::Install-Recommends "false"`,
-		"--include=" + strings.Join(s.Packages, ","),
-		s.Suite, tmp,
 	}
+	args = append(args, mmdebstrapSlimArgs()...)
+	args = append(args, "--include="+strings.Join(s.Packages, ","), s.Suite, tmp)
 	args = append(args, s.Sources...)
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+strconv.FormatInt(epoch, 10), "LC_ALL=C.UTF-8")

@@ -3,7 +3,7 @@
 # present, and fetches the Go modules. Safe to run again.
 set -eu
 
-PACKAGES="ansible-core openssl openssh-client openssh-server wireguard-tools nginx nftables iproute2 curl systemd mariadb-server-core postgresql-15 tmux mmdebstrap qemu-system-x86 qemu-utils ovmf systemd-boot-efi binutils e2fsprogs gdisk dosfstools libguestfs-tools zbar-tools testssl.sh cloud-init python3"
+PACKAGES="ansible-core openssl openssh-client openssh-server wireguard-tools nginx nftables iproute2 curl systemd mariadb-server-core postgresql-15 tmux mmdebstrap qemu-system-x86 qemu-utils ovmf systemd-boot-efi binutils e2fsprogs gdisk dosfstools libguestfs-tools zbar-tools testssl.sh cloud-init python3 xz-utils"
 
 missing=""
 for p in $PACKAGES; do

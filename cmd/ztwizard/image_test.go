@@ -299,8 +299,10 @@ func TestImage(t *testing.T) {
 // checkImageOffline checks a baked image without booting it: the GPT
 // (sgdisk -v), the ESP (fsck.vfat -n, the UKI at EFI/BOOT/BOOTX64.EFI), the
 // root (e2fsck -fn, its label, an empty machine-id, no SSH host key from
-// the build) and, for the golden image, no private key of any kind in any
-// file of the root or in the ESP's bytes.
+// the build), the UKI's initramfs (the disk drivers, no network or
+// filesystem modules) and, for the golden image, no private key of any
+// kind in any file of the root or in the ESP's bytes, and nothing in the
+// root that the slimming leaves out while what a node needs is there.
 func checkImageOffline(t *testing.T, name, img string) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -338,6 +340,11 @@ func checkImageOffline(t *testing.T, name, img string) {
 	if out := imgTool(t, "objdump", "-h", uki); !strings.Contains(out, ".linux") || !strings.Contains(out, ".initrd") || !strings.Contains(out, ".cmdline") || !strings.Contains(out, ".osrel") {
 		t.Errorf("the UKI's sections:\n%s", out)
 	}
+	if files, err := image.InitrdFiles(ctx, uki); err != nil {
+		t.Error(err)
+	} else if err := image.CheckInitrd(files); err != nil {
+		t.Errorf("the UKI's initramfs: %v", err)
+	}
 	tree := filepath.Join(dir, "tree")
 	if err := os.Mkdir(tree, 0o700); err != nil {
 		t.Fatal(err)
@@ -365,6 +372,9 @@ func checkImageOffline(t *testing.T, name, img string) {
 	}
 	if len(found) > 0 {
 		t.Errorf("the golden image holds private keys: %v", found)
+	}
+	if err := image.CheckSlim(tree); err != nil {
+		t.Errorf("the golden image's root: %v", err)
 	}
 	f, err := os.Open(esp)
 	if err != nil {
