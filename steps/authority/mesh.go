@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path"
@@ -75,6 +76,9 @@ func (a *Authority) MeshAddresses() (map[string]netip.Addr, error) {
 	}
 	for n, ad := range addrs {
 		merged[n] = ad
+	}
+	if data != nil && maps.Equal(merged, prev) {
+		return addrs, nil // the record holds them all already
 	}
 	out, err := json.MarshalIndent(merged, "", "  ")
 	if err != nil {
