@@ -1,14 +1,22 @@
 package authority
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"ztwizard/steps"
 	"ztwizard/steps/pki"
+	"ztwizard/steps/state"
 )
 
 // Secrets gathers what a node's plan needs from the store, creating what is
@@ -135,8 +143,10 @@ func (a *Authority) caLine(kind string) ([]byte, error) {
 }
 
 // wireGuardPublics returns the WireGuard public keys of nodes, as
-// wireGuardPublic does for each, reading the key files of the nodes that
-// imported no request in one pass over the wireguard folder.
+// wireGuardPublic does for each. For the nodes that imported no request the
+// key files are not read one by one: PublicKeysFile records each key with
+// the stamp of the file it was read from (state.Stamp), and a key is taken
+// from there only while its file still has that stamp; the others are read.
 func (a *Authority) wireGuardPublics(nodes []string) (map[string]wgtypes.Key, error) {
 	pubs := make(map[string]wgtypes.Key, len(nodes))
 	// A node with a request has a folder of its own under nodes/: the
@@ -165,23 +175,118 @@ func (a *Authority) wireGuardPublics(nodes []string) (map[string]wgtypes.Key, er
 	for i, n := range rest {
 		names[i] = n + ".pub"
 	}
-	files, err := a.Store.ReadFiles("wireguard", names)
+	stamps, err := a.Store.Stamps("wireguard", names)
 	if err != nil {
 		return nil, fmt.Errorf("authority: %w", err)
 	}
+	cache := a.readPublicKeys()
+	var read []int // indexes into rest of the files to read
 	for i, n := range rest {
-		if files[i] == nil {
+		if e, ok := cache[n]; ok && stamps[i] != (state.Stamp{}) && e.stamp == stamps[i] {
+			pubs[n] = e.key
+			continue
+		}
+		read = append(read, i)
+	}
+	if len(read) == 0 {
+		return pubs, nil
+	}
+	readNames := make([]string, len(read))
+	for j, i := range read {
+		readNames[j] = names[i]
+	}
+	files, fileStamps, err := a.Store.ReadFilesStamps("wireguard", readNames)
+	if err != nil {
+		return nil, fmt.Errorf("authority: %w", err)
+	}
+	now := fsNow() // the file system's clock, not the CA's
+	changed := false
+	for j, i := range read {
+		n := rest[i]
+		if files[j] == nil {
 			// No public key yet: make the pair (or read the private key).
 			if pubs[n], err = a.WireGuardPublicKey(n); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		k, err := wgtypes.ParseKey(strings.TrimSpace(string(files[i])))
+		k, err := wgtypes.ParseKey(strings.TrimSpace(string(files[j])))
 		if err != nil {
 			return nil, fmt.Errorf("authority: %s: %w", path.Join("wireguard", names[i]), err)
 		}
 		pubs[n] = k
+		if fileStamps[j].Settled(now) {
+			cache[n] = publicKeyEntry{key: k, stamp: fileStamps[j]}
+			changed = true
+		}
+	}
+	if changed && !a.Store.DryRun() {
+		if err := a.writePublicKeys(cache); err != nil {
+			return nil, err
+		}
 	}
 	return pubs, nil
 }
+
+// PublicKeysFile records the WireGuard public keys read from the key files
+// of the wireguard folder, each with the stamp its file had (see
+// wireGuardPublics). Its first line is `wgpub 1 sum SUM`, SUM the SHA-256
+// of the rest, one line a node: `NODE INODE SIZE CTIME KEY`. A file whose
+// sum does not hold is not used, a line that does not parse is skipped:
+// the keys are read from their files then.
+const PublicKeysFile = "cache/wireguard-public"
+
+type publicKeyEntry struct {
+	key   wgtypes.Key
+	stamp state.Stamp
+}
+
+// readPublicKeys returns what PublicKeysFile holds: empty when it is
+// missing or does not check.
+func (a *Authority) readPublicKeys() map[string]publicKeyEntry {
+	out := map[string]publicKeyEntry{}
+	data, err := a.Store.ReadFile(PublicKeysFile)
+	if err != nil {
+		return out
+	}
+	head, body, ok := bytes.Cut(data, []byte("\n"))
+	sum := sha256.Sum256(body)
+	if !ok || string(head) != "wgpub 1 sum "+hex.EncodeToString(sum[:]) {
+		return out
+	}
+	for len(body) > 0 {
+		var line []byte
+		line, body, _ = bytes.Cut(body, []byte("\n"))
+		f := strings.Fields(string(line))
+		if len(f) != 5 {
+			continue
+		}
+		ino, err1 := strconv.ParseUint(f[1], 10, 64)
+		size, err2 := strconv.ParseInt(f[2], 10, 64)
+		ctime, err3 := strconv.ParseInt(f[3], 10, 64)
+		k, err4 := wgtypes.ParseKey(f[4])
+		if err1 != nil || err2 != nil || err3 != nil || err4 != nil || ino == 0 {
+			continue
+		}
+		out[f[0]] = publicKeyEntry{key: k, stamp: state.Stamp{Ino: ino, Size: size, Ctime: ctime}}
+	}
+	return out
+}
+
+// writePublicKeys replaces PublicKeysFile with entries.
+func (a *Authority) writePublicKeys(entries map[string]publicKeyEntry) error {
+	var body bytes.Buffer
+	for _, n := range slices.Sorted(maps.Keys(entries)) {
+		e := entries[n]
+		fmt.Fprintf(&body, "%s %d %d %d %s\n", n, e.stamp.Ino, e.stamp.Size, e.stamp.Ctime, e.key)
+	}
+	sum := sha256.Sum256(body.Bytes())
+	out := append([]byte("wgpub 1 sum "+hex.EncodeToString(sum[:])+"\n"), body.Bytes()...)
+	if err := a.Store.WriteFile(PublicKeysFile, out, privateMode); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	return nil
+}
+
+// fsNow is the clock file change times are compared with (tests move it).
+var fsNow = time.Now

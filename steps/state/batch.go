@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // ReadFiles reads the files names (each one path element) inside the store
@@ -22,14 +24,45 @@ import (
 // one, is an error, as for ReadFile. A dry-run store answers from what it
 // holds in memory first.
 func (s *Store) ReadFiles(dir string, names []string) ([][]byte, error) {
+	out, _, err := s.ReadFilesStamps(dir, names)
+	return out, err
+}
+
+// Stamp tells one version of a file apart from another: its inode, size
+// and change time (which every write, chmod or rename sets and no program
+// can set back). A file replaced or written to has another stamp, unless
+// the change came within the file system's clock tick of the stamp taken:
+// see Settled. The zero Stamp is no file's.
+type Stamp struct {
+	Ino   uint64
+	Size  int64
+	Ctime int64 // nanoseconds since 1970
+}
+
+// Settled tells whether the stamp's change time is a second or more before
+// now: a later change to the file then gives it another stamp for sure,
+// where one within the same clock tick might keep the change time.
+func (st Stamp) Settled(now time.Time) bool {
+	return st.Ino != 0 && st.Ctime <= now.Add(-time.Second).UnixNano()
+}
+
+func stampOf(st *syscall.Stat_t) Stamp {
+	return Stamp{Ino: st.Ino, Size: st.Size, Ctime: st.Ctim.Sec*1e9 + st.Ctim.Nsec}
+}
+
+// ReadFilesStamps is ReadFiles that also returns the stamp of each file
+// read, taken from the file as it was read: the zero Stamp for a missing
+// file and for what a dry-run store holds in memory.
+func (s *Store) ReadFilesStamps(dir string, names []string) ([][]byte, []Stamp, error) {
 	out := make([][]byte, len(names))
+	stamps := make([]Stamp, len(names))
 	for _, name := range names {
 		if err := checkRel(path.Join(dir, name)); err != nil || name == "" || strings.ContainsRune(name, '/') || name == "." || name == ".." {
-			return nil, fmt.Errorf("state: read %s/%s: %w: not one file of the folder", dir, name, ErrInvalidPath)
+			return nil, nil, fmt.Errorf("state: read %s/%s: %w: not one file of the folder", dir, name, ErrInvalidPath)
 		}
 	}
 	if err := checkRel(dir); err != nil {
-		return nil, fmt.Errorf("state: read %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("state: read %s: %w", dir, err)
 	}
 	full, err := s.parents(path.Join(dir, "_"), false)
 	if err == nil {
@@ -37,18 +70,18 @@ func (s *Store) ReadFiles(dir string, names []string) ([][]byte, error) {
 	}
 	missing := errors.Is(err, fs.ErrNotExist)
 	if err != nil && !missing {
-		return nil, fmt.Errorf("state: read %s: %w", dir, err)
+		return nil, nil, fmt.Errorf("state: read %s: %w", dir, err)
 	}
 	dfd := -1
 	if !missing {
 		dfd, err = syscall.Open(path.Dir(full), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
 		switch {
 		case errors.Is(err, syscall.ELOOP):
-			return nil, fmt.Errorf("state: read %s: %s: %w", dir, path.Dir(full), ErrSymlink)
+			return nil, nil, fmt.Errorf("state: read %s: %s: %w", dir, path.Dir(full), ErrSymlink)
 		case errors.Is(err, syscall.ENOENT):
 			missing = true
 		case err != nil:
-			return nil, fmt.Errorf("state: read %s: %w", dir, err)
+			return nil, nil, fmt.Errorf("state: read %s: %w", dir, err)
 		default:
 			defer syscall.Close(dfd)
 		}
@@ -66,18 +99,18 @@ func (s *Store) ReadFiles(dir string, names []string) ([][]byte, error) {
 		if missing {
 			continue
 		}
-		data, err := s.readAt(dfd, rel, name)
+		data, st, err := s.readAt(dfd, rel, name)
 		if err != nil {
-			return nil, fmt.Errorf("state: read %s: %w", rel, err)
+			return nil, nil, fmt.Errorf("state: read %s: %w", rel, err)
 		}
-		out[i] = data
+		out[i], stamps[i] = data, st
 	}
-	return out, nil
+	return out, stamps, nil
 }
 
 // readAt reads the file name of the open folder dfd, rel inside the store:
 // nil if it does not exist.
-func (s *Store) readAt(dfd int, rel, name string) ([]byte, error) {
+func (s *Store) readAt(dfd int, rel, name string) ([]byte, Stamp, error) {
 	var fd int
 	var err error
 	for {
@@ -88,23 +121,23 @@ func (s *Store) readAt(dfd int, rel, name string) ([]byte, error) {
 	}
 	switch {
 	case err == syscall.ENOENT:
-		return nil, nil
+		return nil, Stamp{}, nil
 	case err == syscall.ELOOP:
-		return nil, fmt.Errorf("%s: %w", s.Path(rel), ErrSymlink)
+		return nil, Stamp{}, fmt.Errorf("%s: %w", s.Path(rel), ErrSymlink)
 	case err != nil:
-		return nil, &fs.PathError{Op: "open", Path: s.Path(rel), Err: err}
+		return nil, Stamp{}, &fs.PathError{Op: "open", Path: s.Path(rel), Err: err}
 	}
 	defer syscall.Close(fd)
 	var st syscall.Stat_t
 	if err := syscall.Fstat(fd, &st); err != nil {
-		return nil, &fs.PathError{Op: "stat", Path: s.Path(rel), Err: err}
+		return nil, Stamp{}, &fs.PathError{Op: "stat", Path: s.Path(rel), Err: err}
 	}
 	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
-		return nil, fmt.Errorf("%s is not a regular file", s.Path(rel))
+		return nil, Stamp{}, fmt.Errorf("%s is not a regular file", s.Path(rel))
 	}
 	if s.dry == nil {
 		if err := s.fixMode(rel, regularInfo{name: name, mode: modeOf(st.Mode)}); err != nil {
-			return nil, err
+			return nil, Stamp{}, err
 		}
 	}
 	data := make([]byte, 0, st.Size+1)
@@ -118,13 +151,13 @@ func (s *Store) readAt(dfd int, rel, name string) ([]byte, error) {
 		case err == syscall.EINTR:
 			continue
 		case err != nil:
-			return nil, &fs.PathError{Op: "read", Path: s.Path(rel), Err: err}
+			return nil, Stamp{}, &fs.PathError{Op: "read", Path: s.Path(rel), Err: err}
 		}
 		data = data[:len(data)+n]
 		if n == 0 || n < want && int64(len(data)) >= st.Size {
 			// At the end, or short past the size fstat gave: no read
 			// more to be told so.
-			return data, nil
+			return data, stampOf(&st), nil
 		}
 	}
 }
@@ -197,4 +230,64 @@ func (s *Store) Names(dir string) ([]string, error) {
 		s.mu.Unlock()
 	}
 	return names, nil
+}
+
+// Stamps returns the stamp of each file names of the store folder dir as
+// it is now, without reading them: the zero Stamp for a missing file, and
+// for a file a dry-run store holds in memory or removed. The folders on
+// the way are checked as for ReadFiles; a symlink or a file that is not
+// a regular one is an error.
+func (s *Store) Stamps(dir string, names []string) ([]Stamp, error) {
+	out := make([]Stamp, len(names))
+	for _, name := range names {
+		if err := checkRel(path.Join(dir, name)); err != nil || name == "" || strings.ContainsRune(name, '/') || name == "." || name == ".." {
+			return nil, fmt.Errorf("state: stat %s/%s: %w: not one file of the folder", dir, name, ErrInvalidPath)
+		}
+	}
+	if err := checkRel(dir); err != nil {
+		return nil, fmt.Errorf("state: stat %s: %w", dir, err)
+	}
+	full, err := s.parents(path.Join(dir, "_"), false)
+	if err == nil {
+		err = checkDir(path.Dir(full), false)
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return out, nil
+	case err != nil:
+		return nil, fmt.Errorf("state: stat %s: %w", dir, err)
+	}
+	dfd, err := syscall.Open(path.Dir(full), syscall.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return out, nil
+	case errors.Is(err, syscall.ELOOP):
+		return nil, fmt.Errorf("state: stat %s: %s: %w", dir, path.Dir(full), ErrSymlink)
+	case err != nil:
+		return nil, fmt.Errorf("state: stat %s: %w", dir, err)
+	}
+	defer syscall.Close(dfd)
+	for i, name := range names {
+		rel := path.Join(dir, name)
+		if s.dry != nil {
+			if _, found, _ := s.dryRead(rel); found {
+				continue
+			}
+		}
+		var ust unix.Stat_t
+		err := unix.Fstatat(dfd, name, &ust, unix.AT_SYMLINK_NOFOLLOW)
+		st := syscall.Stat_t{Ino: ust.Ino, Size: ust.Size, Mode: ust.Mode, Ctim: syscall.Timespec{Sec: ust.Ctim.Sec, Nsec: ust.Ctim.Nsec}}
+		switch {
+		case err == unix.ENOENT:
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("state: stat %s: %w", rel, &fs.PathError{Op: "stat", Path: s.Path(rel), Err: err})
+		case st.Mode&syscall.S_IFMT == syscall.S_IFLNK:
+			return nil, fmt.Errorf("state: stat %s: %s: %w", rel, s.Path(rel), ErrSymlink)
+		case st.Mode&syscall.S_IFMT != syscall.S_IFREG:
+			return nil, fmt.Errorf("state: stat %s: %s is not a regular file", rel, s.Path(rel))
+		}
+		out[i] = stampOf(&st)
+	}
+	return out, nil
 }

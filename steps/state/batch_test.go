@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestReadFiles reads a folder's files in one pass as ReadFile reads each:
@@ -100,5 +101,57 @@ func TestReadFiles(t *testing.T) {
 	slices.Sort(names)
 	if err != nil || !slices.Equal(names, []string{"a.pub", "d.pub", "e.pub", "l.pub"}) {
 		t.Fatalf("Names(wireguard) = %q, %v", names, err)
+	}
+}
+
+// TestStamps: a file's stamp is the one ReadFilesStamps saw until the
+// file is written to or replaced; missing files have the zero stamp, and
+// symlinks are refused.
+func TestStamps(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteFile("wireguard/a.pub", []byte("A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, read, err := s.ReadFilesStamps("wireguard", []string{"a.pub", "b.pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now, err := s.Stamps("wireguard", []string{"a.pub", "b.pub"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read[0] == (Stamp{}) || read[0] != now[0] || now[1] != (Stamp{}) || read[1] != (Stamp{}) {
+		t.Fatalf("stamps read %+v, now %+v", read, now)
+	}
+	if read[0].Settled(time.Now()) || !read[0].Settled(time.Now().Add(2*time.Second)) {
+		t.Fatal("a file written just now is settled, or one written two seconds ago is not")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := os.WriteFile(filepath.Join(dir, "wireguard/a.pub"), []byte("B\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := s.Stamps("wireguard", []string{"a.pub"})
+	if after[0] == read[0] {
+		t.Fatal("a file written in place kept its stamp")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if err := s.WriteFile("wireguard/a.pub", []byte("C\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := s.Stamps("wireguard", []string{"a.pub"}); again[0] == after[0] {
+		t.Fatal("a file replaced kept its stamp")
+	}
+	if err := os.Symlink("/etc/hostname", filepath.Join(dir, "wireguard/l.pub")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stamps("wireguard", []string{"l.pub"}); !errors.Is(err, ErrSymlink) {
+		t.Fatalf("symlink: %v, want ErrSymlink", err)
+	}
+	if st, err := s.Stamps("nothere", []string{"a.pub"}); err != nil || st[0] != (Stamp{}) {
+		t.Fatalf("missing folder: %+v, %v", st, err)
 	}
 }
