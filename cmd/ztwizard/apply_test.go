@@ -1355,4 +1355,25 @@ func TestApplyDryRunAndRoot(t *testing.T) {
 	if got := db.dump(); got != empty {
 		t.Fatalf("apply --root changed the host:\n%s", testenv.DiffLines(empty, got))
 	}
+
+	// The site file the node carries follows the site, whatever the
+	// store keeps of the last one: changed, then back.
+	changedYAML := bytes.Replace(steps.ExampleYAML, []byte("192.168.1.50:51820"), []byte("192.168.1.51:51820"), 1)
+	changed := l.writeSite("changed.yaml", changedYAML)
+	for _, c := range []struct {
+		site string
+		yaml []byte
+	}{{changed, changedYAML}, {site, steps.ExampleYAML}, {changed, changedYAML}} {
+		if r := db.ztw("-c", c.site, "apply", "--node", "db", "--root", image); r.code != 0 || strings.Contains(r.stdout, "no changes") {
+			t.Fatalf("apply --root of %s: %+v", c.site, r)
+		}
+		parsed, err := steps.Parse(c.yaml, c.site)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := parsed.Marshal()
+		if got, err := os.ReadFile(filepath.Join(image, steps.SiteFilePath)); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("after apply --root of %s the node's site file is not that site's (%v)", c.site, err)
+		}
+	}
 }
