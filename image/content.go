@@ -19,9 +19,9 @@ import (
 
 // Paths an image adds to a plan's.
 const (
-	// NodeFilePath names the node an image or seed made; golden images
-	// without a seed have none.
-	NodeFilePath = steps.EtcDir + "/node"
+	// NodeFilePath names the node an image or seed made, as every plan
+	// does; golden images without a seed have none.
+	NodeFilePath = steps.NodeFilePath
 	// StaticNetworkPath is the fixed-address network file (Network.Address).
 	StaticNetworkPath = "/etc/systemd/network/10-ztwizard.network"
 	// DHCPNetworkPath is the DHCP network file every image has.
@@ -92,7 +92,6 @@ func NodeContent(plan *steps.Plan, host *HostKey, net Network) (*Content, error)
 			steps.File{Path: steps.SSHHostKeyPath, Mode: 0o600, Content: host.Private},
 			steps.File{Path: steps.SSHHostKeyPath + ".pub", Mode: 0o644, Content: host.Public})
 	}
-	c.Files = append(c.Files, steps.File{Path: NodeFilePath, Mode: 0o644, Content: []byte(plan.Node + "\n")})
 	hf, err := HostFiles(c.Hostname)
 	if err != nil {
 		return nil, err

@@ -58,6 +58,9 @@ func (b *Builder) Plan(node string, sec *Secrets, now time.Time) (*Plan, error) 
 	}
 	p := &Plan{Site: site.Site, Node: node}
 	p.Files = append(p.Files, File{Path: SiteFilePath, Mode: 0o644, Content: b.siteYAML})
+	// The node's name: what it is, for the commands run on it later
+	// (selfcheck, status) and whoever logs in.
+	p.Files = append(p.Files, File{Path: NodeFilePath, Mode: 0o644, Content: []byte(node + "\n")})
 
 	nginx, err := NginxFiles(site, node, sec)
 	if err != nil {

@@ -4,6 +4,7 @@ package steps
 const (
 	EtcDir            = "/etc/ztwizard"
 	SiteFilePath      = "/etc/ztwizard/site.yaml"
+	NodeFilePath      = "/etc/ztwizard/node" // the node's name, one line
 	CACertPath        = "/etc/ztwizard/ca.pem"
 	CRLPath           = "/etc/ztwizard/crl.pem"
 	TLSDir            = "/etc/ztwizard/tls" // SERVICE.crt and SERVICE.key

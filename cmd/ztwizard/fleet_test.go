@@ -134,6 +134,10 @@ func TestFleetLoopRequestImportBundleApply(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.root, steps.SSHHostCertPath)); err != nil {
 		t.Fatal(err)
 	}
+	// The node knows its name (selfcheck and status read it).
+	if b, err := os.ReadFile(filepath.Join(f.root, steps.NodeFilePath)); err != nil || string(b) != "web\n" {
+		t.Fatalf("%s after apply --bundle: %q, %v; want web", steps.NodeFilePath, b, err)
+	}
 	st := must(t, f.dir, "status", "--state", f.nodeState)
 	for _, want := range []string{"node web of site", "bundle serial 1", f.fp, "SSH host certificate", "service api"} {
 		if !strings.Contains(st.stdout, want) {
