@@ -161,6 +161,10 @@ func (l *timeLab) copyFile(from, to *testenv.Machine, path string) {
 	}
 }
 
+// newTimeLab builds the lab for a site with these validities: the CA
+// (its key encrypted) and the clients, every node requested, bundled and
+// applied, nginx and the services' upstreams running, the CA host's
+// schedule set up; its timers are not started yet (startTimers).
 func newTimeLab(t *testing.T, certValidity, crlValidity string) *timeLab {
 	t.Helper()
 	if testing.Short() {
@@ -180,7 +184,7 @@ func newTimeLab(t *testing.T, certValidity, crlValidity string) *timeLab {
 			dir = ""
 		}
 		m := testenv.NewMachine(t, name, dir, testenv.MachineOptions{Setup: func(m *testenv.Machine) {
-			for _, d := range []string{"/var/log/nginx", "/var/lib/nginx", "/usr/local/bin"} {
+			for _, d := range []string{"/var/log/nginx", "/var/lib/nginx"} {
 				if err := os.MkdirAll(m.Path(d), 0o755); err != nil {
 					t.Fatal(err)
 				}
