@@ -106,7 +106,8 @@ func (a *Applier) rollback(ctx context.Context, jr *Journal, outcome string) err
 		args := []string{"disable", "--quiet", jr.Enabled[i]}
 		if strings.HasSuffix(jr.Enabled[i], ".timer") {
 			// The apply started it: it stops with its enable undone.
-			args = []string{"disable", "--quiet", "--now", jr.Enabled[i]}
+			// --no-block: a rollback at boot runs before sysinit.target.
+			args = []string{"disable", "--quiet", "--now", "--no-block", jr.Enabled[i]}
 		}
 		if a.atBoot {
 			// One daemon-reload below, once the files are back.

@@ -434,7 +434,13 @@ func (a *Applier) enable(ctx context.Context, p *steps.Plan, jr *Journal, unitsC
 		if !u.Enable || !strings.HasSuffix(u.Name, ".timer") {
 			continue
 		}
-		if out, err := a.Run.Run(ctx, nil, "systemctl", "start", u.Name); err != nil {
+		// An apply run by a unit early in the boot (cloud-init's bootcmd
+		// runs before sysinit.target, which every timer requires) must not
+		// wait for a job that waits for it (--no-block), nor pull in what
+		// sysinit.target wants, the boot rollback among them, while it
+		// still holds its journal (ignore-requirements: the timer is
+		// ordered after sysinit.target all the same).
+		if out, err := a.Run.Run(ctx, nil, "systemctl", "start", u.Name, "--no-block", "--job-mode=ignore-requirements"); err != nil {
 			return fmt.Errorf("systemctl start %s: %w: %s", u.Name, err, strings.TrimSpace(string(out)))
 		}
 	}
