@@ -24,6 +24,7 @@ const PassphraseCredentialPath = CredStoreDir + "/" + PassphraseCredential
 type caHostView struct {
 	Binary, Site, State, Every string
 	Boot                       string // the timer's delay after boot
+	Accuracy                   string // the timer's AccuracySec; empty for systemd's default
 	Credential, CredName       string // the encrypted passphrase; empty for a plain CA key
 	Publish                    string // where the nodes' copies go; empty without ca.host
 	Out                        string // this host's own CRL file, when it is also a node
@@ -40,7 +41,8 @@ type caHostView struct {
 // service also writes CRLPath and reloads nginx, taking over from the
 // node's own CRL service, which stands down once this one exists.
 func CAHostUnits(site *Site, sitePath, stateDir string, encrypted, node bool) ([]File, error) {
-	v := caHostView{Binary: BinaryPath, Site: sitePath, State: stateDir, Every: crlCheckEvery(site), Boot: bootDelay(site, "5min")}
+	v := caHostView{Binary: BinaryPath, Site: sitePath, State: stateDir, Every: crlCheckEvery(site), Boot: bootDelay(site, "5min"),
+		Accuracy: timerAccuracy(site)}
 	if node {
 		v.Out = CRLPath
 	}
@@ -52,7 +54,8 @@ func CAHostUnits(site *Site, sitePath, stateDir string, encrypted, node bool) ([
 	}
 	// The expiry metrics of every node's certificates, from the CA's index.
 	status := unitView{Binary: BinaryPath, State: stateDir, Textfile: TextfilePath,
-		TextfileDir: path.Dir(TextfilePath), StatusEvery: systemdSpan(site.Timing().Status), StatusBoot: bootDelay(site, "3min"), StatusSite: sitePath}
+		TextfileDir: path.Dir(TextfilePath), StatusEvery: systemdSpan(site.Timing().Status), StatusBoot: bootDelay(site, "3min"), StatusSite: sitePath,
+		Accuracy: timerAccuracy(site)}
 	var files []File
 	for _, u := range []struct {
 		name, tmpl string

@@ -55,8 +55,8 @@ func DistributionFiles(site *Site, node string, addrs map[string]netip.Addr) ([]
 		return nil, nil, err
 	}
 	t := site.Timing()
-	v := struct{ Binary, From, Node, Every, Jitter, Boot, CACert string }{BinaryPath, from, node, systemdSpan(t.Pull),
-		systemdSpan(t.PullJitter), bootDelay(site, "1min"), CACertPath}
+	v := struct{ Binary, From, Node, Every, Jitter, Boot, CACert, Accuracy string }{BinaryPath, from, node, systemdSpan(t.Pull),
+		systemdSpan(t.PullJitter), bootDelay(site, "1min"), CACertPath, timerAccuracy(site)}
 	var files []File
 	for _, u := range []struct{ name, tmpl string }{{PullUnit, "unit-pull-service.tmpl"}, {PullTimer, "unit-pull-timer.tmpl"}} {
 		f, err := renderFile(path.Join(SystemdDir, u.name), 0o644, u.tmpl, v)

@@ -24,6 +24,9 @@ type Timing struct {
 	// Boot is the delay of the first timer runs after boot; zero means
 	// each timer's own production delay.
 	Boot time.Duration
+	// Accuracy is the timers' AccuracySec; zero means systemd's default
+	// (a minute), fine for timers of minutes or hours.
+	Accuracy time.Duration
 	// CRLMargin: the CRL is re-signed once its nextUpdate is this close.
 	CRLMargin time.Duration
 	// LeafWindow: a server certificate or SSH host certificate is renewed
@@ -43,53 +46,57 @@ const (
 	CAWindow           = 365 * 24 * time.Hour
 	minCRLCheck        = 10 * time.Minute
 	maxCRLCheck        = 6 * time.Hour
-	crlMarginMax       = 24 * time.Hour
-	crlMarginMin       = 4 * time.Hour
 	testMinInterval    = 5 * time.Second
+	testAccuracy       = time.Second
 	testFloorValidity  = time.Minute
 	realFloorCRL       = 2 * time.Hour
 	realFloorLeaf      = 24 * time.Hour
 	testTimescaleField = "ca.test_timescale"
 )
 
-// Timing returns the site's clock (see Timing). Without ca.test_timescale:
-// the CRL timers look every twelfth of crl_validity (10 min to 6 h), nodes
-// pull every 5 min, status runs every 15 min, the CRL is re-signed a
-// quarter of its validity before its nextUpdate (4 h to a day), and status
-// flags leaves 30 days, the CRL a day and CAs a year before their end.
+// Timing returns the site's clock (see Timing). The CRL is re-signed at
+// half its validity and a node's server and SSH host certificates are
+// renewed at two thirds of their life; status flags each well after the
+// renewed one should have reached the node, so a node stays green while
+// the CA host runs, and turns due long before anything lapses when it
+// does not:
 //
-// With ca.test_timescale the timers run every ninth of crl_validity or
-// eighteenth of cert_validity, whichever is shorter (at least 5 s), the CRL
-// is re-signed at half its validity, and status flags the CRL a fifth of
-// its validity, leaves a sixth of theirs and CAs a quarter of theirs (at
-// most a year) before their end: a CA host that stops shows on every node
-// before anything lapses.
+// Without ca.test_timescale the CRL timers look every twelfth of
+// crl_validity or eighteenth of cert_validity, whichever is shorter (10 min
+// to 6 h), nodes pull every 5 min, status runs every 15 min and flags the
+// CRL a fifth of its validity (at most a day), leaves a sixth of
+// cert_validity (at most 30 days) and CAs a year before their end.
+//
+// With ca.test_timescale the timers run on the same fractions (at least
+// every 5 s) and fire within a second (AccuracySec), and status flags the
+// CRL an eighth of its validity, leaves a sixth of theirs and CAs a quarter
+// of theirs (at most a year) before their end.
 func (s *Site) Timing() Timing {
 	crl := s.CA.CRLValidity.D()
 	if crl <= 0 {
 		crl = DefaultCRLValidity.D()
 	}
-	if !s.CA.TestTimescale {
-		return Timing{
-			CRLCheck:   min(max(crl/12, minCRLCheck), maxCRLCheck),
-			Pull:       PullInterval,
-			PullJitter: PullJitter,
-			Status:     StatusInterval,
-			CRLMargin:  max(crlMarginMin, min(crlMarginMax, crl/4)),
-			LeafWindow: LeafWindow,
-			CRLWindow:  CRLWindow,
-			CAWindow:   CAWindow,
-		}
-	}
 	leaf := s.CA.CertValidity.D()
 	if leaf <= 0 {
 		leaf = DefaultCertValidity.D()
+	}
+	if !s.CA.TestTimescale {
+		return Timing{
+			CRLCheck:   min(max(min(crl/12, leaf/18), minCRLCheck), maxCRLCheck).Truncate(time.Minute),
+			Pull:       PullInterval,
+			PullJitter: PullJitter,
+			Status:     StatusInterval,
+			CRLMargin:  crl / 2,
+			LeafWindow: min(leaf/6, LeafWindow),
+			CRLWindow:  min(crl/5, CRLWindow),
+			CAWindow:   CAWindow,
+		}
 	}
 	ca := s.CA.Validity.D()
 	if ca <= 0 {
 		ca = DefaultCAValidity.D()
 	}
-	every := min(max(min(crl/9, leaf/18), testMinInterval), maxCRLCheck)
+	every := min(max(min(crl/12, leaf/18), testMinInterval), maxCRLCheck)
 	every = every.Truncate(time.Second)
 	return Timing{
 		CRLCheck:   every,
@@ -97,9 +104,10 @@ func (s *Site) Timing() Timing {
 		PullJitter: min(every/5, PullJitter).Truncate(time.Second),
 		Status:     min(every, StatusInterval),
 		Boot:       every,
+		Accuracy:   testAccuracy,
 		CRLMargin:  crl / 2,
 		LeafWindow: leaf / 6,
-		CRLWindow:  crl / 5,
+		CRLWindow:  crl / 8,
 		CAWindow:   min(ca/4, CAWindow),
 	}
 }
@@ -111,6 +119,15 @@ func systemdSpan(d time.Duration) string {
 		return fmt.Sprintf("%dmin", int(d/time.Minute))
 	}
 	return fmt.Sprintf("%ds", int(d.Round(time.Second)/time.Second))
+}
+
+// timerAccuracy is the timers' AccuracySec as a systemd time span, empty
+// where systemd's default does (see Timing's Accuracy).
+func timerAccuracy(site *Site) string {
+	if a := site.Timing().Accuracy; a > 0 {
+		return systemdSpan(a)
+	}
+	return ""
 }
 
 // TestTimescaleWarning is what validate and status print for a site with

@@ -50,14 +50,14 @@ func TestTestTimescaleValidation(t *testing.T) {
 func TestTiming(t *testing.T) {
 	real := Example().Timing()
 	want := Timing{CRLCheck: 6 * time.Hour, Pull: 5 * time.Minute, PullJitter: time.Minute, Status: 15 * time.Minute,
-		CRLMargin: 24 * time.Hour, LeafWindow: 30 * 24 * time.Hour, CRLWindow: 24 * time.Hour, CAWindow: 365 * 24 * time.Hour}
+		CRLMargin: 84 * time.Hour, LeafWindow: 15 * 24 * time.Hour, CRLWindow: 24 * time.Hour, CAWindow: 365 * 24 * time.Hour}
 	if real != want {
 		t.Errorf("a real site's timing\n got %+v\nwant %+v", real, want)
 	}
 	test := testTimescaleSite(t).Timing()
-	want = Timing{CRLCheck: 20 * time.Second, Pull: 20 * time.Second, PullJitter: 4 * time.Second, Status: 20 * time.Second,
-		Boot: 20 * time.Second, CRLMargin: 90 * time.Second, LeafWindow: 100 * time.Second, CRLWindow: 36 * time.Second,
-		CAWindow: 365 * 24 * time.Hour}
+	want = Timing{CRLCheck: 15 * time.Second, Pull: 15 * time.Second, PullJitter: 3 * time.Second, Status: 15 * time.Second,
+		Boot: 15 * time.Second, Accuracy: time.Second, CRLMargin: 90 * time.Second, LeafWindow: 100 * time.Second,
+		CRLWindow: 22500 * time.Millisecond, CAWindow: 365 * 24 * time.Hour}
 	if test != want {
 		t.Errorf("a test site's timing\n got %+v\nwant %+v", test, want)
 	}
@@ -71,14 +71,39 @@ func TestTiming(t *testing.T) {
 	if got := s.Timing().CRLCheck; got != 5*time.Second {
 		t.Errorf("1m validities: check every %v, want 5s", got)
 	}
-	// The margins keep a node green while the CA host runs: the CRL is
-	// re-signed at half its life and reaches the nodes within two
-	// intervals, well before status flags it at a fifth.
-	if test.CRLMargin-2*test.CRLCheck-test.PullJitter <= test.CRLWindow {
-		t.Errorf("CRL margin %v less two intervals is inside the window %v", test.CRLMargin, test.CRLWindow)
-	}
-	if 10*time.Minute/3-2*test.CRLCheck-test.PullJitter <= test.LeafWindow {
-		t.Errorf("a leaf renewed at two thirds and pulled is inside its window %v", test.LeafWindow)
+}
+
+// A node stays green while its CA host runs: the CRL re-signed at half its
+// life and a leaf renewed at two thirds of its reach the node, at the
+// latest one CA check, one pull and their jitter and accuracy later, with
+// more of their life left than status flags, on every timescale.
+func TestTimingKeepsNodesGreen(t *testing.T) {
+	for _, tc := range []struct {
+		crl, leaf Duration
+		test      bool
+	}{
+		{"168h", "2160h", false}, {"2h", "24h", false}, {"24h", "720h", false}, {"720h", "8760h", false},
+		{"2h", "8760h", false}, {"2160h", "24h", false},
+		{"1m", "5m", true}, {"2m", "8m", true}, {"90s", "6m", true}, {"3m", "10m", true}, {"1h", "2m", true},
+	} {
+		s := Example().Clone()
+		s.CA.CRLValidity, s.CA.CertValidity, s.CA.TestTimescale = tc.crl, tc.leaf, tc.test
+		tm := s.Timing()
+		acc := tm.Accuracy
+		if acc == 0 {
+			acc = time.Minute // systemd's default AccuracySec
+		}
+		late := tm.CRLCheck + tm.Pull + tm.PullJitter + 2*acc
+		crl, leaf := tc.crl.D(), tc.leaf.D()
+		if left := min(tm.CRLMargin, crl) - late; left <= tm.CRLWindow+tm.CRLWindow/8 {
+			t.Errorf("crl %s, leaf %s (test %v): a fresh CRL reaches a node with %v left, status flags it from %v", tc.crl, tc.leaf, tc.test, left, tm.CRLWindow)
+		}
+		if left := leaf/3 - late; left <= tm.LeafWindow+tm.LeafWindow/8 {
+			t.Errorf("crl %s, leaf %s (test %v): a renewed leaf reaches a node with %v left, status flags it from %v", tc.crl, tc.leaf, tc.test, left, tm.LeafWindow)
+		}
+		if tm.CRLWindow <= tm.Status {
+			t.Errorf("crl %s: status runs every %v, too seldom for a window of %v", tc.crl, tm.Status, tm.CRLWindow)
+		}
 	}
 }
 
@@ -91,7 +116,7 @@ func TestTestTimescaleUnits(t *testing.T) {
 		crl, pull, jitter   string
 		status, boot, boot2 string
 	}{
-		{testTimescaleSite(t), "20s", "20s", "4s", "20s", "20s", "20s"},
+		{testTimescaleSite(t), "15s", "15s", "3s", "15s", "15s", "15s"},
 		{distSite(t), "360min", "5min", "1min", "15min", "2min", "1min"},
 	} {
 		content := map[string]string{}
@@ -125,6 +150,11 @@ func TestTestTimescaleUnits(t *testing.T) {
 				if !strings.Contains(content[unit], l+"\n") {
 					t.Errorf("test timescale %v: %s has no %q:\n%s", tc.site.CA.TestTimescale, unit, l, content[unit])
 				}
+			}
+			// Timers of seconds fire within a second, not systemd's
+			// default minute; a real site's keep the default.
+			if strings.HasSuffix(unit, ".timer") && strings.Contains(content[unit], "AccuracySec=1s\n") != tc.site.CA.TestTimescale {
+				t.Errorf("test timescale %v: %s:\n%s", tc.site.CA.TestTimescale, unit, content[unit])
 			}
 		}
 	}

@@ -43,6 +43,7 @@ type unitView struct {
 	Every                       string // how often the CRL timer looks
 	StatusEvery                 string // how often the status timer runs
 	CRLBoot, StatusBoot         string // the timers' delays after boot
+	Accuracy                    string // the timers' AccuracySec; empty for systemd's default
 	StatusSite                  string // the site file status reads, where not the installed one
 	Textfile, TextfileDir       string // the metrics file and its folder
 }
@@ -57,7 +58,7 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 		State: DefaultStateDir, Journal: HostJournalPath, Firewall: FirewallUnit,
 		CAKey: DefaultStateDir + "/ca/ca-key.pem", CAUnit: SystemdDir + "/" + CACRLUnit, Textfile: TextfilePath,
 		TextfileDir: path.Dir(TextfilePath), StatusEvery: systemdSpan(site.Timing().Status),
-		CRLBoot: bootDelay(site, "2min"), StatusBoot: bootDelay(site, "3min")}
+		CRLBoot: bootDelay(site, "2min"), StatusBoot: bootDelay(site, "3min"), Accuracy: timerAccuracy(site)}
 	type spec struct {
 		name, tmpl string
 		enable     bool

@@ -253,8 +253,8 @@ func caCRLCmd(g *globals) *cobra.Command {
 		Use:   "crl",
 		Short: "Sign a fresh CRL (a timer does this well before nextUpdate)",
 		Long: `Signs a fresh CRL with the CA in the state folder (during a rotation, one per
-CA). With --if-due only when its nextUpdate is near: within a quarter of
-ca.crl_validity (4 h to a day; half of it with ca.test_timescale). The CA
+CA). With --if-due only when its nextUpdate is near: within half of
+ca.crl_validity (3.5 days for the default week). The CA
 host's timer (` + "`ztwizard ca schedule`" + `) runs it with --if-due.
 
 --publish DIR (the timer's, on a site with ca.host) also writes the CRL, the
@@ -326,7 +326,7 @@ certificates only, never a key.`,
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL (PEM) to this file")
 	cmd.Flags().StringVar(&publish, "publish", "", "also write crl.pem, revoked.krl and its signature, and every node's renewed certificates, into this folder nodes pull from")
-	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within a quarter of its validity (4h to a day) of nextUpdate")
+	cmd.Flags().BoolVar(&ifDue, "if-due", false, "re-sign only when the CRL is within half its validity of nextUpdate")
 	return cmd
 }
 

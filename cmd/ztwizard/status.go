@@ -155,9 +155,9 @@ textfile collector (atomically; the name must end in .prom).`,
 }
 
 // statusWindows is the warning windows of the site status judges by: the
-// -c file when given, else the site file an apply installed under root;
-// a real site's when there is none. A site on a test timescale is
-// warned of.
+// -c file when given, else the site file an apply installed under root
+// (see steps.Timing); monitor.Default when there is none. A site on a test
+// timescale is warned of.
 func statusWindows(cmd *cobra.Command, g *globals, root string) (monitor.Windows, error) {
 	var site *steps.Site
 	if cmd.Flags().Changed("config") {
@@ -169,10 +169,12 @@ func statusWindows(cmd *cobra.Command, g *globals, root string) (monitor.Windows
 	} else if s, err := steps.Load(filepath.Join(root, steps.SiteFilePath)); err == nil {
 		site = s
 	}
-	if site == nil || !site.CA.TestTimescale {
+	if site == nil {
 		return monitor.Default, nil
 	}
-	fmt.Fprintln(cmd.ErrOrStderr(), steps.TestTimescaleWarning(site))
+	if site.CA.TestTimescale {
+		fmt.Fprintln(cmd.ErrOrStderr(), steps.TestTimescaleWarning(site))
+	}
 	return monitor.SiteWindows(site.Timing()), nil
 }
 

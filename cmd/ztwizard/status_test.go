@@ -64,6 +64,17 @@ func TestStatusExitAndOutputs(t *testing.T) {
 	if r.code != 0 || rep.Due != 0 || len(rep.Items) != 3 {
 		t.Fatalf("fresh CA: exit %d, %+v", r.code, rep)
 	}
+	// With the site, its own windows: a leaf is flagged a sixth of its
+	// 90 days before its end, after the renewal at two thirds reached the
+	// node; the CRL a day before nextUpdate.
+	rep, r = statusJSON(t, dir, "--state", st, "-c", "site.yaml")
+	windows := map[string]time.Duration{}
+	for _, it := range rep.Items {
+		windows[it.Kind] = it.NotAfter.Sub(it.WarnFrom)
+	}
+	if r.code != 0 || windows["x509-server"] != 15*24*time.Hour || windows["crl"] != 24*time.Hour {
+		t.Fatalf("status with the site: exit %d, windows %v", r.code, windows)
+	}
 	prom := filepath.Join(dir, "ztwizard.prom")
 	must(t, dir, "status", "--state", st, "--prometheus", prom)
 	m := promFamilies(t, prom)
@@ -176,7 +187,7 @@ func TestStatusTestTimescale(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = ztw(t, dir, "validate", "-c", "test.yaml")
-	if r.code != 0 || !strings.Contains(r.stderr, "ca.test_timescale is set") || !strings.Contains(r.stderr, "every 20s") {
+	if r.code != 0 || !strings.Contains(r.stderr, "ca.test_timescale is set") || !strings.Contains(r.stderr, "every 15s") {
 		t.Fatalf("validate of a test-timescale site: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	must(t, dir, "ca", "init", "-c", "test.yaml", "--state", st)
@@ -186,8 +197,8 @@ func TestStatusTestTimescale(t *testing.T) {
 		t.Fatalf("status on the site's timescale: exit %d, %+v\n%s", r.code, rep, r.stderr)
 	}
 	for _, it := range rep.Items {
-		if it.Kind == "crl" && it.NotAfter.Sub(it.WarnFrom) != 36*time.Second {
-			t.Errorf("the CRL's window: %v, want 36s (a fifth of 3m)", it.NotAfter.Sub(it.WarnFrom))
+		if it.Kind == "crl" && it.NotAfter.Sub(it.WarnFrom) != 22500*time.Millisecond {
+			t.Errorf("the CRL's window: %v, want 22.5s (an eighth of 3m)", it.NotAfter.Sub(it.WarnFrom))
 		}
 	}
 	// Without the site, a real site's windows: everything is due.

@@ -32,7 +32,6 @@ const (
 	sshCertDir     = "ssh/certs"
 	privateMode    = 0o600
 	publicMode     = 0o644
-	renewCRLBefore = 24 * time.Hour
 )
 
 // Record kinds in the index and the audit log.

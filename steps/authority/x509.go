@@ -418,15 +418,14 @@ func (a *Authority) CRLNextUpdate() (time.Time, error) {
 }
 
 // CRLDue tells whether the CRL should be re-signed now: it is missing, or
-// its nextUpdate is within the site's Timing().CRLMargin (a quarter of its
-// validity, 4 h to a day, for a real site; half of it on a test timescale).
+// its nextUpdate is within the site's Timing().CRLMargin: half its
+// validity.
 func (a *Authority) CRLDue() (bool, error) {
 	next, err := a.CRLNextUpdate()
 	if err != nil {
 		return false, err
 	}
-	margin := min(renewCRLBefore, a.Site.Timing().CRLMargin)
-	return next.IsZero() || !a.now().Add(margin).Before(next), nil
+	return next.IsZero() || !a.now().Add(a.Site.Timing().CRLMargin).Before(next), nil
 }
 
 // List returns every record in the index, oldest first.
