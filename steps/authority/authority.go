@@ -22,16 +22,16 @@ import (
 
 // Files in the state store.
 const (
-	CACertFile     = "ca/ca.pem"
-	CAKeyFile      = "ca/ca-key.pem"
-	CRLFile        = "ca/crl.pem"
-	SSHUserCAFile  = "ssh/user_ca"
-	SSHHostCAFile  = "ssh/host_ca"
-	KRLFile        = "ssh/revoked.krl"
-	x509Dir        = "x509"
-	sshCertDir     = "ssh/certs"
-	privateMode    = 0o600
-	publicMode     = 0o644
+	CACertFile    = "ca/ca.pem"
+	CAKeyFile     = "ca/ca-key.pem"
+	CRLFile       = "ca/crl.pem"
+	SSHUserCAFile = "ssh/user_ca"
+	SSHHostCAFile = "ssh/host_ca"
+	KRLFile       = "ssh/revoked.krl"
+	x509Dir       = "x509"
+	sshCertDir    = "ssh/certs"
+	privateMode   = 0o600
+	publicMode    = 0o644
 )
 
 // Record kinds in the index and the audit log.
