@@ -2,10 +2,8 @@ package steps
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -72,7 +70,6 @@ func NginxFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mtls: node %q: %w", node, err)
 	}
-	zone := nginxSessionZone(sec.CRL)
 	files := []File{
 		{Path: CACertPath, Mode: 0o644, Content: bytes.Clone(sec.CACert)},
 		{Path: CRLPath, Mode: 0o644, Content: bytes.Clone(sec.CRL)},
@@ -93,7 +90,7 @@ func NginxFiles(site *Site, node string, sec *Secrets) ([]File, error) {
 		if err := checkServerKeyPair(kp); err != nil {
 			return nil, fmt.Errorf("mtls: service %q: %w", sv.Name, err)
 		}
-		conf, err := nginxVhost(sv, depth, zone)
+		conf, err := nginxVhost(sv, depth)
 		if err != nil {
 			return nil, fmt.Errorf("mtls: service %q: %w", sv.Name, err)
 		}
@@ -121,12 +118,11 @@ type nginxVhostData struct {
 	CRL         string
 	VerifyDepth int
 	Upstream    string
-	SessionZone string // the TLS session cache's shared zone
 	HSTS        bool
 }
 
 // nginxVhost renders the nginx configuration of one service.
-func nginxVhost(sv Service, depth int, zone string) ([]byte, error) {
+func nginxVhost(sv Service, depth int) ([]byte, error) {
 	listen := sv.Listen
 	if listen == 0 {
 		listen = DefaultHTTPSPort
@@ -146,7 +142,6 @@ func nginxVhost(sv Service, depth int, zone string) ([]byte, error) {
 		AllowVar:    nginxAllowVar(sv.Name),
 		Listen:      listen,
 		VerifyDepth: depth,
-		SessionZone: zone,
 		HSTS:        sv.HSTS,
 	}
 	quoted := []struct {
@@ -182,36 +177,6 @@ func nginxVhost(sv Service, depth int, zone string) ([]byte, error) {
 		return nil, err
 	}
 	return out, nil
-}
-
-// nginxSessionZone names the shared TLS session cache of a node's vhosts
-// after the serials its CRLs revoke and the CAs that sign them (already
-// checked by nginxVerifyDepth):
-// nginx does not check the client certificate again when a session is
-// resumed, so a new revocation must come with a new, empty cache. A CRL
-// re-signed with the same revocations keeps the cache.
-func nginxSessionZone(crlPEM []byte) string {
-	var serials []string
-	for block, rest := pem.Decode(crlPEM); block != nil; block, rest = pem.Decode(rest) {
-		if block.Type != "X509 CRL" {
-			continue
-		}
-		crl, err := x509.ParseRevocationList(block.Bytes)
-		if err != nil {
-			continue
-		}
-		issuer := hex.EncodeToString(crl.RawIssuer)
-		// The CAs trusted, each known by its CRL's key identifier: a CA
-		// rotation's init and finish change them, and a session made with
-		// a certificate of a CA dropped at finish must not resume.
-		serials = append(serials, "ca:"+hex.EncodeToString(crl.AuthorityKeyId))
-		for _, e := range crl.RevokedCertificateEntries {
-			serials = append(serials, issuer+":"+e.SerialNumber.Text(16))
-		}
-	}
-	slices.Sort(serials)
-	sum := sha256.Sum256([]byte(strings.Join(serials, "\n")))
-	return "ztwizard_tls_" + hex.EncodeToString(sum[:4])
 }
 
 // nginxCNPattern is the nginx map key (a case-sensitive PCRE) that matches

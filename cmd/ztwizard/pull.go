@@ -41,9 +41,9 @@ the installed one names, is in force and ends later than the installed one;
 with the installed file's mode and owner. Nothing published: nothing changes.
 
 A file that fails is never installed; the reason is printed and the exit code
-is 1. nginx is reloaded when the CRL or a server certificate changed, restarted
-when the CRL revokes more (a reload keeps TLS sessions a revoked client could
-resume); sshd reads the KRL on each connection and is reloaded for a new host
+is 1. nginx is reloaded when the CRL or a server certificate changed (it
+resumes no TLS session, so a reload stops a revoked client); sshd reads the
+KRL on each connection and is reloaded for a new host
 certificate. A timer runs this on every node of a site with ca.host set, every
 5 minutes (on a test timescale, every few seconds: see ca.test_timescale).`,
 		Example: `  ztwizard node pull --from http://10.100.0.1:8440 --node web`,
@@ -65,12 +65,10 @@ certificate. A timer runs this on every node of a site with ca.host set, every
 						fmt.Fprintf(cmd.ErrOrStderr(), "systemctl %s %s: %v: %s\n", verb, unit, rerr, bytes.TrimSpace(out))
 					}
 				}
-				// A reload keeps nginx's TLS session cache: after a new
-				// revocation only a restart stops resumed sessions.
-				switch {
-				case res.Revoked:
-					systemctl("try-restart", "nginx.service")
-				case res.CRL || len(res.Servers) > 0:
+				// nginx resumes no TLS session (see its vhosts): a reload
+				// is enough for a revocation too, and keeps serving while
+				// its old workers finish their requests.
+				if res.CRL || len(res.Servers) > 0 {
 					systemctl("try-reload-or-restart", "nginx.service")
 				}
 				if res.HostCert {

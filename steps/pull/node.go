@@ -39,8 +39,8 @@ type Options struct {
 type Result struct {
 	CRL, KRL bool // installed (changed)
 	// Revoked is set when the CRL installed revokes serials the one
-	// before did not: nginx must restart, since a reload keeps its TLS
-	// session cache and a revoked client could resume a session.
+	// before did not. nginx resumes no TLS session, so the reload a new
+	// CRL gets is enough for it too.
 	Revoked bool
 	// Servers names the services whose renewed certificate was installed
 	// (nginx must reload); HostCert is set when the SSH host certificate
