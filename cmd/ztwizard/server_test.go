@@ -2,7 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,8 +43,9 @@ func serverSite(t *testing.T, extra ...string) []byte {
 // serverVM is a plain Debian server booted under qemu, reached over SSH.
 type serverVM struct {
 	*imageVM
-	port int    // sshd, forwarded from 127.0.0.1
-	key  string // the test's SSH key (and KEY-cert.pub once signed)
+	port  int    // sshd, forwarded from 127.0.0.1
+	https int    // port 443, forwarded from 127.0.0.1
+	key   string // the test's SSH key (and KEY-cert.pub once signed)
 }
 
 // bootServer boots an overlay of img with its underlay NIC on the socket
@@ -53,11 +59,11 @@ func bootServer(t *testing.T, name, img, mac, netdev, key string) *serverVM {
 		t.Fatal(err)
 	}
 	port := testenv.FreePort(t)
-	v := &serverVM{port: port, key: key}
+	v := &serverVM{port: port, https: testenv.FreePort(t), key: key}
 	v.imageVM = bootImageArgs(t, name, img, true,
 		"-m", "1536",
 		"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,mac="+mac,
-		"-netdev", fmt.Sprintf("user,id=n1,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22", port), "-device", "virtio-net-pci,netdev=n1",
+		"-netdev", fmt.Sprintf("user,id=n1,restrict=on,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:443", port, v.https), "-device", "virtio-net-pci,netdev=n1",
 		"-smbios", "type=11,value=io.systemd.credential:ssh.authorized_keys.root="+strings.TrimSpace(string(pub)))
 	return v
 }
@@ -190,9 +196,14 @@ func TestLiveServers(t *testing.T) {
 		return p
 	}
 	site := writeSite("site.yaml", serverSite(t))
+	// The CA key is encrypted, as the README recommends.
+	pass := filepath.Join(dir, "ca.pass")
+	if err := os.WriteFile(pass, []byte("the servers' CA passphrase\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := bakeRun(dir, nil, append(args, "--state", st)...)
+		out, err := bakeRun(dir, nil, append(args, "--state", st, "--passphrase-file", pass)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -452,6 +463,234 @@ func TestLiveServers(t *testing.T) {
 			t.Errorf("db's self-check:\n%s", out)
 		}
 	})
+
+	t.Run("time runs on systemd and nobody acts", func(t *testing.T) {
+		// The same CA, now with minute-scale validities: db holds it
+		// (ca.host) and publishes, web pulls; web's service answers with
+		// the welcome page of its stock nginx.
+		timeSite := writeSite("site-time.yaml", serverSite(t,
+			"  cert_validity: 2160h       # leaf certificates", "  cert_validity: 12m",
+			"  crl_validity: 168h         # nextUpdate; refreshed by a timer well before it", "  crl_validity: 150s\n  host: db\n  test_timescale: true",
+			"allow: [service-worker-01]}", "allow: [service-worker-01, bad]}",
+			`upstream: "http://127.0.0.1:8080"`, `upstream: "http://127.0.0.1:80"`,
+			"  - {name: service-worker-01, organization: MyOrg}", "  - {name: service-worker-01, organization: MyOrg}\n  - {name: bad, organization: MyOrg}",
+			// A new name: the bundle issues web a certificate of the new
+			// cert_validity, to be renewed during the run.
+			"server_name: api.internal.example.com", "server_name: api-time.internal.example.com"))
+		// The CRL in force was signed for a week (the first site): one
+		// signed now lasts the new crl_validity, and the schedule takes
+		// over from it.
+		run("ca", "crl", "-c", timeSite)
+		for _, v := range []*serverVM{db, web} {
+			out, err := apply(t, v, bundle(v.name, timeSite, v.name+"-time.ztb"), "--no-confirm")
+			if err != nil {
+				t.Fatalf("%s: apply: %v\n%s", v.name, err, out)
+			}
+		}
+		// The apply started web's timers: they are active now.
+		if out := web.must(t, "systemctl is-active "+steps.PullTimer+" "+steps.StatusTimer); strings.Count(out, "active") != 2 || strings.Contains(out, "inactive") {
+			t.Fatalf("web's timers after the apply:\n%s", out)
+		}
+		liveTimeRuns(t, dir, st, pass, timeSite, db, web)
+	})
+}
+
+// liveTimeRuns: the CA state goes to db, the CA host, whose `ca schedule`
+// hands the passphrase to systemd-creds; then nobody acts for three CRL
+// periods and a leaf renewal while web's service is probed through its
+// port forward and `ztwizard status` runs on both; then db's nginx stops
+// and web's status turns 1 before its CRL lapses.
+func liveTimeRuns(t *testing.T, dir, st, pass, timeSite string, db, web *serverVM) {
+	const probeEvery = 5 * time.Second
+	site, err := steps.Load(timeSite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crlValidity, tm := site.CA.CRLValidity.D(), site.Timing()
+	tgz := filepath.Join(dir, "ca-state.tgz")
+	testenv.MustRun(t, "tar", "-C", st, "-czf", tgz, ".")
+	db.copyIn(t, tgz, "/root/ca-state.tgz")
+	db.copyIn(t, timeSite, "/root/site-time.yaml")
+	db.must(t, "install -d -m 0700 /root/ca-state && tar -C /root/ca-state -xzf /root/ca-state.tgz && rm /root/ca-state.tgz")
+	caCmd := func(args string) string {
+		t.Helper()
+		db.copyIn(t, pass, "/root/ca.pass")
+		defer db.run(t, time.Minute, "rm -f /root/ca.pass")
+		return db.must(t, "ztwizard --state /root/ca-state --passphrase-file /root/ca.pass -c /root/site-time.yaml "+args)
+	}
+	out := caCmd("ca schedule")
+	if !strings.Contains(out, "(the passphrase, encrypted by systemd-creds)") || !strings.Contains(out, "enabled "+steps.CACRLTimer) {
+		t.Fatalf("ca schedule:\n%s", out)
+	}
+	t.Logf("db: ca schedule:\n%s", out)
+	// On the test timescale the timers fire within a second, not
+	// systemd's default minute.
+	for _, v := range []*serverVM{db, web} {
+		if out := v.must(t, "systemctl show -p AccuracyUSec "+steps.StatusTimer); strings.TrimSpace(out) != "AccuracyUSec=1s" {
+			t.Errorf("%s: %s: %s", v.name, steps.StatusTimer, out)
+		}
+	}
+	// Clients, issued now: their certificates last cert_validity too.
+	certs := map[string]tls.Certificate{}
+	issue := func(c, d string) {
+		t.Helper()
+		caCmd("ca issue --name " + c + " --out " + d)
+		crt := db.must(t, "cat "+d+"/"+c+".crt")
+		key := db.must(t, "cat "+d+"/"+c+".key")
+		cert, err := tls.X509KeyPair([]byte(crt), []byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		certs[c] = cert
+	}
+	issue("service-worker-01", "/root/good")
+	issue("bad", "/root/bad")
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM([]byte(db.must(t, "cat /root/good/ca.pem"))) {
+		t.Fatal("no CA certificate")
+	}
+	var served *x509.Certificate // the last probe's server certificate
+	probe := func(client string) (int, string, error) {
+		hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "api-time.internal.example.com", Certificates: []tls.Certificate{certs[client]}}}}
+		resp, err := hc.Get(fmt.Sprintf("https://127.0.0.1:%d/", web.https))
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+		served = resp.TLS.PeerCertificates[0]
+		return resp.StatusCode, served.SerialNumber.Text(16), nil
+	}
+	status := func(v *serverVM) (int, string) {
+		out, err := v.run(t, time.Minute, "ztwizard status")
+		code, err := testenv.ExitCode(err)
+		if err != nil {
+			t.Fatalf("%s: status: %v\n%s", v.name, err, out)
+		}
+		return code, out
+	}
+	webCRL := func() *x509.RevocationList {
+		b, _ := pem.Decode([]byte(web.must(t, "cat "+steps.CRLPath)))
+		if b == nil {
+			t.Fatal("web: no CRL installed")
+		}
+		crl, err := x509.ParseRevocationList(b.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return crl
+	}
+
+	// web pulls (its timer started with its apply) once db publishes.
+	var first string
+	applied := webCRL().Number.String()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		code, serial, err := probe("bad")
+		if code == http.StatusOK && webCRL().Number.String() != applied {
+			first = serial
+			if life := served.NotAfter.Sub(served.NotBefore); life > site.CA.CertValidity.D()+time.Hour {
+				t.Fatalf("web serves a certificate for %v, not one of cert_validity %s: nothing to renew in the run", life, site.CA.CertValidity)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("web's service before the revocation: %d %v\n%s", code, err, web.must(t, "journalctl -u ztwizard-pull.service --no-pager | tail -20"))
+		}
+		time.Sleep(probeEvery)
+	}
+	caCmd("ca revoke --name bad")
+	revokedAt := time.Now()
+	var refused, renewed time.Time
+	numbers := map[string]bool{}
+	errs := 0
+	fail := func(format string, a ...any) {
+		t.Helper()
+		t.Errorf("%s: "+format, append([]any{time.Now().Format("15:04:05")}, a...)...)
+		if errs++; errs > 6 {
+			t.FailNow()
+		}
+	}
+	end, limit := revokedAt.Add(3*crlValidity), revokedAt.Add(site.CA.CertValidity.D()*5/6)
+	for now := time.Now(); now.Before(end) || renewed.IsZero() && now.Before(limit); now = time.Now() {
+		round := time.Now()
+		code, serial, err := probe("service-worker-01")
+		if code != http.StatusOK {
+			fail("the valid client: %d %v", code, err)
+		} else if serial != first && renewed.IsZero() {
+			renewed = time.Now()
+			t.Logf("web serves a renewed certificate %v after the revocation", renewed.Sub(revokedAt).Round(time.Second))
+		}
+		code, _, err = probe("bad")
+		switch {
+		case code == http.StatusBadRequest && refused.IsZero():
+			refused = time.Now()
+		case refused.IsZero() && code != http.StatusOK:
+			fail("the revoked client before web refused it: %d %v", code, err)
+		case !refused.IsZero() && code != http.StatusBadRequest:
+			fail("the revoked client after web refused it: %d %v", code, err)
+		}
+		for _, v := range []*serverVM{db, web} {
+			if code, out := status(v); code != 0 {
+				fail("%s: status exit %d:\n%s", v.name, code, out)
+			}
+		}
+		crl := webCRL()
+		if !time.Now().Before(crl.NextUpdate) {
+			fail("web's CRL lapsed at %s", crl.NextUpdate.Format("15:04:05"))
+		}
+		numbers[crl.Number.String()] = true
+		time.Sleep(time.Until(round.Add(probeEvery)))
+	}
+	if refused.IsZero() {
+		t.Fatal("web never refused the revoked client")
+	}
+	t.Logf("web refused the revoked client %v after ca revoke", refused.Sub(revokedAt).Round(time.Second))
+	if took := refused.Sub(revokedAt); took > tm.Pull+tm.PullJitter+probeEvery+15*time.Second {
+		t.Errorf("web refused the revoked client %v after ca revoke, want within a pull interval (%v + %v), the probe period and 15s for the guest", took, tm.Pull, tm.PullJitter)
+	}
+	if renewed.IsZero() {
+		t.Error("web never served a renewed certificate")
+	}
+	if len(numbers) < 4 {
+		t.Errorf("web installed %d CRLs over three CRL periods, want at least 4", len(numbers))
+	}
+	signed := db.must(t, "journalctl -u "+steps.CACRLUnit+" --no-pager | grep -c 'CRL signed' || true")
+	if n, err := strconv.Atoi(strings.TrimSpace(signed)); err != nil || n < 3 {
+		t.Errorf("db's scheduled service signed the CRL %q times, want at least 3", strings.TrimSpace(signed))
+	}
+	if out, err := db.run(t, time.Minute, "test -e /root/ca.pass"); err == nil {
+		t.Errorf("the clear-text passphrase is on db: %s", out)
+	}
+
+	// db stops serving: web's status turns 1 before its CRL lapses. The
+	// valid client's own certificate (twelve minutes, as every leaf here;
+	// clients are no nodes, nothing renews them) is renewed first, as its
+	// owner would.
+	issue("service-worker-01", "/root/good")
+	db.must(t, "systemctl stop nginx.service")
+	stopped := time.Now()
+	for {
+		code, out := status(web)
+		crl := webCRL()
+		now := time.Now()
+		if !now.Before(crl.NextUpdate) {
+			t.Fatalf("web's CRL lapsed (%s) before its status exited 1 (%d):\n%s", crl.NextUpdate.Format("15:04:05"), code, out)
+		}
+		if code == 1 {
+			t.Logf("web: status exit 1 %v after db stopped serving, %v before the CRL's nextUpdate",
+				now.Sub(stopped).Round(time.Second), crl.NextUpdate.Sub(now).Round(time.Second))
+			if c, _, err := probe("service-worker-01"); c != http.StatusOK {
+				t.Errorf("when status warned, the valid client got %d %v", c, err)
+			}
+			break
+		}
+		if code != 0 {
+			t.Fatalf("web: status exit %d:\n%s", code, out)
+		}
+		time.Sleep(2 * time.Second)
+	}
 }
 
 // requireImageTools fails the test when baking or booting cannot run.
