@@ -111,8 +111,9 @@ func UnitFiles(site *Site, node string) ([]File, []Unit, error) {
 }
 
 // crlCheckEvery is how often the CRL timer checks whether the CRL is due:
-// Timing's CRLCheck (a twelfth of its validity, between 10 minutes and 6
-// hours, for a real site), so the CRL is re-signed well before nextUpdate.
+// Timing's CRLCheck (a twelfth of the CRL's validity or an eighteenth of
+// the leaves', between 10 minutes and 6 hours, for a real site), so the
+// CRL is re-signed well before nextUpdate.
 func crlCheckEvery(site *Site) string {
 	return systemdSpan(site.Timing().CRLCheck)
 }
