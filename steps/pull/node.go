@@ -37,11 +37,7 @@ type Options struct {
 
 // Result is what a pull installed.
 type Result struct {
-	CRL, KRL bool // installed (changed)
-	// Revoked is set when the CRL installed revokes serials the one
-	// before did not. nginx resumes no TLS session, so the reload a new
-	// CRL gets is enough for it too.
-	Revoked bool
+	CRL, KRL bool // installed (changed): nginx reloads for a new CRL
 	// Servers names the services whose renewed certificate was installed
 	// (nginx must reload); HostCert is set when the SSH host certificate
 	// was (sshd reads it only at start and reload).
@@ -93,8 +89,6 @@ func Pull(ctx context.Context, o Options) (*Result, error) {
 			fail("CRL", err)
 		} else {
 			res.CRL = true
-			n := newRevocations(installed, parsed)
-			res.Revoked = n > 0
 			for _, c := range parsed {
 				logf("CRL number %s of %q installed (%d new revocation(s)), next update %s", c.Number, c.Issuer.CommonName,
 					newRevocations(installed, []*x509.RevocationList{c}), c.NextUpdate.UTC().Format(time.RFC3339))
