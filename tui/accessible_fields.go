@@ -131,13 +131,15 @@ func (a *asker) secret(f *textField, hint string) error {
 	}
 }
 
-// hiddenLine reads one line from the terminal with its echo off.
+// hiddenLine reads one line from the terminal with its echo off. The echo
+// goes off before the prompt shows: what is typed (or pasted) as soon as
+// it shows is never echoed.
 func (a *asker) hiddenLine(title string) (string, error) {
-	fmt.Fprintf(a.out, "%s ", title)
 	restore, err := echoOff(a.fd)
 	if err != nil {
 		return "", fmt.Errorf("wizard: %s %w", title, err)
 	}
+	fmt.Fprintf(a.out, "%s ", title)
 	line, ok := a.in.line()
 	restore()
 	fmt.Fprintln(a.out)
