@@ -138,6 +138,7 @@ func printQR(w io.Writer, code string, paint bool) {
 
 func wgDeviceCmd() *cobra.Command {
 	var config string
+	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "device NAME",
 		Short: "Bring up a WireGuard interface: the kernel's, or a userspace device",
@@ -149,7 +150,10 @@ device configured the same way until stopped. Peers whose endpoint is a name
 that does not resolve yet are configured without it.
 
 Without --config it runs an unconfigured userspace device, configurable with
-wg and wgctrl through /var/run/wireguard/NAME.sock.`,
+wg and wgctrl through /var/run/wireguard/NAME.sock.
+
+A userspace device logs its errors; --verbose adds what it says about every
+peer it adds or changes (about seven lines a peer).`,
 		Example: `  ztwizard wg device zt0 --config /etc/wireguard/zt0.conf`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
@@ -183,7 +187,11 @@ wg and wgctrl through /var/run/wireguard/NAME.sock.`,
 				}
 			}
 			done := make(chan error, 1)
-			go func() { done <- wgdevice.Run(ctx, name, logf) }()
+			var verbosef func(string, ...any)
+			if verbose {
+				verbosef = logf
+			}
+			go func() { done <- wgdevice.Run(ctx, name, logf, verbosef) }()
 			if config != "" {
 				if err := wgdevice.Ready(name, 10*time.Second); err != nil {
 					stop()
@@ -199,6 +207,7 @@ wg and wgctrl through /var/run/wireguard/NAME.sock.`,
 		},
 	}
 	cmd.Flags().StringVar(&config, "config", "", "a wg-quick file to configure the device from")
+	cmd.Flags().BoolVar(&verbose, "verbose", false, "log what a userspace device says about each peer")
 	return cmd
 }
 

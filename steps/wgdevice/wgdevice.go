@@ -29,10 +29,13 @@ func SocketPath(name string) string {
 // Run creates the TUN link name, runs a WireGuard device on it, serves its
 // UAPI socket and brings the link up. It returns when ctx is done, the
 // device closes or the socket is removed, after closing the device (which
-// removes the link) and removing the socket. logf receives the device's log
-// lines; nil discards them. The device starts with no key and no peers:
-// configure it with wg(8) or wgctrl once Ready returns.
-func Run(ctx context.Context, name string, logf func(format string, args ...any)) (err error) {
+// removes the link) and removing the socket. logf receives the device's
+// errors and the line that says it is up; verbosef receives what the device
+// says at its verbose level, about seven lines for every peer it adds (a
+// first configuration of 1,000 peers writes 7,000). Either may be nil to
+// discard them. The device starts with no key and no peers: configure it
+// with wg(8) or wgctrl once Ready returns.
+func Run(ctx context.Context, name string, logf, verbosef func(format string, args ...any)) (err error) {
 	wrap := func(err error) error { return fmt.Errorf("wgdevice: %s: %w", name, err) }
 	if err := ctx.Err(); err != nil {
 		return wrap(err)
@@ -40,8 +43,11 @@ func Run(ctx context.Context, name string, logf func(format string, args ...any)
 	if logf == nil {
 		logf = device.DiscardLogf
 	}
+	if verbosef == nil {
+		verbosef = device.DiscardLogf
+	}
 	logger := &device.Logger{
-		Verbosef: logf,
+		Verbosef: verbosef,
 		Errorf:   func(format string, args ...any) { logf("error: "+format, args...) },
 	}
 

@@ -5,8 +5,10 @@ package wgdevice_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,7 +31,7 @@ func TestWgdeviceRunInProcess(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errc := make(chan error, 1)
-	go func() { errc <- wgdevice.Run(ctx, name, t.Logf) }()
+	go func() { errc <- wgdevice.Run(ctx, name, t.Logf, nil) }()
 	t.Cleanup(func() {
 		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
 			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
@@ -79,6 +81,80 @@ func TestWgdeviceRunInProcess(t *testing.T) {
 	}
 	if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
 		t.Errorf("link %s still exists after Run", name)
+	}
+}
+
+// TestWgdeviceLogsPeersOnlyWhenVerbose configures a device with peers: the
+// device's own log gets the line that it is up and no line per peer (7,000
+// lines for a first configuration of 1,000 peers), the verbose log gets
+// every peer's.
+func TestWgdeviceLogsPeersOnlyWhenVerbose(t *testing.T) {
+	wgdevicetest.RequireTools(t, "ip")
+	name := wgdevicetest.NewName(t)
+	var mu sync.Mutex
+	var logged, verbose []string
+	collect := func(to *[]string) func(string, ...any) {
+		return func(format string, args ...any) {
+			mu.Lock()
+			defer mu.Unlock()
+			*to = append(*to, fmt.Sprintf(format, args...))
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- wgdevice.Run(ctx, name, collect(&logged), collect(&verbose)) }()
+	t.Cleanup(func() {
+		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
+			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
+		}
+	})
+	if err := wgdevice.Ready(name, 10*time.Second); err != nil {
+		cancel()
+		t.Fatalf("Ready: %v (Run: %v)", err, <-errc)
+	}
+	key, err := wgtypes.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := wgtypes.Config{PrivateKey: &key, ReplacePeers: true}
+	for range 3 {
+		peer, err := wgtypes.GeneratePrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Peers = append(cfg.Peers, wgtypes.PeerConfig{PublicKey: peer.PublicKey()})
+	}
+	c, err := wgctrl.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.ConfigureDevice(name, cfg); err != nil {
+		t.Fatalf("ConfigureDevice: %v", err)
+	}
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	all := strings.Join(logged, "\n")
+	if !strings.Contains(all, "device "+name+" up") {
+		t.Errorf("log has no line that the device is up:\n%s", all)
+	}
+	if strings.Contains(all, "peer(") {
+		t.Errorf("log has per-peer lines without verbose:\n%s", all)
+	}
+	created := 0
+	for _, l := range verbose {
+		if strings.Contains(l, "peer(") && strings.Contains(l, "Created") {
+			created++
+		}
+	}
+	if created != len(cfg.Peers) {
+		t.Errorf("verbose log says %d peers were created, want %d:\n%s", created, len(cfg.Peers), strings.Join(verbose, "\n"))
 	}
 }
 
@@ -135,7 +211,7 @@ func TestWgdeviceRunErrors(t *testing.T) {
 		{"name too long", context.Background(), "ztt-name-far-too-long", "wgdevice: ztt-name-far-too-long: create TUN"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := wgdevice.Run(tc.ctx, tc.device, nil)
+			err := wgdevice.Run(tc.ctx, tc.device, nil, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run: %v, want an error containing %q", err, tc.want)
 			}

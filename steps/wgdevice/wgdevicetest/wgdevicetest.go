@@ -46,7 +46,7 @@ func HelperMain() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-	if err := wgdevice.Run(ctx, name, logf); err != nil {
+	if err := wgdevice.Run(ctx, name, logf, nil); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
