@@ -27,8 +27,13 @@ type firewall interface {
 // netlink for the replacement, the nft program to read and restore text.
 type kernelFirewall struct{ run runner }
 
-// Current lists the inet ztwizard table as nft prints it.
+// Current lists the inet ztwizard table as nft prints it. Whether there is
+// one is asked over netlink first: a host without it (every first apply)
+// starts no nft.
 func (k kernelFirewall) Current(ctx context.Context) (string, bool, error) {
+	if fp, err := k.Fingerprint(ctx); err == nil && fp == "" {
+		return "", false, nil
+	}
 	out, err := k.run.Run(ctx, nil, "nft", "list", "table", nft.Family, nft.TableName)
 	if err != nil {
 		if strings.Contains(string(out), "No such file or directory") {

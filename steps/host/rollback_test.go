@@ -321,7 +321,8 @@ func TestRollbackRetried(t *testing.T) {
 	}
 }
 
-// TestLiveIdempotent: the second apply of a plan reads the host and
+// TestLiveIdempotent: the first apply into a namespace without the table
+// does not list it; the second apply of a plan reads the host and
 // changes nothing: no file written, no netlink batch, no WireGuard
 // configuration, no reload.
 func TestLiveIdempotent(t *testing.T) {
@@ -332,6 +333,10 @@ func TestLiveIdempotent(t *testing.T) {
 	res := mustApply(t, e.a, web)
 	if !slices.Equal(res.Reloaded, []string{"ssh.service", "nginx.service"}) {
 		t.Errorf("reloaded %v", res.Reloaded)
+	}
+	// There was no table to list: netlink said so, nft was not started.
+	if listed := e.run.ran("nft list"); len(listed) != 0 {
+		t.Errorf("first apply into a namespace without the table ran %q", listed)
 	}
 	host, times := e.dump(t), testenv.Mtimes(t, e.root)
 	replaced, configured, calls := e.fw.replaced, e.wg.configured, len(e.run.calls)
