@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,6 +124,31 @@ type wgQuickPeer struct {
 	Keepalive    int    // seconds; 0 for none
 }
 
+// appendTo appends the section, after the blank line that separates it
+// from what comes before. The sections are written here, not by the
+// template: a hub's file has one per node (a template took 2 ms for 1,000).
+func (p wgQuickPeer) appendTo(b []byte) []byte {
+	b = append(b, "\n\n[Peer]\n# "...)
+	b = append(b, p.Name...)
+	b = append(b, "\nPublicKey = "...)
+	b = append(b, p.PublicKey...)
+	if p.PresharedKey != "" {
+		b = append(b, "\nPresharedKey = "...)
+		b = append(b, p.PresharedKey...)
+	}
+	b = append(b, "\nAllowedIPs = "...)
+	b = append(b, p.AllowedIPs...)
+	if p.Endpoint != "" {
+		b = append(b, "\nEndpoint = "...)
+		b = append(b, p.Endpoint...)
+	}
+	if p.Keepalive != 0 {
+		b = append(b, "\nPersistentKeepalive = "...)
+		b = strconv.AppendInt(b, int64(p.Keepalive), 10)
+	}
+	return b
+}
+
 // wgQuickData is what templates/wg-quick.tmpl renders.
 type wgQuickData struct {
 	Site       string
@@ -130,7 +156,7 @@ type wgQuickData struct {
 	Address    string
 	ListenPort int
 	KeyPath    string
-	Peers      []wgQuickPeer
+	Peers      string // the [Peer] sections, each from wgQuickPeer.appendTo
 }
 
 // WireGuardFor builds node's WireGuard interface and the files that go with
@@ -187,6 +213,7 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 	endpoints := map[wgtypes.Key]string{}
 	index := site.nodeIndex()
 	var names map[wgtypes.Key]string
+	var peers []byte
 	for _, name := range site.Links(node) {
 		peer := index[name]
 		if err := ValidName(name); err != nil {
@@ -226,13 +253,14 @@ func WireGuardFor(site *Site, node string, sec *Secrets) (Interface, []File, err
 			}
 		}
 		cfg.Peers = append(cfg.Peers, pc)
-		data.Peers = append(data.Peers, qp)
+		peers = qp.appendTo(peers)
 		if names == nil {
 			names = map[wgtypes.Key]string{}
 		}
 		names[pub] = name
 	}
 
+	data.Peers = string(peers)
 	conf, err := templates.Render("wg-quick.tmpl", data)
 	if err != nil {
 		return Interface{}, nil, fmt.Errorf("wireguard: node %q: %w", node, err)
