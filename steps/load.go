@@ -454,7 +454,7 @@ func yamlErrLine(err error) int {
 
 // yamlAnchorRE finds the anchor a yaml error names ("unknown anchor 'x'
 // referenced"): such errors come without a line.
-var yamlAnchorRE = regexp.MustCompile(`anchor '([^']*)'`)
+var yamlAnchorRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`anchor '([^']*)'`) })
 
 // yamlErrLineIn is yamlErrLine, or for an error about an anchor the line
 // where that anchor is first used.
@@ -462,7 +462,7 @@ func yamlErrLineIn(err error, data []byte) int {
 	if l := yamlErrLine(err); l > 0 {
 		return l
 	}
-	m := yamlAnchorRE.FindStringSubmatch(err.Error())
+	m := yamlAnchorRE().FindStringSubmatch(err.Error())
 	if m == nil || m[1] == "" {
 		return 0
 	}
@@ -476,7 +476,9 @@ func yamlErrLineIn(err error, data []byte) int {
 
 // yamlQuoted is a quoted fragment of a yaml error: an anchor name, a key or
 // a value from the file.
-var yamlQuoted = regexp.MustCompile("(^|\\s)('[^']*'|`[^`]*`|\"(?:[^\"\\\\]|\\\\.)*\")")
+var yamlQuoted = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile("(^|\\s)('[^']*'|`[^`]*`|\"(?:[^\"\\\\]|\\\\.)*\")")
+})
 
 // yamlErrMsg keeps the first problem of a yaml error, without its "yaml:
 // line N:" prefix (the line is shown anyway) and without any fragment of
@@ -494,7 +496,7 @@ func yamlErrMsg(err error) string {
 		}
 	}
 	var kept []string
-	msg = yamlQuoted.ReplaceAllStringFunc(msg, func(m string) string {
+	msg = yamlQuoted().ReplaceAllStringFunc(msg, func(m string) string {
 		frag := strings.TrimLeftFunc(m, unicode.IsSpace)
 		if len(frag) == 3 && frag[1] < utf8.RuneSelf {
 			kept = append(kept, frag)

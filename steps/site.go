@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -255,7 +256,9 @@ const MaxDays = int64(math.MaxInt64 / int64(24*time.Hour))
 
 // goDurationRE is the shape time.ParseDuration accepts, to tell a number
 // too large from text that is no duration.
-var goDurationRE = regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
+var goDurationRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
+})
 
 // Parse returns the duration, or an error that quotes the text. A duration
 // too long for a time.Duration is an error, never a wrapped-around value.
@@ -276,7 +279,7 @@ func (d Duration) Parse() (time.Duration, error) {
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		if goDurationRE.MatchString(s) {
+		if goDurationRE().MatchString(s) {
 			return 0, fmt.Errorf("%q is too long (at most %dd)", string(d), MaxDays)
 		}
 		return 0, fmt.Errorf("%q is not a duration (use e.g. 90d, 2160h, 4h)", string(d))

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -27,8 +28,10 @@ func binaryAt(data []byte) (line int, ok bool) {
 }
 
 var (
-	sshKeyRE = regexp.MustCompile(`(^|\s)(ssh-[a-z0-9]+|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9-]+@openssh\.com)(-cert-v01@openssh\.com)?\s+AAAA[0-9A-Za-z+/]`)
-	base64RE = regexp.MustCompile(`^[0-9A-Za-z+/_-]{16,}={0,2}$`)
+	sshKeyRE = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`(^|\s)(ssh-[a-z0-9]+|ecdsa-sha2-[a-z0-9]+|sk-[a-z0-9-]+@openssh\.com)(-cert-v01@openssh\.com)?\s+AAAA[0-9A-Za-z+/]`)
+	})
+	base64RE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9A-Za-z+/_-]{16,}={0,2}$`) })
 )
 
 // sniff names the kind of a file that is not a site file, by its shape: a
@@ -44,7 +47,7 @@ func sniff(data []byte) (line int, kind string) {
 		}
 	}
 	for i, l := range lines {
-		if m := sshKeyRE.FindStringSubmatch(l); m != nil {
+		if m := sshKeyRE().FindStringSubmatch(l); m != nil {
 			if m[3] != "" {
 				return i + 1, "an SSH certificate"
 			}
@@ -57,7 +60,7 @@ func sniff(data []byte) (line int, kind string) {
 			return 1 + strings.Count(string(data[:strings.Index(string(data), text)]), "\n"), "a WireGuard key"
 		}
 	}
-	if base64RE.MatchString(text) {
+	if base64RE().MatchString(text) {
 		return 1 + strings.Count(string(data[:strings.Index(string(data), text)]), "\n"), "base64 data (a key?)"
 	}
 	return 0, ""

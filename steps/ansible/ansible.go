@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 	"time"
 
@@ -120,7 +121,7 @@ func Generate(site *steps.Site, o Options) ([]File, error) {
 	if known == "" {
 		return nil, errors.New("ansible: no SSH host CA, or no node names it could trust")
 	}
-	inv, err := render(inventory, map[string]any{"Site": site.Site, "O": o, "Hosts": hosts, "Confirm": duration(o.Confirm)})
+	inv, err := render(inventory(), map[string]any{"Site": site.Site, "O": o, "Hosts": hosts, "Confirm": duration(o.Confirm)})
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +262,10 @@ func render(t *template.Template, data any) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-var inventory = template.Must(template.New(InventoryFile).Funcs(template.FuncMap{"q": quote}).Parse(inventoryText))
+// inventory is parsed on first use, not at every process start.
+var inventory = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New(InventoryFile).Funcs(template.FuncMap{"q": quote}).Parse(inventoryText))
+})
 
 const inventoryText = `# The nodes of site {{.Site}}, for push.yml. Written by ` + "`ztwizard ansible`" + `.
 #

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -36,8 +37,8 @@ type Install struct {
 }
 
 var (
-	hexSHA256   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	packageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	hexSHA256   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
+	packageName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`) })
 )
 
 // UserData writes #cloud-config user-data for a provider's new VPS: on its
@@ -57,11 +58,11 @@ func UserData(p *Payload, data []byte, packages []string, in Install) ([]byte, e
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || strings.ContainsAny(in.URL, "'\"\\ \n`$") {
 		return nil, fmt.Errorf("bundle: user-data: %q is not an https or http URL of the ztwizard binary", in.URL)
 	}
-	if !hexSHA256.MatchString(in.SHA256) {
+	if !hexSHA256().MatchString(in.SHA256) {
 		return nil, fmt.Errorf("bundle: user-data: %q is not a SHA-256 in hex", in.SHA256)
 	}
 	for _, pk := range packages {
-		if !packageName.MatchString(pk) {
+		if !packageName().MatchString(pk) {
 			return nil, fmt.Errorf("bundle: user-data: %q is not a package name", pk)
 		}
 	}
