@@ -34,7 +34,7 @@ func Load(path string) (*Site, error) {
 // LoadSource is Load that also returns the bytes it read: what the site
 // was parsed from.
 func LoadSource(path string) (*Site, []byte, error) {
-	data, err := readSite(path)
+	data, err := ReadSource(path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,9 +45,10 @@ func LoadSource(path string) (*Site, []byte, error) {
 	return site, data, nil
 }
 
-// readSite reads at most MaxSiteSize bytes of a regular file or a pipe.
-// Anything else (a device, a folder, a socket) is refused before it is read.
-func readSite(path string) ([]byte, error) {
+// ReadSource reads a site file as Load does, without parsing it: at most
+// MaxSiteSize bytes of a regular file or a pipe. Anything else (a device, a
+// folder, a socket) is refused before it is read.
+func ReadSource(path string) ([]byte, error) {
 	// Stat first: opening a device can have effects of its own.
 	fi, err := os.Stat(path)
 	if err != nil {
@@ -136,7 +137,7 @@ func Parse(data []byte, name string) (*Site, error) {
 // file that is not a site); bad YAML, unknown fields and wrong kinds of
 // value are still errors.
 func LoadDraft(path string) (*Site, error) {
-	data, err := readSite(path)
+	data, err := ReadSource(path)
 	if err != nil {
 		return nil, err
 	}

@@ -211,15 +211,31 @@ func loadSite(g *globals) (*steps.Site, error) {
 // loadSiteSource is loadSite that also returns the bytes the site was
 // parsed from.
 func loadSiteSource(g *globals) (*steps.Site, []byte, error) {
-	site, source, err := steps.LoadSource(g.site)
+	site, source, _, err := loadSiteCached(g)
+	return site, source, err
+}
+
+// loadSiteCached is loadSiteSource that takes the site this program parsed
+// from the same bytes before, where the state folder has it (see
+// authority.CachedParse), and says whether it did.
+func loadSiteCached(g *globals) (site *steps.Site, source []byte, cached bool, err error) {
+	source, err = steps.ReadSource(g.site)
+	if err == nil {
+		if dir, derr := stateDir(g); derr == nil {
+			if site, ok := authority.CachedParse(dir, source); ok {
+				return site, source, true, nil
+			}
+		}
+		site, err = steps.Parse(source, g.site)
+	}
 	if err != nil {
 		var list steps.Errors
 		if errors.As(err, &list) {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
-		return nil, nil, usageError{fmt.Errorf("-c %s: %w", g.site, unwrapPath(err))}
+		return nil, nil, false, usageError{fmt.Errorf("-c %s: %w", g.site, unwrapPath(err))}
 	}
-	return site, source, nil
+	return site, source, false, nil
 }
 
 // unwrapPath drops the *PathError's repeated file name.
@@ -337,7 +353,7 @@ func open(ctx context.Context, g *globals, write bool, check func(*steps.Site) e
 // (state.OpenDryRun): nothing is created or changed in it, and a missing
 // store reads as empty.
 func openSession(ctx context.Context, g *globals, write, dry bool, check func(*steps.Site) error) (*session, error) {
-	site, source, err := loadSiteSource(g)
+	site, source, cached, err := loadSiteCached(g)
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +392,13 @@ func openSession(ctx context.Context, g *globals, write, dry bool, check func(*s
 			return nil, err
 		}
 		s.unlock = unlock
+		// Recorded before anything can change the site in memory.
+		if !cached {
+			if err := s.auth.RecordParsed(source); err != nil {
+				unlock()
+				return nil, err
+			}
+		}
 	}
 	warnRepairs(store)
 	return s, nil

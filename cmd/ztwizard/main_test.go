@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/gob"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"ztwizard/steps"
+	"ztwizard/steps/authority"
 	"ztwizard/steps/state"
 	"ztwizard/steps/testenv"
 )
@@ -431,6 +435,64 @@ func TestRender(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "nope")); !os.IsNotExist(err) {
 		t.Fatalf("a refused render created its folder")
+	}
+}
+
+// TestParsedSiteCache: a command that opens the state to write records the
+// parsed site, and the next command on the same bytes takes it from there
+// (shown by a cache whose body was swapped for another site under the same
+// key); changed bytes are parsed again, and a site that became invalid is
+// refused as ever.
+func TestParsedSiteCache(t *testing.T) {
+	dir, st := workdir(t)
+	if r := ztw(t, dir, "--state", st, "render", "--node", "db", "--out", filepath.Join(dir, "db")); r.code != 0 {
+		t.Fatalf("render: %+v", r)
+	}
+	cache := filepath.Join(st, authority.ParsedCacheFile)
+	data, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(cache); fi.Mode().Perm() != 0o600 {
+		t.Errorf("cache mode %v, want 0600", fi.Mode().Perm())
+	}
+	validate := func() result {
+		t.Helper()
+		return ztw(t, dir, "--state", st, "validate")
+	}
+	if r := validate(); r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod" is valid`) {
+		t.Fatalf("validate: %+v", r)
+	}
+
+	other := steps.Example()
+	other.Site = "from-the-cache"
+	var body bytes.Buffer
+	if err := gob.NewEncoder(&body).Encode(other); err != nil {
+		t.Fatal(err)
+	}
+	head, _, _ := bytes.Cut(data, []byte("\n"))
+	key, _, _ := strings.Cut(strings.TrimPrefix(string(head), "key "), " ")
+	sum := sha256.Sum256(body.Bytes())
+	swapped := append([]byte("key "+key+" sum "+hex.EncodeToString(sum[:])+"\n"), body.Bytes()...)
+	if err := os.WriteFile(cache, swapped, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := validate(); r.code != 0 || !strings.Contains(r.stdout, `site "from-the-cache" is valid`) {
+		t.Fatalf("validate did not take the cache: %+v", r)
+	}
+
+	site := filepath.Join(dir, "site.yaml")
+	if err := os.WriteFile(site, append(bytes.Clone(steps.ExampleYAML), "# edited\n"...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := validate(); r.code != 0 || !strings.Contains(r.stdout, `site "oslo-prod" is valid`) {
+		t.Fatalf("validate of changed bytes: %+v", r)
+	}
+	if err := os.WriteFile(site, bytes.Replace(steps.ExampleYAML, []byte("site: oslo-prod"), []byte("site: Oslo_Prod"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := validate(); r.code != 2 || !strings.Contains(r.stderr, "Oslo_Prod") {
+		t.Fatalf("validate of an invalid site: %+v", r)
 	}
 }
 

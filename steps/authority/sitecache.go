@@ -3,11 +3,17 @@ package authority
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/gob"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"reflect"
 	"syscall"
+
+	"ztwizard/steps"
 )
 
 // SiteCacheFile holds the canonical form of the site last planned (what
@@ -25,7 +31,7 @@ const SiteCacheFile = "cache/site.yaml"
 // this program's, else encoded now and, unless the store is a dry run,
 // recorded there.
 func (a *Authority) SiteYAML(source []byte) ([]byte, error) {
-	key, ok := siteCacheKey(source)
+	key, ok := siteCacheKey("site.yaml", source)
 	if !ok {
 		return a.Site.Marshal()
 	}
@@ -68,9 +74,9 @@ func cachedSite(data []byte, key string) ([]byte, bool) {
 	return y, true
 }
 
-// siteCacheKey is the cache key of source planned by this program; false
-// when the program's file cannot be told.
-func siteCacheKey(source []byte) (string, bool) {
+// siteCacheKey is the key of the cache called kind of source, made by this
+// program; false when the program's file cannot be told.
+func siteCacheKey(kind string, source []byte) (string, bool) {
 	fi, err := os.Stat("/proc/self/exe")
 	if err != nil {
 		return "", false
@@ -80,8 +86,80 @@ func siteCacheKey(source []byte) (string, bool) {
 		return "", false
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "ztwizard site.yaml 1\nexe %d %d %d %d.%09d %d.%09d\n", st.Dev, st.Ino, st.Size,
+	fmt.Fprintf(h, "ztwizard %s 1\nexe %d %d %d %d.%09d %d.%09d\n", kind, st.Dev, st.Ino, st.Size,
 		st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
 	h.Write(source)
 	return hex.EncodeToString(h.Sum(nil)), true
+}
+
+// ParsedCacheFile holds the site last parsed and validated from a source
+// by this program, gob-encoded, under the first line SiteCacheFile has
+// (`key KEY sum SUM`, KEY of the source and this program's file), so
+// that every later command on the same site file (an apply, a render, a
+// status) skips parsing and validating it: 11 ms for a site of 1,000
+// nodes, against 0.3 ms to decode.
+const ParsedCacheFile = "cache/site.gob"
+
+// maxParsedCache bounds what CachedParse reads: a site of MaxSiteSize
+// encodes to less.
+const maxParsedCache = 4 * steps.MaxSiteSize
+
+// CachedParse returns the site this program parsed from source before, from
+// ParsedCacheFile in the state folder dir, when the file's key is source's
+// and this program's and its sum holds; false otherwise, and the site is
+// to be parsed. It reads the file without opening the store (the site is
+// read before it), refusing a link or anything but a regular file; the
+// file is only ever written whole, by RecordParsed under the store's lock.
+func CachedParse(dir string, source []byte) (*steps.Site, bool) {
+	key, ok := siteCacheKey("site.gob", source)
+	if !ok {
+		return nil, false
+	}
+	f, err := os.OpenFile(filepath.Join(dir, filepath.FromSlash(ParsedCacheFile)), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > maxParsedCache {
+		return nil, false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxParsedCache))
+	if err != nil {
+		return nil, false
+	}
+	body, ok := cachedSite(data, key)
+	if !ok {
+		return nil, false
+	}
+	var site steps.Site
+	if err := gob.NewDecoder(bytes.NewReader(body)).Decode(&site); err != nil {
+		return nil, false
+	}
+	return &site, true
+}
+
+// RecordParsed records a.Site, which this program parsed and validated
+// from source, in ParsedCacheFile for CachedParse, unless the store is a
+// dry run. A site that gob does not bring back exactly as it is
+// (reflect.DeepEqual: an empty list, say, comes back as none) is not
+// recorded, so a cached site is always the one parsing gives.
+func (a *Authority) RecordParsed(source []byte) error {
+	key, ok := siteCacheKey("site.gob", source)
+	if !ok || a.Store.DryRun() {
+		return nil
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(a.Site); err != nil {
+		return nil // not a site gob can carry: parsed every time
+	}
+	var back steps.Site
+	if err := gob.NewDecoder(bytes.NewReader(buf.Bytes())).Decode(&back); err != nil || !reflect.DeepEqual(&back, a.Site) {
+		return nil
+	}
+	sum := sha256.Sum256(buf.Bytes())
+	out := append([]byte("key "+key+" sum "+hex.EncodeToString(sum[:])+"\n"), buf.Bytes()...)
+	if err := a.Store.WriteFile(ParsedCacheFile, out, privateMode); err != nil {
+		return fmt.Errorf("authority: %w", err)
+	}
+	return nil
 }

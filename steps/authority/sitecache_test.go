@@ -2,8 +2,10 @@ package authority
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -81,6 +83,118 @@ func TestSiteYAMLCache(t *testing.T) {
 	d := &Authority{Store: dry, Site: siteB}
 	if got, err := d.SiteYAML(srcB); err != nil || !bytes.Equal(got, wantB) {
 		t.Fatalf("dry run: %v", err)
+	}
+	if changes, _ := dry.Pending(); len(changes) != 0 {
+		t.Fatalf("a dry run would write %v", changes)
+	}
+}
+
+// TestParsedSiteCache: a site comes from the parse cache only for the very
+// source it was recorded for, whole and as recorded; another source, an
+// edited, cut or linked cache is never taken; a dry run records nothing,
+// and neither is a site gob would not bring back exactly.
+func TestParsedSiteCache(t *testing.T) {
+	srcA := steps.ExampleYAML
+	srcB := []byte(strings.Replace(string(steps.ExampleYAML), "192.168.1.100:51820", "192.168.1.100:51821", 1))
+	parse := func(src []byte) *steps.Site {
+		s, err := steps.Parse(src, "site.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, _ := newAuthority(t, "")
+	dir := a.Store.Dir()
+	cache := filepath.Join(dir, ParsedCacheFile)
+	taken := func(src []byte) *steps.Site {
+		t.Helper()
+		site, ok := CachedParse(dir, src)
+		if !ok {
+			return nil
+		}
+		return site
+	}
+	if taken(srcA) != nil {
+		t.Fatal("a site was taken from a store with no cache")
+	}
+
+	a.Site = parse(srcA)
+	if err := a.RecordParsed(srcA); err != nil {
+		t.Fatal(err)
+	}
+	if got := taken(srcA); got == nil || !reflect.DeepEqual(got, parse(srcA)) {
+		t.Fatalf("the cached site is not the parsed one: %+v", got)
+	}
+	if taken(srcB) != nil {
+		t.Fatal("the cache of one source was taken for another")
+	}
+	// What is taken is what was recorded: nothing is parsed.
+	a.Site = parse(srcB)
+	if err := a.RecordParsed(srcA); err != nil {
+		t.Fatal(err)
+	}
+	if got := taken(srcA); got == nil || !reflect.DeepEqual(got, a.Site) || reflect.DeepEqual(got, parse(srcA)) {
+		t.Fatal("the cache was not read: the site taken is not the one recorded")
+	}
+
+	a.Site = parse(srcA)
+	if err := a.RecordParsed(srcA); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Stat(cache); fi.Mode().Perm() != 0o600 {
+		t.Errorf("cache mode %v, want 0600", fi.Mode().Perm())
+	}
+	bad := map[string][]byte{
+		"a byte of the body changed": append(bytes.Clone(data[:len(data)-1]), data[len(data)-1]^1),
+		"cut short":                  data[:len(data)-10],
+		"header only":                data[:bytes.IndexByte(data, '\n')],
+		"empty":                      nil,
+	}
+	for what, b := range bad {
+		if err := os.WriteFile(cache, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if taken(srcA) != nil {
+			t.Errorf("%s: the cache was taken", what)
+		}
+	}
+	// A link in its place, even to a good cache, is not followed.
+	good := filepath.Join(t.TempDir(), "good")
+	if err := os.WriteFile(good, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(cache)
+	if err := os.Symlink(good, cache); err != nil {
+		t.Fatal(err)
+	}
+	if taken(srcA) != nil {
+		t.Error("a link to a cache was followed")
+	}
+	os.Remove(cache)
+
+	// An empty list gob would bring back as none: not recorded.
+	odd := parse(srcA)
+	odd.Clients = []steps.Client{}
+	a.Site = odd
+	if err := a.RecordParsed(srcA); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(cache); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a site gob changes was recorded: %v", err)
+	}
+
+	// A dry run records nothing.
+	dry, err := state.OpenDryRun(filepath.Join(t.TempDir(), "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Authority{Store: dry, Site: parse(srcB)}
+	if err := d.RecordParsed(srcB); err != nil {
+		t.Fatal(err)
 	}
 	if changes, _ := dry.Pending(); len(changes) != 0 {
 		t.Fatalf("a dry run would write %v", changes)
