@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/gob"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -466,14 +466,14 @@ func TestParsedSiteCache(t *testing.T) {
 
 	other := steps.Example()
 	other.Site = "from-the-cache"
-	var body bytes.Buffer
-	if err := gob.NewEncoder(&body).Encode(other); err != nil {
+	body, err := json.Marshal(other)
+	if err != nil {
 		t.Fatal(err)
 	}
 	head, _, _ := bytes.Cut(data, []byte("\n"))
 	key, _, _ := strings.Cut(strings.TrimPrefix(string(head), "key "), " ")
-	sum := sha256.Sum256(body.Bytes())
-	swapped := append([]byte("key "+key+" sum "+hex.EncodeToString(sum[:])+"\n"), body.Bytes()...)
+	sum := sha256.Sum256(body)
+	swapped := append([]byte("key "+key+" sum "+hex.EncodeToString(sum[:])+"\n"), body...)
 	if err := os.WriteFile(cache, swapped, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -92,7 +92,7 @@ func TestSiteYAMLCache(t *testing.T) {
 // TestParsedSiteCache: a site comes from the parse cache only for the very
 // source it was recorded for, whole and as recorded; another source, an
 // edited, cut or linked cache is never taken; a dry run records nothing,
-// and neither is a site gob would not bring back exactly.
+// and neither is a site JSON would not bring back exactly.
 func TestParsedSiteCache(t *testing.T) {
 	srcA := steps.ExampleYAML
 	srcB := []byte(strings.Replace(string(steps.ExampleYAML), "192.168.1.100:51820", "192.168.1.100:51821", 1))
@@ -176,15 +176,15 @@ func TestParsedSiteCache(t *testing.T) {
 	}
 	os.Remove(cache)
 
-	// An empty list gob would bring back as none: not recorded.
+	// A string JSON would not bring back (not UTF-8): not recorded.
 	odd := parse(srcA)
-	odd.Clients = []steps.Client{}
+	odd.Site = "oslo\xff"
 	a.Site = odd
 	if err := a.RecordParsed(srcA); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(cache); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("a site gob changes was recorded: %v", err)
+		t.Errorf("a site JSON changes was recorded: %v", err)
 	}
 
 	// A dry run records nothing.
