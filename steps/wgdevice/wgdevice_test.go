@@ -22,26 +22,35 @@ import (
 
 func TestWGHelperProcess(t *testing.T) { wgdevicetest.HelperMain() }
 
+// runReady runs a device called name in this process until the returned
+// cancel is called (or the test ends) and waits until it is ready; Run's
+// result comes on the channel. The link is removed at the end if Run left
+// it.
+func runReady(t *testing.T, name string, logf, verbosef func(string, ...any)) (context.CancelFunc, <-chan error) {
+	t.Helper()
+	t.Cleanup(func() {
+		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
+			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel) // before the link's removal: cleanups run last first
+	errc := make(chan error, 1)
+	go func() { errc <- wgdevice.Run(ctx, name, logf, verbosef) }()
+	if err := wgdevice.Ready(name, 10*time.Second); err != nil {
+		cancel()
+		t.Fatalf("Ready: %v (Run: %v)", err, <-errc)
+	}
+	return cancel, errc
+}
+
 // TestWgdeviceRunInProcess runs a device in the test's own process and
 // namespace: the link and socket appear, wg(8) and wgctrl configure it, and
 // cancelling the context removes both.
 func TestWgdeviceRunInProcess(t *testing.T) {
 	wgdevicetest.RequireTools(t, "wg", "ip")
 	name := wgdevicetest.NewName(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- wgdevice.Run(ctx, name, t.Logf, nil) }()
-	t.Cleanup(func() {
-		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
-			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
-		}
-	})
-
-	if err := wgdevice.Ready(name, 10*time.Second); err != nil {
-		cancel()
-		t.Fatalf("Ready: %v (Run: %v)", err, <-errc)
-	}
+	cancel, errc := runReady(t, name, t.Logf, nil)
 	if link := testenv.MustRun(t, "ip", "link", "show", "dev", name); !strings.Contains(link, ",UP") {
 		t.Errorf("link %s is not up:\n%s", name, link)
 	}
@@ -100,19 +109,7 @@ func TestWgdeviceLogsPeersOnlyWhenVerbose(t *testing.T) {
 			*to = append(*to, fmt.Sprintf(format, args...))
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- wgdevice.Run(ctx, name, collect(&logged), collect(&verbose)) }()
-	t.Cleanup(func() {
-		if _, err := testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "show", "dev", name); err == nil {
-			testenv.RunTimeout(context.Background(), testenv.CmdTimeout, "ip", "link", "del", "dev", name)
-		}
-	})
-	if err := wgdevice.Ready(name, 10*time.Second); err != nil {
-		cancel()
-		t.Fatalf("Ready: %v (Run: %v)", err, <-errc)
-	}
+	cancel, errc := runReady(t, name, collect(&logged), collect(&verbose))
 	key, err := wgtypes.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
