@@ -31,8 +31,10 @@ type kernelFirewall struct{ run runner }
 // one is asked over netlink first: a host without it (every first apply)
 // starts no nft.
 func (k kernelFirewall) Current(ctx context.Context) (string, bool, error) {
-	if fp, err := k.Fingerprint(ctx); err == nil && fp == "" {
-		return "", false, nil
+	if c, err := nftables.New(); err == nil {
+		if exists, err := nft.TableExists(c); err == nil && !exists {
+			return "", false, nil
+		}
 	}
 	out, err := k.run.Run(ctx, nil, "nft", "list", "table", nft.Family, nft.TableName)
 	if err != nil {

@@ -81,6 +81,24 @@ func Fingerprint(c *nftables.Conn) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
+// TableExists reports whether c's namespace has the inet ztwizard table:
+// the first of Fingerprint's dumps alone.
+func TableExists(c *nftables.Conn) (bool, error) {
+	fd, release, err := sockets.get(c.NetNS)
+	if err != nil {
+		return false, fmt.Errorf("nft: table: %w", err)
+	}
+	defer release()
+	_, err = query(fd, unix.NFT_MSG_GETTABLE, false, attr(unix.NFTA_TABLE_NAME, TableName+"\x00"))
+	if errors.Is(err, syscall.ENOENT) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("nft: table: %w", err)
+	}
+	return true, nil
+}
+
 // Generation is the ruleset generation of c's namespace (see
 // Fingerprint): the kernel counts every batch it commits there.
 func Generation(c *nftables.Conn) (uint32, error) {

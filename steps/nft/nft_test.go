@@ -321,7 +321,8 @@ func ownTable(t *testing.T, netns int) *netlink.Conn {
 	return c
 }
 
-// TestNftFingerprint: the fingerprint is stable while the table is, blind
+// TestNftFingerprint: TableExists follows the table; the fingerprint is
+// stable while the table is, blind
 // to other tables, and changes with an element added by hand, with a
 // rule deleted, and with the table replaced by the same one.
 func TestNftFingerprint(t *testing.T) {
@@ -334,12 +335,26 @@ func TestNftFingerprint(t *testing.T) {
 		}
 		return s
 	}
+	exists := func() bool {
+		t.Helper()
+		ok, err := nft.TableExists(ns.Conn())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
 	if got := fp(); got != "" {
 		t.Fatalf("fingerprint without a table: %q", got)
+	}
+	if exists() {
+		t.Fatal("TableExists without a table")
 	}
 	tbl := sample()
 	if err := tbl.Apply(ns.Conn()); err != nil {
 		t.Fatal(err)
+	}
+	if !exists() {
+		t.Fatal("TableExists: false with the table applied")
 	}
 	first := fp()
 	if first == "" || fp() != first {
