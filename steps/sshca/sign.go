@@ -2,6 +2,7 @@ package sshca
 
 import (
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"errors"
@@ -217,11 +218,19 @@ func checkRequest(req Request, valid func(string) error) error {
 
 // caSigner adapts the CA key for certificate signing: Ed25519 and ECDSA as
 // they are, RSA restricted to rsa-sha2-512 so SHA-1 is never used.
+// caKey is the CA key as it signs: an Ed25519 key through edSigner.
+func caKey(ca crypto.Signer) crypto.Signer {
+	if k, ok := ca.(ed25519.PrivateKey); ok {
+		return edSigner(k)
+	}
+	return ca
+}
+
 func caSigner(ca crypto.Signer) (ssh.Signer, error) {
 	if ca == nil {
 		return nil, errors.New("no CA key")
 	}
-	s, err := ssh.NewSignerFromSigner(ca)
+	s, err := ssh.NewSignerFromSigner(caKey(ca))
 	if err != nil {
 		return nil, fmt.Errorf("CA key: %w", err)
 	}
