@@ -2,6 +2,7 @@
 # installs what the tests need and runs them all.
 
 GO      ?= go
+BIN     ?= bin/ztwizard
 SCRATCH ?= $(CURDIR)/.scratch
 FUZZTIME ?= 20s
 
@@ -9,11 +10,12 @@ FUZZTIME ?= 20s
 
 ## run: the wizard on the embedded example site; its state and saved site.yaml go to a scratch folder
 run:
-	$(GO) run ./cmd/ztwizard wizard --example --state $(SCRATCH)/state -c $(SCRATCH)/site.yaml
+	CGO_ENABLED=0 $(GO) run ./cmd/ztwizard wizard --example --state $(SCRATCH)/state -c $(SCRATCH)/site.yaml
 
-## build: the ztwizard binary in ./bin
+## build: the ztwizard binary in ./bin (or BIN=path), static: without cgo it
+## runs on a node whatever its C library, and starts a millisecond sooner
 build:
-	$(GO) build -o bin/ztwizard ./cmd/ztwizard
+	CGO_ENABLED=0 $(GO) build -o $(BIN) ./cmd/ztwizard
 
 ## deps: Debian packages (openssl, ssh-keygen, sshd) and Go modules
 deps:

@@ -23,7 +23,7 @@ cleanup() {
 	rm -rf "$W"
 }
 trap cleanup EXIT INT TERM
-if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else go build -o "$W/ztwizard" ./cmd/ztwizard; fi
+if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else make -s build BIN="$W/ztwizard"; fi
 if [ -n "${BEFORE:-}" ]; then cp "$BEFORE" "$W/before"; fi
 go build -o "$W/wholeproc" ./bench/wholeproc
 go run ./bench/sitegen -shape hub -nodes 1000 >"$W/hub.yaml"

@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/ztwizard" ./cmd/ztwizard
+make -s build BIN="$work/ztwizard"
 for n in ${SIZES:-250 500 1000}; do
 	go run ./bench/sitegen -shape ring -nodes "$n" >"$work/ring$n.yaml"
 	st="$work/state$n"

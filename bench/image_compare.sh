@@ -14,7 +14,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
-go build -o "$WORK/ztwizard" ./cmd/ztwizard
+make -s build BIN="$WORK/ztwizard"
 cp steps/example.yaml "$WORK/site.yaml"
 CACHE="$WORK/cache" # fresh: the first bake of each package set is cold
 Z() { "$WORK/ztwizard" --state "$WORK/state" -c "$WORK/site.yaml" "$@"; }

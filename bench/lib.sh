@@ -4,7 +4,7 @@
 # building one from this tree.
 W=$(mktemp -d "${TMPDIR:-/tmp}/ztwizard-bench-XXXXXX")
 N=${N:-15}
-if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else go build -o "$W/ztwizard" ./cmd/ztwizard; fi
+if [ -n "${ZTWIZARD:-}" ]; then cp "$ZTWIZARD" "$W/ztwizard"; else make -s build BIN="$W/ztwizard"; fi
 go build -o "$W/empty" ./bench/empty
 go build -o "$W/wholeproc" ./bench/wholeproc
 wholeproc() { "$W/wholeproc" -n "$N" "$@"; }

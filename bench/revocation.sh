@@ -34,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-go build -o "$dir/ztwizard" ./cmd/ztwizard
+make -s build BIN="$dir/ztwizard"
 z="$dir/ztwizard"
 site=steps/example.yaml
 st="$dir/state"

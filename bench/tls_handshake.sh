@@ -21,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-go build -o "$dir/ztwizard" ./cmd/ztwizard
+make -s build BIN="$dir/ztwizard"
 "$dir/ztwizard" --state "$dir/state" render -c steps/example.yaml --node web --out "$dir/root" >/dev/null
 "$dir/ztwizard" --state "$dir/state" ca issue -c steps/example.yaml --name service-worker-01 --out "$dir/client" >/dev/null
 root="$dir/root"

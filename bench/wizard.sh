@@ -12,7 +12,7 @@ go test -run '^$' -bench WizardFirstFrame -benchtime 30x ./cmd/ztwizard/
 echo
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/ztw" ./cmd/ztwizard
+make -s build BIN="$tmp/ztw"
 go build -o "$tmp/firstframe" ./bench/firstframe
 # ZTWIZARD=PATH adds that binary (an older build, say) to the comparison.
 if [ -n "${ZTWIZARD:-}" ]; then
@@ -23,11 +23,11 @@ else
 	"$tmp/firstframe" -n "${N:-21}" ztw="$tmp/ztw"
 fi
 echo
-echo "\$ go build -o $tmp/ztw ./cmd/ztwizard && stat -c %s $tmp/ztw"
-go build -o "$tmp/ztw" ./cmd/ztwizard
+echo "\$ make build BIN=$tmp/ztw && stat -c %s $tmp/ztw"
+make -s build BIN="$tmp/ztw"
 size=$(stat -c %s "$tmp/ztw")
 echo "$size bytes ($(awk "BEGIN {printf \"%.1f\", $size/1048576}") MiB)"
-go build -ldflags='-s -w' -o "$tmp/ztw-stripped" ./cmd/ztwizard
+CGO_ENABLED=0 go build -ldflags='-s -w' -o "$tmp/ztw-stripped" ./cmd/ztwizard
 echo "stripped (-ldflags='-s -w'): $(stat -c %s "$tmp/ztw-stripped") bytes"
 echo
 echo "\$ GODEBUG=inittrace=1 ztw validate (package init before main, the slowest)"

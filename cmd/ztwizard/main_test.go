@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -33,7 +34,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	bin = filepath.Join(dir, "ztwizard")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+	// The binary as `make build` makes it, the one a node runs.
+	if out, err := exec.Command("make", "-s", "-C", "../..", "build", "BIN="+bin).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -829,5 +831,24 @@ func TestForeignCAKeyRefused(t *testing.T) {
 				t.Errorf("the store changed:\n%s", testenv.DiffLines(before, got))
 			}
 		})
+	}
+}
+
+// TestBinaryIsStatic: the binary `make build` makes asks for no dynamic
+// loader and no shared library, so a node runs it whatever its C library
+// (an image's Debian may be older than the build host's).
+func TestBinaryIsStatic(t *testing.T) {
+	f, err := elf.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Error("the binary names a dynamic loader (PT_INTERP): it was built with cgo")
+		}
+	}
+	if libs, err := f.ImportedLibraries(); err != nil || len(libs) > 0 {
+		t.Errorf("the binary needs shared libraries %v (%v)", libs, err)
 	}
 }
