@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -65,7 +63,26 @@ func ValidForwarding(f string) error {
 	return nil
 }
 
-var principalRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`) })
+// principalPattern is what isAccountName accepts, for messages.
+const principalPattern = `^[a-z_][a-z0-9_-]{0,31}$`
+
+// isAccountName tells whether p matches principalPattern. A function, not a
+// regexp: compiling the pattern took a tenth of a millisecond of every
+// ssh sign.
+func isAccountName(p string) bool {
+	if len(p) == 0 || len(p) > 32 {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'a' <= c && c <= 'z', c == '_':
+		case i > 0 && ('0' <= c && c <= '9' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ValidPrincipal checks a user principal (an account name) against
 // ^[a-z_][a-z0-9_-]{0,31}$.
@@ -79,8 +96,8 @@ func ValidPrincipal(p string) error {
 		return fmt.Errorf("principal %q is longer than 32 characters", p)
 	case strings.ToLower(p) != p:
 		return fmt.Errorf("principal %q must be lowercase", p)
-	case !principalRE().MatchString(p):
-		return fmt.Errorf("principal %q is not an account name matching %s", p, principalRE())
+	case !isAccountName(p):
+		return fmt.Errorf("principal %q is not an account name matching %s", p, principalPattern)
 	}
 	return nil
 }

@@ -301,3 +301,28 @@ func TestValidHostname(t *testing.T) {
 		}
 	}
 }
+
+// TestIsAccountName holds isAccountName to the pattern it replaced, over
+// every string of up to three characters of a mixed alphabet and edges.
+func TestIsAccountName(t *testing.T) {
+	re := regexp.MustCompile(principalPattern)
+	cases := []string{"", "a", "_", "-", "9", "a-", "a9", "A", "a\n", "é", strings.Repeat("a", 32), strings.Repeat("a", 33),
+		"_" + strings.Repeat("-", 31), "_" + strings.Repeat("-", 32)}
+	const alphabet = "aZ9-_.,"
+	var all func(prefix string, n int)
+	all = func(prefix string, n int) {
+		cases = append(cases, prefix)
+		if n == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			all(prefix+string(c), n-1)
+		}
+	}
+	all("", 3)
+	for _, s := range cases {
+		if got, want := isAccountName(s), re.MatchString(s); got != want {
+			t.Errorf("isAccountName(%q) = %v, the pattern says %v", s, got, want)
+		}
+	}
+}
