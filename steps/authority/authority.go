@@ -90,6 +90,19 @@ func (a *Authority) audit(action, kind, name, serial string, notAfter time.Time,
 	return nil
 }
 
+// auditRevoked records the revocation of rs, with one sync for them all.
+func (a *Authority) auditRevoked(rs []state.Record) error {
+	evs := make([]state.Event, len(rs))
+	now := a.now()
+	for i, r := range rs {
+		evs[i] = state.Event{Time: now, Action: "revoke", Kind: r.Kind, Name: r.Name, Serial: r.Serial, NotAfter: r.NotAfter}
+	}
+	if err := a.Store.Audit(evs...); err != nil {
+		return fmt.Errorf("authority: audit revoke %d certificate(s): %w", len(rs), err)
+	}
+	return nil
+}
+
 // exists tells whether a store file is there.
 func (a *Authority) exists(rel string) (bool, error) {
 	ok, err := a.Store.Exists(rel)

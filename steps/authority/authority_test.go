@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -401,5 +402,50 @@ func TestSerialsSurviveReopen(t *testing.T) {
 	}
 	if second.Cert.Serial != first.Cert.Serial+1 {
 		t.Fatalf("serial after reopen %d, want %d", second.Cert.Serial, first.Cert.Serial+1)
+	}
+}
+
+// TestRevokeNameAuditsEach: revoking by name every certificate of that
+// name, X.509 and SSH, leaves one revoke event per certificate, with its
+// serial, after the log's earlier events.
+func TestRevokeNameAuditsEach(t *testing.T) {
+	a, _ := newAuthority(t, "")
+	var want []string
+	for range 3 {
+		is, err := a.Issue("service-worker-01", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, KindClient+" "+is.Record.Serial)
+	}
+	for range 2 {
+		s, err := a.SignUser("alice", testSSHKey(t), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, KindSSHUser+" "+s.Record.Serial)
+	}
+	before, err := a.Store.AuditLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done, err := a.Revoke("service-worker-01", ""); err != nil || len(done) != 3 {
+		t.Fatalf("revoke: %d, %v", len(done), err)
+	}
+	if done, err := a.RevokeSSH("alice", 0); err != nil || len(done) != 2 {
+		t.Fatalf("revoke ssh: %d, %v", len(done), err)
+	}
+	log, err := a.Store.AuditLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range log[len(before):] {
+		if ev.Action == "revoke" {
+			got = append(got, ev.Kind+" "+ev.Serial)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("revoke events %v, want %v", got, want)
 	}
 }

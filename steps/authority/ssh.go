@@ -227,10 +227,8 @@ func (a *Authority) RevokeSSH(name string, serial uint64) ([]state.Record, error
 		}
 		return nil, badInput("no unrevoked SSH certificate for %q (see `ztwizard ca list`)", name)
 	}
-	for _, r := range done {
-		if err := a.audit("revoke", r.Kind, r.Name, r.Serial, r.NotAfter, ""); err != nil {
-			return nil, err
-		}
+	if err := a.auditRevoked(done); err != nil {
+		return nil, err
 	}
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)

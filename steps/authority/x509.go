@@ -296,10 +296,8 @@ func (a *Authority) Revoke(name, serial string) ([]state.Record, error) {
 		}
 		return nil, badInput("no unrevoked certificate for %q%s (see `ztwizard ca list`)", name, steps.Suggest(name, names))
 	}
-	for _, r := range done {
-		if err := a.audit("revoke", r.Kind, r.Name, r.Serial, r.NotAfter, ""); err != nil {
-			return nil, err
-		}
+	if err := a.auditRevoked(done); err != nil {
+		return nil, err
 	}
 	if err := a.Store.SaveIndex(ix); err != nil {
 		return nil, fmt.Errorf("authority: %w", err)

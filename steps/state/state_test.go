@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -670,5 +671,53 @@ func TestKilledWriteLeftoverRemoved(t *testing.T) {
 	rel, _ := filepath.Rel(s.Dir(), left[0])
 	if r := again.Repairs(); len(r) != 1 || !strings.Contains(r[0], "removed "+rel) {
 		t.Errorf("Repairs() = %q, want the removal of %s", r, rel)
+	}
+}
+
+// TestAuditBatch: events given together are appended in order with one
+// write and one sync.
+func TestAuditBatch(t *testing.T) {
+	s := openStore(t)
+	if err := s.Audit(Event{Action: "create", Kind: "x509-ca", Name: "site"}); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(s.Path("audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := 0
+	orig := syncAppended
+	syncAppended = func(f *os.File) error { syncs++; return orig(f) }
+	t.Cleanup(func() { syncAppended = orig })
+	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	var batch []Event
+	for i := range 1000 {
+		batch = append(batch, Event{Time: t0, Action: "revoke", Kind: "x509-client", Name: "alice", Serial: fmt.Sprintf("%x", i+1)})
+	}
+	if err := s.Audit(batch...); err != nil {
+		t.Fatal(err)
+	}
+	if syncs != 1 {
+		t.Errorf("1,000 events took %d syncs, want 1", syncs)
+	}
+	after, err := os.ReadFile(s.Path("audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(after, before) {
+		t.Fatal("the batch rewrote the log")
+	}
+	if n := bytes.Count(after[len(before):], []byte("\n")); n != 1000 {
+		t.Errorf("the batch added %d lines, want 1000", n)
+	}
+	got, err := s.AuditLog()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got[1:], batch) {
+		t.Errorf("AuditLog after the batch: %d events, not the batch in order", len(got)-1)
+	}
+	if err := s.Audit(); err != nil || syncs != 1 {
+		t.Errorf("an empty Audit: %v, %d syncs", err, syncs)
 	}
 }
