@@ -3,8 +3,6 @@ package authority
 import (
 	"errors"
 	"fmt"
-
-	"ztwizard/steps/pki"
 )
 
 // Leaves is one node's current leaf certificates, as the CA host publishes
@@ -63,27 +61,13 @@ func (a *Authority) renewNode(node string) (Leaves, error) {
 		if s.Node != node {
 			continue
 		}
-		if req != nil {
-			kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
-			if err != nil {
-				return l, err
-			}
-			l.Servers[s.Name] = kp.Cert
-			continue
-		}
-		cur, err := a.Current(KindServer, s.Name)
+		kp, ok, err := a.serverLeaf(s, req, false)
 		if err != nil {
 			return l, err
 		}
-		if cur == nil {
-			continue // its key is not made yet: the first bundle makes it
+		if ok {
+			l.Servers[s.Name] = kp.Cert
 		}
-		if a.due(cur.Cert, s) {
-			if cur, err = a.renewServer(s, cur); err != nil {
-				return l, err
-			}
-		}
-		l.Servers[s.Name] = pki.EncodeCertPEM(cur.Cert)
 	}
 	hk, err := a.HostKey(node)
 	if err != nil {

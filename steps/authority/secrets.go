@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"ztwizard/steps"
+	"ztwizard/steps/bundle"
 	"ztwizard/steps/pki"
 	"ztwizard/steps/state"
 )
@@ -64,34 +65,9 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 		if s.Node != node {
 			continue
 		}
-		if req != nil {
-			// The node holds the key: a certificate for what it requested.
-			kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
-			if err != nil {
-				return nil, err
-			}
-			sec.Servers[s.Name] = kp
-			continue
-		}
-		cur, err := a.Current(KindServer, s.Name)
-		if err != nil {
+		if sec.Servers[s.Name], _, err = a.serverLeaf(s, req, true); err != nil {
 			return nil, err
 		}
-		switch {
-		case cur == nil:
-			if cur, err = a.Issue(s.Name, ""); err != nil {
-				return nil, err
-			}
-		case a.due(cur.Cert, s):
-			if cur, err = a.renewServer(s, cur); err != nil {
-				return nil, err
-			}
-		}
-		keyPEM, err := pki.EncodeKeyPEM(cur.Key, nil)
-		if err != nil {
-			return nil, fmt.Errorf("authority: key of %s: %w", s.Name, err)
-		}
-		sec.Servers[s.Name] = steps.KeyPair{Cert: pki.EncodeCertPEM(cur.Cert), Key: keyPEM}
 	}
 	if sec.SSHUserCA, err = a.caLine(KindSSHUserCA); err != nil {
 		return nil, err
@@ -133,6 +109,39 @@ func (a *Authority) Secrets(node string) (*steps.Secrets, error) {
 		return nil, err
 	}
 	return sec, nil
+}
+
+// serverLeaf returns service s's current server certificate, renewed when
+// due. Where the node holds the key (req is its imported request) the
+// certificate is for that key, and no key is returned. Otherwise it is for
+// the key made here: for a bundle (forBundle) it is issued with a new key
+// when there is none yet, and returned with its key; for RenewLeaves there
+// is then none (ok is false: the first bundle makes it), and never a key.
+func (a *Authority) serverLeaf(s steps.Service, req *bundle.Checked, forBundle bool) (kp steps.KeyPair, ok bool, err error) {
+	if req != nil {
+		kp, err := a.serverForKey(s, req.CSRs[s.Name].PublicKey)
+		return kp, err == nil, err
+	}
+	cur, err := a.Current(KindServer, s.Name)
+	switch {
+	case err != nil:
+	case cur == nil && !forBundle:
+		return kp, false, nil
+	case cur == nil:
+		cur, err = a.Issue(s.Name, "")
+	case a.due(cur.Cert, s):
+		cur, err = a.renewServer(s, cur)
+	}
+	if err != nil {
+		return kp, false, err
+	}
+	kp.Cert = pki.EncodeCertPEM(cur.Cert)
+	if forBundle {
+		if kp.Key, err = pki.EncodeKeyPEM(cur.Key, nil); err != nil {
+			return kp, false, fmt.Errorf("authority: key of %s: %w", s.Name, err)
+		}
+	}
+	return kp, true, nil
 }
 
 // caLine returns an SSH CA's public key line (during a rotation, the old
