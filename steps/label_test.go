@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"ztwizard/steps/testenv"
 )
 
 // TestIsLabel holds isLabel to the regular expressions it replaced, on
@@ -14,18 +16,7 @@ func TestIsLabel(t *testing.T) {
 	mixed := regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
 	cases := []string{"", "a", "-", "a-", "-a", "a-b", "web-01", "Web", "a.b", "a_b", "é", "a\n",
 		strings.Repeat("a", 63), strings.Repeat("a", 64), "a" + strings.Repeat("-", 61) + "a", "a" + strings.Repeat("-", 62) + "a"}
-	const alphabet = "aZ9-._"
-	var all func(prefix string, n int)
-	all = func(prefix string, n int) {
-		cases = append(cases, prefix)
-		if n == 0 {
-			return
-		}
-		for _, c := range alphabet {
-			all(prefix+string(c), n-1)
-		}
-	}
-	all("", 3)
+	cases = append(cases, testenv.AllStrings("aZ9-._", 3)...)
 	for _, s := range cases {
 		if got, want := isLabel(s, false), lower.MatchString(s); got != want {
 			t.Errorf("isLabel(%q, false) = %v, want %v", s, got, want)

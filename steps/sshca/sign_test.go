@@ -308,18 +308,7 @@ func TestIsAccountName(t *testing.T) {
 	re := regexp.MustCompile(principalPattern)
 	cases := []string{"", "a", "_", "-", "9", "a-", "a9", "A", "a\n", "é", strings.Repeat("a", 32), strings.Repeat("a", 33),
 		"_" + strings.Repeat("-", 31), "_" + strings.Repeat("-", 32)}
-	const alphabet = "aZ9-_.,"
-	var all func(prefix string, n int)
-	all = func(prefix string, n int) {
-		cases = append(cases, prefix)
-		if n == 0 {
-			return
-		}
-		for _, c := range alphabet {
-			all(prefix+string(c), n-1)
-		}
-	}
-	all("", 3)
+	cases = append(cases, testenv.AllStrings("aZ9-_.,", 3)...)
 	for _, s := range cases {
 		if got, want := isAccountName(s), re.MatchString(s); got != want {
 			t.Errorf("isAccountName(%q) = %v, the pattern says %v", s, got, want)

@@ -324,3 +324,14 @@ func TestFixtures(t *testing.T) {
 		t.Errorf("Mtimes: %v, want the file and the link", times)
 	}
 }
+
+func TestAllStrings(t *testing.T) {
+	got := AllStrings("ab", 2)
+	want := []string{"", "a", "b", "aa", "ab", "ba", "bb"}
+	if !slices.Equal(got, want) {
+		t.Errorf("AllStrings(ab, 2) = %q, want %q", got, want)
+	}
+	if n := len(AllStrings("aZ9-._", 3)); n != 1+6+36+216 {
+		t.Errorf("AllStrings of 6 characters up to 3: %d strings", n)
+	}
+}
