@@ -233,8 +233,6 @@ func checkRequest(req Request, valid func(string) error) error {
 	return nil
 }
 
-// caSigner adapts the CA key for certificate signing: Ed25519 and ECDSA as
-// they are, RSA restricted to rsa-sha2-512 so SHA-1 is never used.
 // caKey is the CA key as it signs: an Ed25519 key through edSigner.
 func caKey(ca crypto.Signer) crypto.Signer {
 	if k, ok := ca.(ed25519.PrivateKey); ok {
@@ -243,6 +241,9 @@ func caKey(ca crypto.Signer) crypto.Signer {
 	return ca
 }
 
+// caSigner adapts the CA key for certificate signing: Ed25519 (through
+// edSigner) and ECDSA as they are, RSA restricted to rsa-sha2-512 so SHA-1
+// is never used.
 func caSigner(ca crypto.Signer) (ssh.Signer, error) {
 	if ca == nil {
 		return nil, errors.New("no CA key")
