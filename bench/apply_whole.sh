@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 N=${N:-15}
 W=$(mktemp -d /dev/shm/ztwizard-bench-XXXXXX)
 cleanup() {
-	for ns in ztwb-first ztwb-again ztwb-nft; do
+	for ns in ztwb-first ztwb-again ztwb-nft ztwb-chg ztwb-bfirst ztwb-bagain ztwb-bchg; do
 		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
 		ip netns del "$ns" 2>/dev/null || true
 	done
