@@ -322,9 +322,9 @@ func ownTable(t *testing.T, netns int) *netlink.Conn {
 }
 
 // TestNftFingerprint: TableExists follows the table; the fingerprint is
-// stable while the table is, blind
-// to other tables, and changes with an element added by hand, with a
-// rule deleted, and with the table replaced by the same one.
+// stable while the table is, blind to other tables, and changes with an
+// element added by hand, with a rule deleted, and with the table replaced
+// by the same one.
 func TestNftFingerprint(t *testing.T) {
 	ns := nfttest.NewNS(t)
 	fp := func() string {
