@@ -8,7 +8,8 @@
 # holding RECORDS more (default 100,000, half X.509 with their keys, half
 # SSH, made by bench/storegen), to show whether the cost grows with the
 # store. The last row of each table, `ztwizard --help`, is what starting
-# the binary costs before any work.
+# the binary costs before any work. Two rows of the SSH table show where
+# `ssh sign`'s time goes (see the comment above it).
 set -eu
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -39,6 +40,24 @@ start="start=$W/ztwizard --help"
 echo "\$ bench/pki_whole.sh   # RECORDS=$RECORDS"
 wholeproc "$@" "$start"
 echo
-wholeproc "ssh-sign=$z --state $W/small ssh sign --user alice --key $W/alice.pub" \
+# Where the time of `ssh sign` goes, two more rows: sign-floor is
+# bench/signfloor, a process that links only the site, the authority and
+# the store (what a separate signing binary would cost), on the same store;
+# ssh-sign-tmpfs is ztwizard with its store and output on a tmpfs, where
+# fsync costs nothing (what the store's syncs cost, by difference), and
+# floor-tmpfs both.
+go build -o "$W/signfloor" ./bench/signfloor
+set -- "ssh-sign=$z --state $W/small ssh sign --user alice --key $W/alice.pub" \
 	"ssh-sign-big=$z --state $W/big ssh sign --user alice --key $W/alice.pub" \
-	"ssh-keygen=ssh-keygen -q -s $W/user_ca -I alice -n root,devops -V -5m:+4h -z 7 $W/alice.pub" "$start"
+	"sign-floor=$W/signfloor -c $W/site.yaml -state $W/small -user alice -key $W/alice.pub"
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ]; then
+	M=$(mktemp -d /dev/shm/ztwizard-bench-XXXXXX)
+	trap 'rm -rf "$W" "$M"' EXIT
+	cp -a "$W/small" "$M/small"
+	cp "$W/site.yaml" "$W/alice.pub" "$M/"
+	set -- "$@" "ssh-sign-tmpfs=$W/ztwizard -c $M/site.yaml --state $M/small ssh sign --user alice --key $M/alice.pub" \
+		"floor-tmpfs=$W/signfloor -c $M/site.yaml -state $M/small -user alice -key $M/alice.pub"
+else
+	echo "(/dev/shm is not a tmpfs: the tmpfs rows are left out)"
+fi
+wholeproc "$@" "ssh-keygen=ssh-keygen -q -s $W/user_ca -I alice -n root,devops -V -5m:+4h -z 7 $W/alice.pub" "$start"
