@@ -8,7 +8,7 @@
 # holding RECORDS more (default 100,000, half X.509 with their keys, half
 # SSH, made by bench/storegen), to show whether the cost grows with the
 # store. The last row of each table, `ztwizard --help`, is what starting
-# the binary costs before any work. Two rows of the SSH table show where
+# the binary costs before any work. Three rows of the SSH table show where
 # `ssh sign`'s time goes (see the comment above it).
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ start="start=$W/ztwizard --help"
 echo "\$ bench/pki_whole.sh   # RECORDS=$RECORDS"
 wholeproc "$@" "$start"
 echo
-# Where the time of `ssh sign` goes, two more rows: sign-floor is
+# Where the time of `ssh sign` goes, three more rows: sign-floor is
 # bench/signfloor, a process that links only the site, the authority and
 # the store (what a separate signing binary would cost), on the same store;
 # ssh-sign-tmpfs is ztwizard with its store and output on a tmpfs, where

@@ -5,7 +5,7 @@
 // `ztwizard ssh sign` and `ssh-keygen -s`, to show what a separate signing
 // binary would cost. It takes the store's lock and keeps every guarantee the
 // store gives (serial first, audit line, record, the certificate written
-// atomically), and it checks nothing the real command checks before that.
+// atomically), but not the real command's checks of its flags.
 //
 //	signfloor -c site.yaml -state DIR -user alice -key alice.pub
 package main
